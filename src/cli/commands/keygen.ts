@@ -1,0 +1,36 @@
+import type { Command } from 'commander';
+import { ctxOf } from '../context.js';
+import { withUnsealed } from '../session.js';
+import { withUnsealOptions } from '../secrets.js';
+import { policyFromFlags } from '../keyopts.js';
+import { showIssued } from '../issued.js';
+import { issueKey, resolveSpec } from '../../core/keys.js';
+import { openHome } from '../../core/home.js';
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('keygen')
+    .description("issue an API key (derived with the seed's generate_api_key) and a signing secret, shown once")
+    .requiredOption('--name <name>', 'consumer name, e.g. chat-frontend')
+    .requiredOption('--role <role>', 'admin | developer | auditor | automation (or a custom role)')
+    .option('--owner <owner>', 'accountable person or team')
+    .option('--expires <duration>', 'expire after this long (30d, 12h) or never')
+    .option('--rotate-every <duration>', 'scheduled rotation period (default from policy: 90d) or never')
+    .option('--max-uses <n>', 'rotate after this many calls (default from policy: 100000) or never')
+    .option('--out <file>', 'write the key and secret to this new file (0600) instead of stdout');
+  withUnsealOptions(cmd)
+    .addHelpText('after', '\nExamples:\n  dsk keygen --name chat-frontend --role developer --owner web-team --expires 30d\n  dsk keygen --name nightly-batch --role automation --out batch.key --json')
+    .action(async (o, c: Command) => {
+      const ctx = ctxOf(c);
+      const spec = { name: o.name, role: o.role, owner: o.owner, ...policyFromFlags(o) };
+      // Reject a bad role or name before asking anyone for a passphrase.
+      const pre = openHome(ctx.home, ctx.env, { readonly: true });
+      try {
+        resolveSpec(pre, spec);
+      } finally {
+        await pre.close();
+      }
+      const k = await withUnsealed(ctx, o, { permission: 'key.manage' }, (h) => issueKey(h, spec));
+      showIssued(ctx, k, o.out);
+    });
+}

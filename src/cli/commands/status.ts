@@ -1,0 +1,24 @@
+import type { Command } from 'commander';
+import { ctxOf } from '../context.js';
+import { line, paint, printJson } from '../render.js';
+import { withHome } from '../session.js';
+import { homeStatus } from '../../core/status.js';
+
+export function register(program: Command): void {
+  program
+    .command('status')
+    .description('backend, fragments and threshold, key counts by state, rotations due, audit head')
+    .addHelpText('after', '\nExamples:\n  dsk status\n  dsk status --json | jq .keys')
+    .action(async (_o, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const s = await withHome(ctx, { permission: null, readonly: true }, (h) => homeStatus(h));
+      if (ctx.json) return printJson(s);
+      const c = paint(ctx);
+      line(`${c.bold('home')}      ${s.home}`);
+      line(`${c.bold('backend')}   ${s.backend}${s.fragments ? ` (${s.fragments.threshold}-of-${s.fragments.shares} fragments, kdf ${s.fragments.kdf})` : ''}`);
+      line(`${c.bold('sealed')}    ${s.sealed ? 'yes (each command unseals, then wipes the key)' : 'no'}`);
+      line(`${c.bold('keys')}      ${Object.entries(s.keys).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+      line(`${c.bold('due')}       ${s.rotations_due} key(s) due for rotation`);
+      line(`${c.bold('audit')}     ${s.audit.rows} rows, head #${s.audit.head_seq} ${s.audit.head_hash.slice(0, 16)}…`);
+    });
+}

@@ -1,0 +1,34 @@
+/** Global options (--home, --json, --no-color, --actor) resolved once per command. */
+import os from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { defaultEnv, type Env } from '../core/home.js';
+import { UsageError } from '../core/errors.js';
+
+export interface Ctx {
+  home: string;
+  json: boolean;
+  color: boolean;
+  actor: string;
+  env: Env;
+}
+
+export function osUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return process.env.USER ?? 'unknown';
+  }
+}
+
+export function resolveHome(opt: string | undefined): string {
+  return path.resolve(opt ?? process.env.DSK_HOME ?? path.join(os.homedir(), '.dsk'));
+}
+
+export function ctxOf(cmd: Command): Ctx {
+  const g = cmd.optsWithGlobals() as { home?: string; json?: boolean; color?: boolean; actor?: string };
+  const actor = g.actor ?? process.env.DSK_ACTOR ?? osUser();
+  if (!/^[\w.@+-]{1,64}$/.test(actor)) throw new UsageError(`invalid --actor '${actor}': use letters, digits and . _ @ + - (at most 64)`);
+  const color = g.color !== false && !process.env.NO_COLOR && !!process.stdout.isTTY;
+  return { home: resolveHome(g.home), json: !!g.json, color, actor, env: defaultEnv(actor) };
+}

@@ -1,0 +1,104 @@
+/**
+ * dsk's entry point. Loads only the command that runs (start-up time matters for cron and
+ * scripts), maps every error to the brief's exit codes, and prints `dsk: error: …` / `dsk: hint: …`.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { ExitCode, isDskError } from '../core/errors.js';
+import { VERSION } from './version.js';
+
+type Loader = () => Promise<{ register(program: Command): void }>;
+
+/** name → summary and lazy loader. Summaries feed the top-level help without loading modules. */
+export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
+  init: { summary: 'create a home: master key (Shamir fragments or PKCS#11 HSM), config, stores', load: () => import('./commands/init.js') },
+  status: { summary: 'backend, key counts by state, rotations due, audit head', load: () => import('./commands/status.js') },
+  keygen: { summary: 'issue an API key and signing secret for a consumer', load: () => import('./commands/keygen.js') },
+  keys: { summary: 'list, show and revoke keys', load: () => import('./commands/keys.js') },
+  derive: { summary: "the seed's generate_api_key(master_key, salt), bit-for-bit", load: () => import('./commands/derive.js') },
+  demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
+};
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0  success                 4  not found (home, key id, token, module file)
+  1  internal error (a bug)  5  integrity (tampered fragment, broken audit chain, bad permissions)
+  2  usage                   6  conflict (home exists, lock held, key state forbids the action)
+  3  authentication          7  unavailable (PKCS#11 module, store not writable, upstream down)
+
+Environment: DSK_HOME, DSK_ACTOR, DSK_PASSPHRASE_FILES, DSK_HSM_PIN, NO_COLOR, DSK_DEBUG=1`;
+
+function globalOptionsTakingValue(): Set<string> {
+  return new Set(['--home', '--actor']);
+}
+
+/** First token that is not a global option or its value: the command name. */
+export function commandName(argv: string[]): string | undefined {
+  const withValue = globalOptionsTakingValue();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') return argv[i + 1];
+    if (withValue.has(a)) {
+      i++;
+      continue;
+    }
+    if (a.startsWith('-')) continue;
+    return a;
+  }
+  return undefined;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('dsk')
+    .description('API keys for self-hosted LLMs: master key in an HSM or Shamir fragments, derived keys, rotation, gateway, audit')
+    .version(VERSION, '-V, --version')
+    .addOption(new Option('--home <dir>', 'dsk home directory').env('DSK_HOME'))
+    .option('--json', 'machine-readable JSON output')
+    .option('--no-color', 'no colours (also NO_COLOR)')
+    .addOption(new Option('--actor <name>', 'who is acting, recorded in the audit log').env('DSK_ACTOR'))
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`dsk: error: ${str.replace(/^error: /, '')}`) });
+  program.enablePositionalOptions(false);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    process.stdout.write(VERSION + '\n');
+    return;
+  }
+  const program = buildProgram();
+  const name = commandName(argv);
+  try {
+    if (name && Object.hasOwn(COMMANDS, name)) {
+      (await COMMANDS[name].load()).register(program);
+    } else {
+      for (const [n, c] of Object.entries(COMMANDS)) program.command(n).description(c.summary);
+    }
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    process.exitCode = reportError(e);
+  }
+}
+
+export function reportError(e: unknown): number {
+  if (e instanceof CommanderError) {
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0) return ExitCode.OK;
+    return ExitCode.USAGE; // commander already printed the message
+  }
+  if (isDskError(e)) {
+    process.stderr.write(`dsk: error: ${e.message}\n`);
+    if (e.hint) process.stderr.write(`dsk: hint: ${e.hint}\n`);
+    if (process.env.DSK_DEBUG === '1') process.stderr.write(`${e.stack}\n`);
+    return e.exitCode;
+  }
+  const err = e as Error;
+  if (err?.name === 'ExitPromptError' || err?.name === 'AbortPromptError') {
+    process.stderr.write('dsk: error: cancelled\n');
+    return ExitCode.USAGE;
+  }
+  process.stderr.write(`dsk: error: internal error: ${err?.message ?? String(e)}\n`);
+  process.stderr.write(process.env.DSK_DEBUG === '1' ? `${err?.stack}\n` : 'dsk: hint: this is a bug; rerun with DSK_DEBUG=1 for the stack trace and report it\n');
+  return ExitCode.INTERNAL;
+}

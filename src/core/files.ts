@@ -1,0 +1,100 @@
+/**
+ * The only module that writes files holding anything sensitive. Every write is: create a temporary
+ * file with O_EXCL and mode 0600 in the destination directory, write, fsync, then rename (or link,
+ * when the destination must not exist) so a reader never sees a half-written file.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { ConflictError, IntegrityError, NotFoundError, UnavailableError } from './errors.js';
+
+export const FILE_MODE = 0o600;
+export const DIR_MODE = 0o700;
+
+function tmpName(dest: string): string {
+  return path.join(path.dirname(dest), `.${path.basename(dest)}.${crypto.randomBytes(6).toString('hex')}.tmp`);
+}
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // Some filesystems refuse fsync on a directory; the rename is still atomic.
+  }
+}
+
+/** Atomically writes `data` to `dest` with mode 0600. `exclusive`: fail (exit 6) if dest exists. */
+export function writePrivateFile(dest: string, data: string | Buffer, opts: { exclusive?: boolean } = {}): void {
+  const tmp = tmpName(dest);
+  let fd: number;
+  try {
+    fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, FILE_MODE);
+  } catch (e) {
+    throw ioError(e, path.dirname(dest));
+  }
+  try {
+    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fs.fsyncSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw ioError(e, dest);
+  }
+  fs.closeSync(fd);
+  try {
+    if (opts.exclusive) {
+      fs.linkSync(tmp, dest);
+      fs.unlinkSync(tmp);
+    } else {
+      fs.renameSync(tmp, dest);
+    }
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new ConflictError('ERR_FILE_EXISTS', `${dest} already exists`, 'choose another path or remove the file first');
+    throw ioError(e, dest);
+  }
+  fsyncDir(path.dirname(dest));
+}
+
+export function ioError(e: unknown, where: string): Error {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOENT') return new NotFoundError('ERR_NOT_FOUND', `${where}: no such file or directory`);
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+    return new UnavailableError('ERR_NOT_WRITABLE', `${where}: permission denied or read-only`, 'check the ownership and mode of the path');
+  if (code === 'ENOSPC') return new UnavailableError('ERR_DISK_FULL', `${where}: no space left on device`);
+  if (code === 'EEXIST') return new ConflictError('ERR_FILE_EXISTS', `${where} already exists`);
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/** Refuses a file or directory that group or others may read or write, as ssh does. */
+export function assertPrivate(p: string, kind: 'home' | 'file'): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch (e) {
+    throw ioError(e, p);
+  }
+  if ((st.mode & 0o077) !== 0) {
+    const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
+    throw new IntegrityError(
+      'ERR_UNSAFE_PERMISSIONS',
+      `${p} is accessible by group or others (mode ${mode}); refusing to use it`,
+      `run: chmod ${kind === 'home' ? '700' : '600'} ${p}`,
+    );
+  }
+}
+
+export function readTextIfExists(p: string): string | null {
+  try {
+    return fs.readFileSync(p, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw ioError(e, p);
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * A dsk home: creating it (all or nothing) and opening it for a command.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { CONFIG_FORMAT, DEFAULT_POLICY, DEFAULT_ROLES, homePath, loadConfig, saveConfig, type DskConfig } from './config.js';
+import { AuthError, ConflictError, UsageError } from './errors.js';
+import { assertPrivate, ioError, writePrivateFile } from './files.js';
+import { systemClock, systemRandom, type Clock, type RandomSource } from './clock.js';
+import { inTransaction, openDatabase, type DB } from '../store/db.js';
+import { AuditWriter, type AuditEvent } from '../audit/log.js';
+import { keyCheckValue, PURPOSE, type MasterKey } from '../master/backend.js';
+import { unsealMaster, type UnsealInputs } from '../master/index.js';
+import { MASTER_KEY_BYTES, validatePassphrases, validateSplit, writeFragments, METADATA_FORMAT, type FragmentMetadata, type Passphrase } from '../master/fragments.js';
+import { makeKdfParams } from '../master/kdf.js';
+import { SoftwareMasterKey } from '../master/software.js';
+import { wipe } from './crypto.js';
+
+export interface Env {
+  clock: Clock;
+  random: RandomSource;
+  actor: string;
+  sourceIp?: string | null;
+}
+
+export const defaultEnv = (actor: string): Env => ({ clock: systemClock, random: systemRandom, actor, sourceIp: null });
+
+/** An opened home; `audit` appends rows (unkeyed until unsealed). */
+export class Home {
+  #audit: AuditWriter;
+  constructor(
+    readonly dir: string,
+    readonly config: DskConfig,
+    readonly db: DB,
+    readonly env: Env,
+    readonly master: MasterKey | null = null,
+    readonly sealKey: Buffer | null = null,
+    readonly auditKey: Buffer | null = null,
+  ) {
+    this.#audit = new AuditWriter(db, env.clock, auditKey);
+  }
+
+  /** Appends an audit row; call inside tx() together with the change it records. */
+  audit(e: Omit<AuditEvent, 'actor'> & { actor?: string }): void {
+    this.#audit.append({ actor: this.env.actor, source_ip: this.env.sourceIp ?? null, ...e });
+  }
+
+  tx<T>(fn: () => T): T {
+    return inTransaction(this.db, fn);
+  }
+
+  requireUnsealed(): { master: MasterKey; sealKey: Buffer; auditKey: Buffer } {
+    if (!this.master || !this.sealKey || !this.auditKey) throw new Error('internal: home is not unsealed');
+    return { master: this.master, sealKey: this.sealKey, auditKey: this.auditKey };
+  }
+
+  async close(): Promise<void> {
+    wipe(this.sealKey, this.auditKey);
+    await this.master?.close();
+    if (this.db.open) this.db.close();
+  }
+}
+
+export function openHome(dir: string, env: Env, opts: { readonly?: boolean } = {}): Home {
+  const config = loadConfig(dir);
+  for (const f of ['keysDb', 'auditDb'] as const) assertPrivate(homePath(dir, f), 'file');
+  const db = openDatabase(dir, { readonly: opts.readonly });
+  return new Home(dir, config, db, env);
+}
+
+/** Opens the home and unseals the master key. A failed unseal is audited (without a MAC). */
+export async function openUnsealed(dir: string, env: Env, inputs: UnsealInputs): Promise<Home> {
+  const sealed = openHome(dir, env);
+  let master: MasterKey;
+  try {
+    master = await unsealMaster(dir, sealed.config, inputs);
+  } catch (e) {
+    if (e instanceof AuthError || (e as { exitCode?: number }).exitCode === 5) {
+      try {
+        sealed.tx(() => sealed.audit({ action: 'UNSEAL_FAILURE', details: { reason: (e as AuthError).code } }));
+      } catch {
+        // the refusal stands even if it cannot be recorded
+      }
+    }
+    await sealed.close();
+    throw e;
+  }
+  const sealKey = await master.hmac(PURPOSE.SEAL);
+  const auditKey = await master.hmac(PURPOSE.AUDIT_CHAIN);
+  return new Home(dir, sealed.config, sealed.db, env, master, sealKey, auditKey);
+}
+
+export interface InitOptions {
+  home: string;
+  shares: number;
+  threshold: number;
+  passphrases: Passphrase[];
+  fragmentDirs: string[];
+  kdf: string;
+  kdfCost?: number;
+  policy?: Partial<typeof DEFAULT_POLICY>;
+}
+
+export interface InitResult {
+  home: string;
+  home_id: string;
+  backend: 'software';
+  threshold: number;
+  shares: number;
+  fragments: string[];
+  key_check_value: string;
+}
+
+/** Refuses an existing home (exit 6) before any work. */
+export function assertNoHome(home: string): void {
+  if (fs.existsSync(home) && (!fs.statSync(home).isDirectory() || fs.readdirSync(home).length > 0))
+    throw new ConflictError('ERR_HOME_EXISTS', `${home} already exists and is not empty`, 'choose another --home, or remove it if you really mean to start over');
+}
+
+/**
+ * Builds a home in a staging directory beside the target and renames it into place, so a failure
+ * at any step leaves nothing behind; fragments written to other directories are removed too.
+ * `populate` runs before the rename to write backend-specific files and returns the master key.
+ */
+export async function buildHome<T>(
+  home: string,
+  env: Env,
+  backend: DskConfig['backend'],
+  policy: Partial<typeof DEFAULT_POLICY> | undefined,
+  populate: (staging: string, homeId: string, written: string[]) => Promise<{ master: MasterKey; initDetails: Record<string, unknown>; result: T }>,
+): Promise<T> {
+  home = path.resolve(home);
+  assertNoHome(home);
+  const parent = path.dirname(home);
+  try {
+    fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw ioError(e, parent);
+  }
+  const staging = path.join(parent, `.${path.basename(home)}.init-${crypto.randomBytes(4).toString('hex')}`);
+  const written: string[] = [];
+  let master: MasterKey | null = null;
+  try {
+    fs.mkdirSync(staging, { mode: 0o700 });
+    const homeId = env.random(16).toString('hex');
+    const config: DskConfig = {
+      format: CONFIG_FORMAT,
+      home_id: homeId,
+      backend,
+      created_at: new Date(env.clock.now()).toISOString(),
+      policy: { ...DEFAULT_POLICY, ...(policy ?? {}) },
+      roles: DEFAULT_ROLES,
+    };
+    saveConfig(staging, config);
+    const populated = await populate(staging, homeId, written);
+    master = populated.master;
+    const db = openDatabase(staging, { create: true });
+    const h = new Home(staging, config, db, env, master, null, await master.hmac(PURPOSE.AUDIT_CHAIN));
+    h.tx(() => h.audit({ action: 'MASTER_INIT', details: { backend, home_id: homeId, ...populated.initDetails } }));
+    db.close();
+    if (fs.existsSync(home)) {
+      assertNoHome(home);
+      fs.rmdirSync(home);
+    }
+    fs.renameSync(staging, home);
+    return populated.result;
+  } catch (e) {
+    fs.rmSync(staging, { recursive: true, force: true });
+    for (const f of written) fs.rmSync(f, { force: true });
+    throw e;
+  } finally {
+    await master?.close();
+  }
+}
+
+/** dsk init for the software backend: a fresh key split into sealed fragments. */
+export async function initSoftwareHome(opts: InitOptions, env: Env): Promise<InitResult> {
+  validateSplit(opts.shares, opts.threshold);
+  validatePassphrases(opts.passphrases, opts.shares);
+  const kdf = makeKdfParams(opts.kdf, opts.kdfCost, env.random(16));
+  if (opts.fragmentDirs.length) {
+    for (const d of opts.fragmentDirs)
+      if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) throw new UsageError(`--fragment-dir ${d} is not a directory`, 'create it first (mode 0700)');
+  }
+  return buildHome(opts.home, env, 'software', opts.policy, async (staging, homeId, written) => {
+    const r = await writeSoftwareFragments({ dir: staging, storeId: homeId, key: env.random(MASTER_KEY_BYTES), ...opts, kdf, written });
+    return {
+      master: r.master,
+      initDetails: { threshold: opts.threshold, shares: opts.shares, kdf: kdf.name },
+      result: {
+        home: path.resolve(opts.home),
+        home_id: homeId,
+        backend: 'software' as const,
+        threshold: opts.threshold,
+        shares: opts.shares,
+        fragments: r.paths.map((p) => (p.startsWith(staging + path.sep) ? path.join(path.resolve(opts.home), path.relative(staging, p)) : p)),
+        key_check_value: r.kcv,
+      },
+    };
+  });
+}
+
+/**
+ * Splits `key` into sealed fragments under dir/key_fragments (or fragmentDirs) and writes
+ * metadata.json. Shared by the software backend and HSM recovery fragments. Takes ownership of `key`.
+ */
+export async function writeSoftwareFragments(o: {
+  dir: string;
+  storeId: string;
+  key: Buffer;
+  threshold: number;
+  passphrases: Passphrase[];
+  fragmentDirs: string[];
+  kdf: ReturnType<typeof makeKdfParams>;
+  written: string[];
+  clock?: Clock;
+}): Promise<{ master: SoftwareMasterKey; paths: string[]; kcv: string }> {
+  const fragmentsDir = path.join(o.dir, 'key_fragments');
+  fs.mkdirSync(fragmentsDir, { recursive: true, mode: 0o700 });
+  const master = new SoftwareMasterKey(o.key);
+  try {
+    const kcv = await keyCheckValue(master);
+    const dirs = o.fragmentDirs.length ? o.fragmentDirs.map((d) => path.resolve(d)) : [fragmentsDir];
+    const entries = await writeFragments({ masterKey: o.key, storeId: o.storeId, threshold: o.threshold, passphrases: o.passphrases, kdf: o.kdf, fragmentsDir, dirs, written: o.written });
+    const meta: FragmentMetadata = {
+      format: METADATA_FORMAT,
+      store_id: o.storeId,
+      threshold: o.threshold,
+      shares: o.passphrases.length,
+      kdf: o.kdf,
+      key_check_value: kcv,
+      created_at: new Date((o.clock ?? systemClock).now()).toISOString(),
+      fragments: entries,
+    };
+    writePrivateFile(path.join(fragmentsDir, 'metadata.json'), JSON.stringify(meta, null, 2) + '\n');
+    const paths = entries.map((e) => (path.isAbsolute(e.file) ? e.file : path.join(fragmentsDir, e.file)));
+    return { master, paths, kcv };
+  } catch (e) {
+    await master.close();
+    throw e;
+  } finally {
+    wipe(o.key);
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The SQLite store: keys.db (keys, usage, lineage) with audit_log/audit.db attached as `audit`.
+ *
+ * Atomicity across the two files: SQLite commits a transaction that writes to several attached
+ * databases atomically through a super-journal, but only in rollback-journal modes; in WAL mode
+ * each file commits on its own (https://sqlite.org/lang_attach.html). A key change and its audit
+ * row must commit together or not at all, so both files use journal_mode=DELETE with
+ * synchronous=FULL (fsync of journal and database before the commit returns; durable like
+ * WAL+FULL). Writers take the write lock up front (BEGIN IMMEDIATE) and wait up to busy_timeout.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { homePath } from '../core/config.js';
+import { ioError } from '../core/files.js';
+import { ConflictError, UnavailableError } from '../core/errors.js';
+
+export type DB = Database.Database;
+
+export const KEYS_SCHEMA_VERSION = 1;
+export const AUDIT_SCHEMA_VERSION = 1;
+
+const KEYS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS keys (
+  id              TEXT PRIMARY KEY,
+  name            TEXT NOT NULL,
+  owner           TEXT,
+  role            TEXT NOT NULL,
+  status          TEXT NOT NULL CHECK (status IN ('active','grace','retired','revoked','expired')),
+  key_hash        TEXT NOT NULL UNIQUE,
+  salt            TEXT NOT NULL,
+  secret_sealed   BLOB NOT NULL,
+  created_at      INTEGER NOT NULL,
+  expires_at      INTEGER,
+  rotate_every_ms INTEGER,
+  max_uses        INTEGER,
+  use_count       INTEGER NOT NULL DEFAULT 0,
+  last_used_at    INTEGER,
+  replaces        TEXT,
+  replaced_by     TEXT,
+  grace_until     INTEGER,
+  revoked_at      INTEGER,
+  revoke_reason   TEXT,
+  retired_at      INTEGER,
+  updated_at      INTEGER NOT NULL,
+  options         TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS keys_status ON keys(status);
+CREATE INDEX IF NOT EXISTS keys_name ON keys(name);
+CREATE INDEX IF NOT EXISTS keys_replaces ON keys(replaces);
+`;
+
+const AUDIT_SCHEMA = `
+CREATE TABLE IF NOT EXISTS audit.events (
+  seq       INTEGER PRIMARY KEY,
+  ts        TEXT NOT NULL,
+  action    TEXT NOT NULL,
+  actor     TEXT NOT NULL,
+  source_ip TEXT,
+  key_id    TEXT,
+  details   TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash      TEXT NOT NULL,
+  mac       TEXT
+);
+CREATE INDEX IF NOT EXISTS audit.events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS audit.events_action ON events(action, ts);
+CREATE INDEX IF NOT EXISTS audit.events_actor ON events(actor, ts);
+CREATE INDEX IF NOT EXISTS audit.events_key ON events(key_id, ts);
+`;
+
+export interface OpenOptions {
+  readonly?: boolean;
+  /** milliseconds to wait for another writer */
+  busyTimeoutMs?: number;
+}
+
+/** Opens (creating when `create`) the keys and audit databases of a home. */
+export function openDatabase(home: string, opts: OpenOptions & { create?: boolean } = {}): DB {
+  const keysPath = homePath(home, 'keysDb');
+  const auditPath = homePath(home, 'auditDb');
+  if (opts.create) {
+    fs.mkdirSync(path.dirname(auditPath), { recursive: true, mode: 0o700 });
+    for (const p of [keysPath, auditPath]) {
+      if (!fs.existsSync(p)) fs.closeSync(fs.openSync(p, 'wx', 0o600));
+    }
+  }
+  let db: DB;
+  try {
+    db = new Database(keysPath, { readonly: !!opts.readonly, fileMustExist: true });
+  } catch (e) {
+    throw ioError(e, keysPath);
+  }
+  try {
+    db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 10_000}`);
+    db.prepare('ATTACH DATABASE ? AS audit').run(auditPath);
+    if (!opts.readonly) {
+      db.pragma('journal_mode = DELETE');
+      db.pragma('audit.journal_mode = DELETE');
+      db.pragma('synchronous = FULL');
+      db.pragma('audit.synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+    }
+    if (opts.create) {
+      db.exec(KEYS_SCHEMA);
+      db.exec(AUDIT_SCHEMA);
+      db.pragma(`user_version = ${KEYS_SCHEMA_VERSION}`);
+      db.pragma(`audit.user_version = ${AUDIT_SCHEMA_VERSION}`);
+    }
+  } catch (e) {
+    db.close();
+    throw mapSqliteError(e, keysPath);
+  }
+  return db;
+}
+
+/** Runs `fn` in one BEGIN IMMEDIATE transaction across keys and audit. */
+export function inTransaction<T>(db: DB, fn: () => T): T {
+  try {
+    return db.transaction(fn).immediate();
+  } catch (e) {
+    throw mapSqliteError(e, 'the store');
+  }
+}
+
+export function mapSqliteError(e: unknown, where: string): Error {
+  const code = (e as { code?: string })?.code ?? '';
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED')
+    return new ConflictError('ERR_STORE_BUSY', `${where} is locked by another dsk process`, 'try again in a moment');
+  if (code === 'SQLITE_READONLY' || code.startsWith('SQLITE_READONLY') || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_IOERR' || code.startsWith('SQLITE_IOERR') || code === 'SQLITE_FULL' || code === 'SQLITE_PERM')
+    return new UnavailableError('ERR_STORE_UNWRITABLE', `cannot write ${where} (${code}); nothing was changed`, 'check disk space and that the home and audit_log files are writable');
+  return e instanceof Error ? e : new Error(String(e));
+}
