@@ -18,16 +18,23 @@ function stripNewline(b: Buffer): Buffer {
   return b.subarray(0, end);
 }
 
-/** Reads a secret from a file ('-' = stdin), refusing files others can read. */
-export function readSecretFile(file: string, what: string): Buffer {
+/**
+ * Reads a secret from a file ('-' = stdin), refusing files others can read. A trailing newline is
+ * dropped (editors add one to passphrase files) unless `raw`: binary key material is taken as is,
+ * since a random key ends in 0x0a one time in 256.
+ */
+export function readSecretFile(file: string, what: string, opts: { raw?: boolean } = {}): Buffer {
+  const trim = (b: Buffer) => (opts.raw ? b : stripNewline(b));
   if (file === '-') {
     if (stdinUsed) throw new UsageError(`only one secret can come from stdin ('-')`);
     stdinUsed = true;
-    return stripNewline(fs.readFileSync(0));
+    const data = trim(fs.readFileSync(0));
+    if (!data.length) throw new UsageError(`${what} from stdin is empty`);
+    return data;
   }
   try {
     assertPrivate(file, 'file');
-    const data = stripNewline(fs.readFileSync(file));
+    const data = trim(fs.readFileSync(file));
     if (!data.length) throw new UsageError(`${what} file ${file} is empty`);
     return data;
   } catch (e) {

@@ -27,7 +27,7 @@ Equivalent Python (the seed's function):
       const ctx = ctxOf(cmd);
       if (!/^([0-9a-fA-F]{2})*$/.test(o.salt)) throw new UsageError(`--salt must be hex (an even number of 0-9a-f characters)`);
       const salt = Buffer.from(o.salt, 'hex');
-      let mk = readSecretFile(o.masterKeyFile, 'master key');
+      let mk = readSecretFile(o.masterKeyFile, 'master key', { raw: !o.hex });
       if (o.hex) {
         const t = mk.toString().trim();
         if (!/^([0-9a-fA-F]{2})+$/.test(t)) throw new UsageError('--hex given but the master key file is not hex');
