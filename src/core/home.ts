@@ -133,9 +133,12 @@ export async function buildHome<T>(
   home = path.resolve(home);
   assertNoHome(home);
   const parent = path.dirname(home);
+  let createdParent: string | undefined;
   try {
-    fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
+    createdParent = fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
   } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new UsageError(`cannot create ${home}: a parent path is not a directory`, 'choose another --home');
     throw ioError(e, parent);
   }
   const staging = path.join(parent, `.${path.basename(home)}.init-${crypto.randomBytes(4).toString('hex')}`);
@@ -168,6 +171,8 @@ export async function buildHome<T>(
   } catch (e) {
     fs.rmSync(staging, { recursive: true, force: true });
     for (const f of written) fs.rmSync(f, { force: true });
+    // parent directories this call created (mkdir -p) go too: a failed init leaves nothing behind
+    if (createdParent) fs.rmSync(createdParent, { recursive: true, force: true });
     throw e;
   } finally {
     await master?.close();

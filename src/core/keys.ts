@@ -145,18 +145,22 @@ export function issuedView(row: KeyRow, m: KeyMaterial): IssuedKey {
   };
 }
 
-/** dsk keygen */
-export async function issueKey(home: Home, spec: KeySpec): Promise<IssuedKey> {
+/**
+ * dsk keygen. `deliver` (for example writing --out FILE) runs inside the transaction: if it throws,
+ * no key is created, so a key is never stored without having reached its caller.
+ */
+export async function issueKey(home: Home, spec: KeySpec, opts: { deliver?: (k: IssuedKey) => void } = {}): Promise<IssuedKey> {
   const { master, sealKey } = home.requireUnsealed();
   const s = resolveSpec(home, spec);
   const m = await prepareKeyMaterial(master, sealKey, home.env.random);
   const now = home.env.clock.now();
-  const row = home.tx(() => {
+  return home.tx(() => {
     const r = insertKey(home, m, s, now);
     home.audit({ action: 'KEY_CREATE', key_id: r.id, details: { key_id: r.id, name: r.name, role: r.role, owner: r.owner, expires_at: iso(r.expires_at) } });
-    return r;
+    const issued = issuedView(r, m);
+    opts.deliver?.(issued);
+    return issued;
   });
-  return issuedView(row, m);
 }
 
 export function getKey(home: Home, id: string): KeyRow {
@@ -218,13 +222,18 @@ export function countByStatus(home: Home): Record<KeyStatus, number> {
   return out;
 }
 
+/** Refuses (exit 6) to revoke a key that is already out of use. */
+export function assertRevocable(row: KeyRow): void {
+  if (row.status === 'revoked' || row.status === 'retired' || row.status === 'expired')
+    throw new ConflictError('ERR_KEY_STATE', `key ${row.id} is already ${row.status}`, 'only active keys and keys in grace can be revoked');
+}
+
 /** dsk keys revoke: immediate, no grace. */
 export function revokeKey(home: Home, id: string, reason: string | null, trigger = 'MANUAL'): KeyRow {
   const now = home.env.clock.now();
   return home.tx(() => {
     const row = getKey(home, id);
-    if (row.status === 'revoked' || row.status === 'retired' || row.status === 'expired')
-      throw new ConflictError('ERR_KEY_STATE', `key ${id} is already ${row.status}`, 'only active keys and keys in grace can be revoked');
+    assertRevocable(row);
     home.db.prepare("UPDATE keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?, grace_until = NULL, updated_at = ? WHERE id = ?").run(now, reason, now, id);
     home.audit({ action: 'KEY_REVOKE', key_id: id, details: { key_id: id, name: row.name, reason, trigger, previous_status: row.status } });
     return getKey(home, id);

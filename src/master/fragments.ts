@@ -217,9 +217,17 @@ export async function openFragments(meta: FragmentMetadata, fragmentsDir: string
     }
     if (opened.size < meta.threshold) {
       if (problems.length) throw problems[0];
-      const why = failures.length ? `wrong passphrase: ${failures.join(', ')} opens none of the fragments` : `only ${opened.size} of the ${meta.threshold} needed fragments opened`;
+      // With fragment files missing, a passphrase that opens nothing may be right but its fragment absent.
+      const why = !failures.length
+        ? `only ${opened.size} of the ${meta.threshold} needed fragments opened`
+        : missing.length
+          ? `${failures.join(', ')} opens none of the fragments present (a wrong passphrase, or its fragment is missing)`
+          : `wrong passphrase: ${failures.join(', ')} opens none of the fragments`;
       const miss = missing.length ? `; missing fragment files: ${missing.join(', ')}` : '';
-      throw new AuthError('ERR_UNSEAL', `cannot unseal: ${why}${miss}`, `${meta.threshold} of ${meta.shares} custodians must each give their passphrase`);
+      const hint = missing.length
+        ? `pass --fragment-dir DIR where the missing fragments are now, or another custodian's passphrase`
+        : `${meta.threshold} of ${meta.shares} custodians must each give their passphrase`;
+      throw new AuthError('ERR_UNSEAL', `cannot unseal: ${why}${miss}`, hint);
     }
     const shares = [...opened.values()].slice(0, meta.threshold).map((o) => new Uint8Array(o.share));
     const key = Buffer.from(await combine(shares));

@@ -3,8 +3,9 @@ import { ctxOf } from '../context.js';
 import { withUnsealed } from '../session.js';
 import { withUnsealOptions } from '../secrets.js';
 import { policyFromFlags } from '../keyopts.js';
-import { showIssued } from '../issued.js';
-import { issueKey, resolveSpec } from '../../core/keys.js';
+import fs from 'node:fs';
+import { assertOutFree, showIssued, writeIssuedFile } from '../issued.js';
+import { issueKey, resolveSpec, type IssuedKey } from '../../core/keys.js';
 import { openHome } from '../../core/home.js';
 
 export function register(program: Command): void {
@@ -30,7 +31,22 @@ export function register(program: Command): void {
       } finally {
         await pre.close();
       }
-      const k = await withUnsealed(ctx, o, { permission: 'key.manage' }, (h) => issueKey(h, spec));
-      showIssued(ctx, k, o.out);
+      assertOutFree(o.out);
+      // --out is written inside the issuing transaction: if the file cannot be written, no key exists.
+      let wrote = false;
+      const deliver = o.out
+        ? (issued: IssuedKey) => {
+            writeIssuedFile(o.out, issued);
+            wrote = true;
+          }
+        : undefined;
+      let k: IssuedKey;
+      try {
+        k = await withUnsealed(ctx, o, { permission: 'key.manage' }, (h) => issueKey(h, spec, { deliver }));
+      } catch (e) {
+        if (wrote) fs.rmSync(o.out, { force: true }); // the commit failed after the file was written
+        throw e;
+      }
+      showIssued(ctx, k, o.out, { alreadyWritten: true });
     });
 }

@@ -3,7 +3,7 @@ import { ctxOf } from '../context.js';
 import { line, paint, printJson, statusColour, table } from '../render.js';
 import { withHome, withUnsealed } from '../session.js';
 import { withUnsealOptions } from '../secrets.js';
-import { getKey, keyView, KEY_STATUSES, listKeys, revokeKey, type KeyStatus } from '../../core/keys.js';
+import { assertRevocable, getKey, keyView, KEY_STATUSES, listKeys, revokeKey, type KeyStatus } from '../../core/keys.js';
 import { UsageError } from '../../core/errors.js';
 import { humanAge } from '../../core/duration.js';
 
@@ -51,7 +51,8 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExample:\n  dsk keys revoke 3f9a2c7d1e8b --reason "leaked in a CI log"')
     .action(async (id: string, o, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      await withHome(ctx, { permission: null, readonly: true }, (h) => getKey(h, id));
+      // Unknown id or a key already out of use: say so before asking custodians to unseal.
+      await withHome(ctx, { permission: null, readonly: true }, (h) => assertRevocable(getKey(h, id)));
       const r = await withUnsealed(ctx, o, { permission: 'key.manage', sensitive: true }, (h) => keyView(revokeKey(h, id, o.reason ?? null)));
       if (ctx.json) return printJson(r);
       line(`${paint(ctx).red('✗')} revoked key ${r.id} (${r.name})`);
