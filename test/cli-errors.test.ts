@@ -311,6 +311,19 @@ describe('a home and its keys', () => {
     expect(auditRows(H.home)).toHaveLength(rows);
   });
 
+  it('fail closed: when the audit row cannot be written, the key is not created either', () => {
+    const home = copyHome(H.home);
+    const n = keyCount(home);
+    const audit = new Database(path.join(home, AUDIT_DB));
+    audit.exec("CREATE TRIGGER refuse_audit BEFORE INSERT ON events WHEN NEW.action = 'KEY_CREATE' BEGIN SELECT RAISE(ABORT, 'audit store refuses writes'); END");
+    audit.close();
+    const r = unchanged([home], () => dsk(['keygen', '--name', 'unaudited', '--role', 'developer'], { env: { DSK_HOME: home, DSK_PASSPHRASE_FILES: H.pass.slice(0, 3).join(':') } }));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('audit store refuses writes');
+    expect(r.stdout).not.toContain('dsk_');
+    expect(keyCount(home)).toBe(n);
+  });
+
   it('a tampered fragment file: exit 5, names the file', () => {
     const home = copyHome(H.home);
     const frag = path.join(home, 'key_fragments', 'frag2.enc');
