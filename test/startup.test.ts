@@ -34,6 +34,14 @@ describe('lazy loading', () => {
     expect(r.modules.some((m) => m.includes('better-sqlite3'))).toBe(false);
   });
 
+  it('dsk help keygen loads keygen, so its options and examples show', () => {
+    const r = loads(['help', 'keygen']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('--rotate-every <duration>');
+    expect(r.stdout).toContain('Examples:');
+    expect(r.modules.filter((m) => m.startsWith('dist/cli/commands/'))).toEqual(['dist/cli/commands/keygen.js']);
+  });
+
   it('dsk keys list loads its own command only, and no prompt library', () => {
     const { env } = makeHome(tmpDir(), { shares: 2, threshold: 2 });
     const r = loads(['keys', 'list', '--json'], env);

@@ -68,8 +68,15 @@ export async function main(argv: string[]): Promise<void> {
     process.stdout.write(VERSION + '\n');
     return;
   }
+  // `dsk keys list | head`: a reader that goes away is not an error worth a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(process.exitCode ?? 0);
+  });
   const program = buildProgram();
-  const name = commandName(argv);
+  let name = commandName(argv);
+  // `dsk help keygen` must load keygen to show its options and examples
+  if (name === 'help') name = argv[argv.indexOf('help') + 1];
   try {
     if (name && Object.hasOwn(COMMANDS, name)) {
       (await COMMANDS[name].load()).register(program);
