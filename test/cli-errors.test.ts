@@ -281,6 +281,13 @@ describe('a home and its keys', () => {
     expect(auditRows(H.home).filter((x) => x.action === 'KEY_REVOKE' && x.key_id === k.id)).toHaveLength(1);
   });
 
+  it('a leaked key pasted into --reason is refused (exit 2), never recorded, and the key stays active', () => {
+    const r = unchanged([H.home], () => dsk(['keys', 'revoke', key.id, '--reason', `leaked: ${key.api_key}`], { env: H.env }));
+    fails(r, 2, 'refusing to record something shaped like an API key or signing secret in the audit log');
+    expect(r.stderr).not.toContain(key.api_key.slice(17, 81));
+    expect(json(dsk(['keys', 'show', key.id, '--json'], { env: H.env })).status).toBe('active');
+  });
+
   it('keygen --out FILE writes the key 0600 and prints no secret; an existing FILE is refused (exit 6) with no key created', () => {
     const out = path.join(H.dir, 'issued.json');
     const r = dsk(['keygen', '--name', 'batch', '--role', 'automation', '--out', out, '--json'], { env: H.env });

@@ -14,6 +14,7 @@
 import type { DB } from '../store/db.js';
 import { hmacSha256, sha256Hex } from '../core/crypto.js';
 import type { Clock } from '../core/clock.js';
+import { UsageError } from '../core/errors.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -77,7 +78,10 @@ export class AuditWriter {
   /** Appends one row. Must run inside a write transaction (see inTransaction). */
   append(e: AuditEvent): AuditRow {
     const details = canonicalJson(e.details ?? {});
-    if (SECRET_SHAPES.test(details) || SECRET_SHAPES.test(e.actor)) throw new Error('refusing to write a secret into the audit log');
+    // Typically a leaked key pasted into --reason or --name: the caller's input, so exit 2, and the
+    // surrounding transaction rolls back.
+    if (SECRET_SHAPES.test(details) || SECRET_SHAPES.test(e.actor))
+      throw new UsageError('refusing to record something shaped like an API key or signing secret in the audit log', 'refer to a key by its id (dsk keys list shows it), never by the key itself', 'ERR_SECRET_IN_AUDIT');
     const last = this.#last.get() as { seq: number; hash: string } | undefined;
     const row: AuditRow = {
       seq: (last?.seq ?? 0) + 1,
