@@ -95,8 +95,9 @@ export function archiveBefore(h: Home, before: number, out: string): ArchiveResu
     h.tx(() => {
       const now = h.db.prepare('SELECT min(seq) AS first, (SELECT hash FROM audit.events WHERE seq = ?) AS last_hash FROM audit.events').get(lastSeq) as { first: number; last_hash: string | null };
       if (now.first !== firstSeq || now.last_hash !== lastHash) throw new ConflictError('ERR_AUDIT_CHANGED', 'the audit log changed while archiving (another archive ran?)', 'run the archive again');
-      h.db.prepare('DELETE FROM audit.events WHERE seq <= ?').run(lastSeq);
+      // Append first, so the checkpoint chains onto the newest row even when every row is archived.
       h.audit({ action: 'AUDIT_ARCHIVE', details: { first_seq: firstSeq, last_seq: lastSeq, first_prev_hash: firstPrev, last_hash: lastHash, rows: n, file: path.basename(out), sha256: digest } });
+      h.db.prepare('DELETE FROM audit.events WHERE seq <= ?').run(lastSeq);
     });
   } catch (e) {
     fs.rmSync(out, { force: true });
