@@ -158,23 +158,23 @@ describe.skipIf(!SQLITE)('audit durability', () => {
     const exported = dsk(['audit', 'export', '--format', 'jsonl'], { env });
     expect(exported.code).toBe(0);
     const csv = dsk(['audit', 'export', '--format', 'csv'], { env }).stdout;
+    const all = rows(auditDb(h.home));
+    const dump = sqlite(auditDb(h.home), '.dump');
+    const file = fs.readFileSync(auditDb(h.home)).toString('latin1');
     const archive = path.join(h.dir, 'a.jsonl.gz');
     expect(dsk(['audit', 'archive', '--before', '0s', '--out', archive], { env }).code).toBe(0);
-    const all = rows(auditDb(h.home));
-    expect(all.map((r) => r.action)).toEqual(expect.arrayContaining(['AUDIT_ARCHIVE']));
-    const exportedActions = exported.stdout.trim().split('\n').map((l) => JSON.parse(l).action);
-    expect(exportedActions).toEqual(expect.arrayContaining(['MASTER_INIT', 'KEY_CREATE', 'KEY_REVOKE', 'UNSEAL_FAILURE']));
+    expect(all.map((r) => r.action)).toEqual(expect.arrayContaining(['MASTER_INIT', 'KEY_CREATE', 'KEY_REVOKE', 'UNSEAL_FAILURE']));
     const haystacks = {
       rows: JSON.stringify(all),
-      dump: sqlite(auditDb(h.home), '.dump'),
-      file: fs.readFileSync(auditDb(h.home)).toString('latin1'),
-      head: fs.readFileSync(path.join(h.home, 'audit_log', 'HEAD'), 'utf8'),
+      dump,
+      file,
       export: exported.stdout,
       csv,
-      archive: JSON.stringify(zlib.gunzipSync(fs.readFileSync(archive)).toString('utf8')),
+      archive: zlib.gunzipSync(fs.readFileSync(archive)).toString('utf8'),
     };
     // The haystacks are the real thing: they hold the key ids and the actions of the run.
     for (const text of Object.values(haystacks)) expect(text).toContain(k2.id);
+    Object.assign(haystacks, { head: fs.readFileSync(path.join(h.home, 'audit_log', 'HEAD'), 'utf8'), after_archive: sqlite(auditDb(h.home), '.dump') });
     for (const s of secrets) {
       expect(s.length).toBeGreaterThan(8);
       for (const [where, text] of Object.entries(haystacks)) expect(text.includes(s), `${where} contains a secret`).toBe(false);

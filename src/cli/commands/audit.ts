@@ -51,7 +51,7 @@ Examples:
       const ctx = ctxOf(cmd);
       if (o.csv && ctx.json) throw new UsageError('--csv and --json are mutually exclusive');
       const now = ctx.env.clock.now();
-      const f = filterFrom(o, now);
+      const f = filterFrom({ ...o, actor: actorFilter(cmd) }, now);
       f.limit = parsePositiveInt(String(o.limit), '--limit', 1_000_000);
       const rows = await withHome(ctx, VIEW, (h) => queryAudit(h.db, f));
       if (ctx.json) return void process.stdout.write(rows.map((r) => JSON.stringify(rowJson(r)) + '\n').join(''));
@@ -195,6 +195,17 @@ Examples:
       if (!r.archived) return line('nothing to archive: no rows older than that');
       line(`${paint(ctx).green('✓')} archived rows ${r.first_seq}–${r.last_seq} (${r.archived}) to ${r.file}; checkpoint row ${r.checkpoint_seq}`);
     });
+}
+
+/**
+ * --actor is also dsk's global option (who is acting); the root parser takes it wherever it
+ * appears. For this read-only command, a --actor given on the command line is the filter; the
+ * DSK_ACTOR environment variable is not.
+ */
+function actorFilter(cmd: Command): string | undefined {
+  let root = cmd;
+  while (root.parent) root = root.parent;
+  return root.getOptionValueSource('actor') === 'cli' ? (root.opts().actor as string) : undefined;
 }
 
 function filterFrom(o: { since?: string; until?: string; action?: string; actor?: string; key?: string; ip?: string }, now: number): AuditFilter {
