@@ -106,5 +106,15 @@ export function cidrContains(c: Cidr, addr: { family: 4 | 6; bytes: Uint8Array }
 
 /** A predicate for stored source_ip values (null and unparsable never match). */
 export function ipMatcher(c: Cidr): (ip: string | null) => boolean {
-  return (ip) => ip !== null && cidrContains(c, parseIp(ip));
+  const exact = (ip: string | null) => ip !== null && cidrContains(c, parseIp(ip));
+  if (c.family !== 4 || c.prefix < 8) return exact;
+  // Quick reject for IPv4 blocks (a query may test millions of rows): a dotted address in the block
+  // starts with the block's whole leading octets; an IPv6 text can only match as ::ffff:a.b.c.d.
+  const octets = Math.min(c.prefix >> 3, 3);
+  const lead = Array.from(c.bytes.slice(0, octets)).join('.') + '.';
+  return (ip) => {
+    if (ip === null) return false;
+    if (ip.includes(':')) return ip.includes('.') && exact(ip);
+    return ip.startsWith(lead) && exact(ip);
+  };
 }

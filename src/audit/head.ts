@@ -82,7 +82,9 @@ export function publishHead(db: DB, home: string, auditKey: Buffer | null, now: 
       if (!archivedAway && at?.hash !== cur.head.hash) return null;
     }
     const rec: HeadRecord = { format: HEAD_FORMAT, seq: last.seq, hash: last.hash, mac: auditKey ? headMac(auditKey, last.seq, last.hash) : null, updated_at: new Date(now).toISOString() };
-    writePrivateFile(headPath(home), JSON.stringify(rec) + '\n');
+    // No directory fsync (it would cost a second fsync on every commit): after a power cut HEAD may
+    // be the previous one, i.e. behind the database, which verify accepts; never ahead, never torn.
+    writePrivateFile(headPath(home), JSON.stringify(rec) + '\n', { syncDir: false });
     return rec;
   });
 }

@@ -73,10 +73,17 @@ function where(db: DB, f: AuditFilter): { sql: string; args: unknown[] } {
   return { sql: w.length ? `WHERE ${w.join(' AND ')}` : '', args };
 }
 
-/** Newest first (by time, then seq). */
+/**
+ * Newest first (by time, then seq). Several actions run as one indexed query each, merged here:
+ * `action IN (…)` would make SQLite sort every matching row before applying the limit.
+ */
 export function queryAudit(db: DB, f: AuditFilter): AuditRow[] {
-  const { sql, args } = where(db, f);
   const limit = f.limit ?? 100;
+  if (f.actions && f.actions.length > 1) {
+    const merged = f.actions.flatMap((a) => queryAudit(db, { ...f, actions: [a] }));
+    return merged.sort((a, b) => (a.ts === b.ts ? b.seq - a.seq : a.ts < b.ts ? 1 : -1)).slice(0, limit);
+  }
+  const { sql, args } = where(db, f);
   return db.prepare(`SELECT * FROM audit.events ${sql} ORDER BY ts DESC, seq DESC LIMIT ?`).all(...args, limit) as AuditRow[];
 }
 

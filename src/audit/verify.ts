@@ -215,10 +215,13 @@ export function* chunkedRows(db: DB, fromSeq = 0, toSeq = Number.MAX_SAFE_INTEGE
   const st = db.prepare('SELECT seq, ts, action, actor, source_ip, key_id, details, prev_hash, hash, mac FROM audit.events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?').raw(true);
   let after = fromSeq;
   for (;;) {
-    const rows = st.all(after, toSeq, chunk) as Raw[];
-    for (const r of rows) yield r;
-    if (rows.length < chunk) return;
-    after = rows[rows.length - 1][0];
+    let n = 0;
+    for (const r of st.iterate(after, toSeq, chunk) as Iterable<Raw>) {
+      n++;
+      after = r[0];
+      yield r;
+    }
+    if (n < chunk) return;
   }
 }
 
