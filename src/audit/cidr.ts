@@ -118,3 +118,18 @@ export function ipMatcher(c: Cidr): (ip: string | null) => boolean {
     return ip.startsWith(lead) && exact(ip);
   };
 }
+
+/**
+ * Text ranges of source_ip that hold every IPv4 address of the block (dotted, and IPv4-mapped
+ * IPv6 as Node reports it): "10.1." for 10.1.0.0/16 → ['10.1.', '10.1/'] ('/' follows '.').
+ * Null for IPv6 blocks and blocks shorter than /8 (their text forms do not share a prefix).
+ */
+export function ipv4TextRanges(c: Cidr): [string, string][] | null {
+  if (c.family !== 4 || c.prefix < 8) return null;
+  const lead = Array.from(c.bytes.slice(0, Math.min(c.prefix >> 3, 3))).join('.') + '.';
+  const up = (s: string) => s.slice(0, -1) + '/';
+  return [
+    [lead, up(lead)],
+    [`::ffff:${lead}`, up(`::ffff:${lead}`)],
+  ];
+}

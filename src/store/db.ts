@@ -67,6 +67,7 @@ CREATE INDEX IF NOT EXISTS audit.events_ts ON events(ts);
 CREATE INDEX IF NOT EXISTS audit.events_action ON events(action, ts);
 CREATE INDEX IF NOT EXISTS audit.events_actor ON events(actor, ts);
 CREATE INDEX IF NOT EXISTS audit.events_key ON events(key_id, ts);
+CREATE INDEX IF NOT EXISTS audit.events_ip ON events(source_ip, ts);
 `;
 
 export interface OpenOptions {
