@@ -116,7 +116,7 @@ Examples:
       if (keyed) rep = await withUnsealed(ctx, o as SecretFlags, { permission: 'audit.view' }, run);
       else if (o.archive) rep = await withOptionalHome(ctx, run);
       else rep = await withHome(ctx, VIEW, run);
-      renderVerify(ctx, rep, keyed, !!o.strict);
+      renderVerify(ctx, rep, !!o.strict);
     });
 
   audit
@@ -250,7 +250,7 @@ async function withOptionalHome<T>(ctx: Ctx, fn: (h: Home | null) => T): Promise
   }
 }
 
-function renderVerify(ctx: Ctx, rep: VerifyReport | ArchiveReport, keyed: boolean, strict: boolean): void {
+function renderVerify(ctx: Ctx, rep: VerifyReport | ArchiveReport, strict: boolean): void {
   const c = paint(ctx);
   const what = 'file' in rep ? `archive ${rep.file}` : 'audit chain';
   const strictFail = strict && !rep.breach && (!rep.macs_checked || rep.unauthenticated !== null);
@@ -277,7 +277,6 @@ function renderVerify(ctx: Ctx, rep: VerifyReport | ArchiveReport, keyed: boolea
     throw new IntegrityError(`ERR_AUDIT_${rep.breach.kind.toUpperCase()}`, `${what} broken at seq ${rep.breach.seq} (${rep.breach.kind}): ${rep.breach.message}`, 'restore audit_log/ from a backup and investigate who could write it; dsk audit query shows the rows around it');
   if (strictFail)
     throw new IntegrityError('ERR_AUDIT_UNAUTHENTICATED', rep.macs_checked ? `rows ${rep.unauthenticated!.from}–${rep.unauthenticated!.to} are not covered by a MAC` : 'MACs were not checked (no unseal input)', 'unseal to check MACs; any keyed write (for example dsk keygen) covers earlier unkeyed rows');
-  void keyed;
 }
 
 /** Runs `poll` every 250 ms until SIGINT or SIGTERM, then returns (the caller closes the store). */
