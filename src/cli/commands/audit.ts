@@ -13,7 +13,7 @@ import { writePrivateFile } from '../../core/files.js';
 import { loadConfig } from '../../core/config.js';
 import { openHome, type Home } from '../../core/home.js';
 import { auditStats, csvHeader, csvLine, exportRows, lastRows, maxSeq, parseActions, parseIpFilter, parseTimeArg, queryAudit, rowJson, rowsAfter, type AuditFilter } from '../../audit/query.js';
-import { verifyChain, type VerifyReport } from '../../audit/verify.js';
+import { verifyChainParallel, type VerifyReport } from '../../audit/verify.js';
 import { readHead } from '../../audit/head.js';
 import { archiveBefore, verifyArchive, assertArchiveReadable, type ArchiveReport } from '../../audit/archive.js';
 import type { AuditRow } from '../../audit/log.js';
@@ -111,7 +111,7 @@ Examples:
       const ctx = ctxOf(cmd);
       if (o.archive) assertArchiveReadable(o.archive);
       const keyed = hasUnsealSource(ctx, o);
-      const run = (h: Home | null) => (o.archive ? verifyArchive(o.archive, h?.auditKey ?? null, h) : verifyChain(h!.db, readHead(h!.dir), h!.auditKey));
+      const run = async (h: Home | null): Promise<VerifyReport | ArchiveReport> => (o.archive ? verifyArchive(o.archive, h?.auditKey ?? null, h) : verifyChainParallel(h!.dir, h!.db, readHead(h!.dir), h!.auditKey));
       let rep: VerifyReport | ArchiveReport;
       if (keyed) rep = await withUnsealed(ctx, o as SecretFlags, { permission: 'audit.view' }, run);
       else if (o.archive) rep = await withOptionalHome(ctx, run);
