@@ -20,7 +20,7 @@ import type { Home } from '../core/home.js';
 import { ConflictError, IntegrityError, NotFoundError, UsageError } from '../core/errors.js';
 import { hmacSha256, sha256Hex } from '../core/crypto.js';
 import { ioError, writePrivateFile } from '../core/files.js';
-import { canonicalJson, type AuditRow } from './log.js';
+import { AUDIT_COLUMNS, canonicalJson, type AuditRow } from './log.js';
 import { chunkedRows, verifyChain, walkChain, type Breach, type VerifyReport } from './verify.js';
 import { readHead } from './head.js';
 
@@ -55,7 +55,7 @@ export interface ArchiveResult {
 }
 
 type Raw = [number, string, string, string, string | null, string | null, string, string, string, string | null];
-const COLS = ['seq', 'ts', 'action', 'actor', 'source_ip', 'key_id', 'details', 'prev_hash', 'hash', 'mac'] as const;
+const COLS = AUDIT_COLUMNS;
 
 /** dsk audit archive --before DATE --out FILE (needs the home unsealed: the checkpoint is keyed). */
 export function archiveBefore(h: Home, before: number, out: string): ArchiveResult {
