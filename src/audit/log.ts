@@ -57,6 +57,9 @@ export function rowHash(r: Pick<AuditRow, 'seq' | 'ts' | 'action' | 'actor' | 's
   return sha256Hex(JSON.stringify([r.seq, r.ts, r.action, r.actor, r.source_ip, r.key_id, r.details, r.prev_hash]));
 }
 
+/** The columns of audit.events in table order; verify, export and archives all use this order. */
+export const AUDIT_COLUMNS = ['seq', 'ts', 'action', 'actor', 'source_ip', 'key_id', 'details', 'prev_hash', 'hash', 'mac'] as const;
+
 export function rowMac(auditKey: Buffer, hash: string): string {
   return hmacSha256(auditKey, hash).toString('hex');
 }
@@ -64,6 +67,8 @@ export function rowMac(auditKey: Buffer, hash: string): string {
 export class AuditWriter {
   #last;
   #insert;
+  /** Rows appended by this writer (committed or not); Home.tx compares it to know HEAD may move. */
+  appended = 0;
   constructor(
     private readonly db: DB,
     private readonly clock: Clock,
@@ -98,6 +103,7 @@ export class AuditWriter {
     row.hash = rowHash(row);
     row.mac = this.auditKey ? rowMac(this.auditKey, row.hash) : null;
     this.#insert.run(row.seq, row.ts, row.action, row.actor, row.source_ip, row.key_id, row.details, row.prev_hash, row.hash, row.mac);
+    this.appended++;
     return row;
   }
 }

@@ -14,6 +14,7 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   status: { summary: 'backend, key counts by state, rotations due, audit head', load: () => import('./commands/status.js') },
   keygen: { summary: 'issue an API key and signing secret for a consumer', load: () => import('./commands/keygen.js') },
   keys: { summary: 'list, show and revoke keys', load: () => import('./commands/keys.js') },
+  audit: { summary: 'query, tail, verify, export, stats and archive the hash-chained audit log', load: () => import('./commands/audit.js') },
   derive: { summary: "the seed's generate_api_key(master_key, salt), bit-for-bit", load: () => import('./commands/derive.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };

@@ -28,8 +28,12 @@ function fsyncDir(dir: string): void {
   }
 }
 
-/** Atomically writes `data` to `dest` with mode 0600. `exclusive`: fail (exit 6) if dest exists. */
-export function writePrivateFile(dest: string, data: string | Buffer, opts: { exclusive?: boolean } = {}): void {
+/**
+ * Atomically writes `data` to `dest` with mode 0600. `exclusive`: fail (exit 6) if dest exists.
+ * `syncDir: false` skips the directory fsync: the rename may then be lost in a power cut (the old
+ * file stays), but the new content is on disk before it becomes visible, so it is never torn.
+ */
+export function writePrivateFile(dest: string, data: string | Buffer, opts: { exclusive?: boolean; syncDir?: boolean } = {}): void {
   const tmp = tmpName(dest);
   let fd: number;
   try {
@@ -59,7 +63,7 @@ export function writePrivateFile(dest: string, data: string | Buffer, opts: { ex
       throw new ConflictError('ERR_FILE_EXISTS', `${dest} already exists`, 'choose another path or remove the file first');
     throw ioError(e, dest);
   }
-  fsyncDir(path.dirname(dest));
+  if (opts.syncDir !== false) fsyncDir(path.dirname(dest));
 }
 
 export function ioError(e: unknown, where: string): Error {

@@ -10,6 +10,7 @@ import { assertPrivate, ioError, writePrivateFile } from './files.js';
 import { systemClock, systemRandom, type Clock, type RandomSource } from './clock.js';
 import { inTransaction, openDatabase, type DB } from '../store/db.js';
 import { AuditWriter, type AuditEvent } from '../audit/log.js';
+import { publishHead } from '../audit/head.js';
 import { keyCheckValue, PURPOSE, type MasterKey } from '../master/backend.js';
 import { unsealMaster, type UnsealInputs } from '../master/index.js';
 import { MASTER_KEY_BYTES, validatePassphrases, validateSplit, writeFragments, METADATA_FORMAT, type FragmentMetadata, type Passphrase } from '../master/fragments.js';
@@ -46,8 +47,23 @@ export class Home {
     this.#audit.append({ actor: this.env.actor, source_ip: this.env.sourceIp ?? null, ...e });
   }
 
+  /**
+   * One transaction across keys.db and audit.db. After the outermost transaction commits with new
+   * audit rows, audit_log/HEAD is moved to the new head (see audit/head.ts). A failure to write
+   * HEAD does not undo the committed change: HEAD then lags, which verify accepts and reports.
+   */
   tx<T>(fn: () => T): T {
-    return inTransaction(this.db, fn);
+    const outermost = !this.db.inTransaction;
+    const before = this.#audit.appended;
+    const result = inTransaction(this.db, fn);
+    if (outermost && this.#audit.appended !== before) {
+      try {
+        publishHead(this.db, this.dir, this.auditKey, this.env.clock.now());
+      } catch {
+        // HEAD lags behind the database until the next commit; nothing is lost.
+      }
+    }
+    return result;
   }
 
   requireUnsealed(): { master: MasterKey; sealKey: Buffer; auditKey: Buffer } {

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Home } from './home.js';
 import { countByStatus } from './keys.js';
 import { auditHead } from '../audit/log.js';
+import { readHead } from '../audit/head.js';
 import { readMetadata } from '../master/fragments.js';
 import { homePath } from './config.js';
 
@@ -29,6 +30,12 @@ export function homeStatus(h: Home) {
     fragments,
     keys: countByStatus(h),
     rotations_due: due.n,
-    audit: { rows: head.count, head_seq: head.seq, head_hash: head.hash },
+    audit: { rows: head.count, head_seq: head.seq, head_hash: head.hash, head_file: headFile(h.dir) },
   };
+}
+
+/** audit_log/HEAD as recorded outside the database (dsk audit verify compares the two). */
+function headFile(dir: string): { seq: number; hash: string; keyed: boolean } | null {
+  const r = readHead(dir);
+  return r.state === 'ok' ? { seq: r.head.seq, hash: r.head.hash, keyed: r.head.mac !== null } : null;
 }

@@ -13,7 +13,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { homePath } from '../core/config.js';
 import { ioError } from '../core/files.js';
-import { ConflictError, UnavailableError } from '../core/errors.js';
+import { UnavailableError } from '../core/errors.js';
 
 export type DB = Database.Database;
 
@@ -67,6 +67,7 @@ CREATE INDEX IF NOT EXISTS audit.events_ts ON events(ts);
 CREATE INDEX IF NOT EXISTS audit.events_action ON events(action, ts);
 CREATE INDEX IF NOT EXISTS audit.events_actor ON events(actor, ts);
 CREATE INDEX IF NOT EXISTS audit.events_key ON events(key_id, ts);
+CREATE INDEX IF NOT EXISTS audit.events_ip ON events(source_ip, ts);
 `;
 
 export interface OpenOptions {
@@ -92,7 +93,7 @@ export function openDatabase(home: string, opts: OpenOptions & { create?: boolea
     throw ioError(e, keysPath);
   }
   try {
-    db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 10_000}`);
+    db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? busyTimeoutMs()}`);
     db.prepare('ATTACH DATABASE ? AS audit').run(auditPath);
     if (!opts.readonly) {
       db.pragma('journal_mode = DELETE');
@@ -109,7 +110,7 @@ export function openDatabase(home: string, opts: OpenOptions & { create?: boolea
     }
   } catch (e) {
     db.close();
-    throw mapSqliteError(e, keysPath);
+    throw mapSqliteError(e, 'the store (keys.db + audit_log/audit.db)');
   }
   return db;
 }
@@ -119,15 +120,31 @@ export function inTransaction<T>(db: DB, fn: () => T): T {
   try {
     return db.transaction(fn).immediate();
   } catch (e) {
-    throw mapSqliteError(e, 'the store');
+    throw mapSqliteError(e, 'the store (keys.db + audit_log/audit.db)');
   }
 }
 
+/**
+ * Maps SQLite failures to the brief's exit codes. Every failure to write (locked past the busy
+ * timeout, read-only, disk full, I/O error) is exit 7: the transaction was rolled back, so the
+ * change and its audit row were both dropped (fail closed, as Vault does).
+ */
 export function mapSqliteError(e: unknown, where: string): Error {
   const code = (e as { code?: string })?.code ?? '';
-  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED')
-    return new ConflictError('ERR_STORE_BUSY', `${where} is locked by another dsk process`, 'try again in a moment');
-  if (code === 'SQLITE_READONLY' || code.startsWith('SQLITE_READONLY') || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_IOERR' || code.startsWith('SQLITE_IOERR') || code === 'SQLITE_FULL' || code === 'SQLITE_PERM')
-    return new UnavailableError('ERR_STORE_UNWRITABLE', `cannot write ${where} (${code}); nothing was changed`, 'check disk space and that the home and audit_log files are writable');
+  const nothing = 'nothing was changed';
+  if (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY') || code === 'SQLITE_LOCKED' || code.startsWith('SQLITE_LOCKED'))
+    return new UnavailableError('ERR_STORE_BUSY', `${where} stayed locked by another process for ${busyTimeoutMs() / 1000}s (${code}); ${nothing}`, 'try again in a moment; a long-running dsk or sqlite3 process may hold the lock');
+  if (code === 'SQLITE_FULL')
+    return new UnavailableError('ERR_STORE_FULL', `cannot write ${where}: no space left on device (${code}); ${nothing}`, 'free disk space, then retry');
+  if (code.startsWith('SQLITE_READONLY') || code === 'SQLITE_PERM' || code === 'SQLITE_AUTH')
+    return new UnavailableError('ERR_STORE_UNWRITABLE', `cannot write ${where}: it is read-only (${code}); ${nothing}`, 'check that keys.db, audit_log/audit.db and their directories are writable by this user');
+  if (code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_IOERR') || code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT')
+    return new UnavailableError('ERR_STORE_UNWRITABLE', `cannot use ${where}: I/O error (${code}); ${nothing}`, 'check the disk, and that no stray file or directory sits at audit_log/audit.db-journal or keys.db-journal');
   return e instanceof Error ? e : new Error(String(e));
+}
+
+/** How long a writer waits for another one; DSK_BUSY_TIMEOUT_MS overrides (operations, tests). */
+export function busyTimeoutMs(): number {
+  const v = Number(process.env.DSK_BUSY_TIMEOUT_MS);
+  return Number.isSafeInteger(v) && v >= 0 ? v : 10_000;
 }

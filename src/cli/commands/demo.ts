@@ -13,6 +13,9 @@ import { issueKey, keyView, listKeys, recoverKeyText, revokeKey, verifyKeyText, 
 import { generateApiKey } from '../../core/derive.js';
 import { homeStatus } from '../../core/status.js';
 import { recentAudit } from '../../audit/log.js';
+import { verifyChain } from '../../audit/verify.js';
+import { readHead } from '../../audit/head.js';
+import Database from 'better-sqlite3';
 import { writePrivateFile } from '../../core/files.js';
 import { passphrasesFromFiles } from '../secrets.js';
 import type { UnsealInputs } from '../../master/index.js';
@@ -102,12 +105,30 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
     revokeKey(h, batch.id, 'demo: suspected leak');
     say(`   ${batch.id} is now ${statusColour(ctx, getKey(h, batch.id).status)}; presenting it → ${fmt(verifyKeyText(batch.api_key, lookup, env.clock.now()))}`);
 
-    step(8, 'Status', 'dsk status');
+    step(8, 'Verify the audit chain, then show that tampering with a copy is caught', 'dsk audit verify');
+    const ok = verifyChain(h.db, readHead(h.dir), h.auditKey);
+    say(`   ${ok.ok ? c.green('✓ OK') : c.red('BROKEN')}: ${ok.rows} rows, MACs checked through seq ${ok.authenticated_through}, audit_log/HEAD ${ok.head_file?.state}`);
+    const copyDir = path.join(root, 'tampered');
+    fs.mkdirSync(path.join(copyDir, 'audit_log'), { recursive: true, mode: 0o700 });
+    h.db.prepare('VACUUM audit INTO ?').run(path.join(copyDir, 'audit_log', 'audit.db'));
+    fs.copyFileSync(path.join(home, 'audit_log', 'HEAD'), path.join(copyDir, 'audit_log', 'HEAD'));
+    const copy = new Database(path.join(copyDir, 'audit_log', 'audit.db'));
+    copy.prepare("UPDATE events SET details = replace(details, 'suspected leak', 'routine') WHERE action = 'KEY_REVOKE'").run();
+    copy.close();
+    const copyDb = new Database(':memory:');
+    copyDb.prepare('ATTACH DATABASE ? AS audit').run(path.join(copyDir, 'audit_log', 'audit.db'));
+    const bad = verifyChain(copyDb, readHead(copyDir), h.auditKey);
+    copyDb.close();
+    say(c.dim(`   $ sqlite3 copy/audit.db "UPDATE events SET details = … WHERE action = 'KEY_REVOKE'"; dsk audit verify`));
+    say(`   ${bad.breach ? `${c.red('✗')} exit 5: broken at seq ${bad.breach.seq} (${bad.breach.kind})` : c.red('NOT DETECTED')}`);
+    summary.audit_verify = { ok: ok.ok, rows: ok.rows, tampered_copy: bad.breach };
+
+    step(9, 'Status', 'dsk status');
     const st = homeStatus(h);
     say(`   backend ${st.backend} (${st.fragments?.threshold}-of-${st.fragments?.shares}), keys ${Object.entries(st.keys).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ')}, audit ${st.audit.rows} rows`);
     summary.status = st;
 
-    step(9, 'The audit log: every change, hash-chained', 'dsk audit query');
+    step(10, 'The audit log: every change, hash-chained', 'dsk audit query');
     const rows = recentAudit(h.db, 20).reverse();
     say(table(ctx, ['seq', 'time', 'action', 'actor', 'details'], rows.map((r) => [r.seq, r.ts.slice(11, 19), r.action, r.actor, r.details.length > 60 ? r.details.slice(0, 57) + '…' : r.details])).replace(/^/gm, '   '));
     summary.audit_rows = rows.length;

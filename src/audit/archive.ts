@@ -1,0 +1,201 @@
+/**
+ * Archiving: old rows move out of the live chain into a gzip-compressed JSON-lines file that can be
+ * verified on its own, and an AUDIT_ARCHIVE row (keyed, in the same transaction as the delete)
+ * records where the live chain now starts.
+ *
+ * File layout (one JSON value per line, gzip members concatenated):
+ *   {"format":"dsk-audit-archive/1","home_id":…,"first_seq":…,"last_seq":…,"first_prev_hash":…,
+ *    "last_hash":…,"rows":…,"created_at":…,"mac":HMAC(K_audit, canonical header without mac)}
+ *   {"seq":…,"ts":…,"action":…,"actor":…,"source_ip":…,"key_id":…,"details":"…","prev_hash":…,"hash":…,"mac":…}
+ *   …
+ *
+ * Order of work: verify the live chain; write the archive (fsync, exclusive create); then, in one
+ * transaction, check the rows are still the ones written, delete them and append AUDIT_ARCHIVE.
+ * A crash before the commit leaves the rows in place and a spare archive file; never a gap.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import type { Home } from '../core/home.js';
+import { ConflictError, IntegrityError, NotFoundError, UsageError } from '../core/errors.js';
+import { hmacSha256, sha256Hex } from '../core/crypto.js';
+import { ioError, writePrivateFile } from '../core/files.js';
+import { AUDIT_COLUMNS, canonicalJson, type AuditRow } from './log.js';
+import { chunkedRows, verifyChain, walkChain, type Breach, type VerifyReport } from './verify.js';
+import { readHead } from './head.js';
+
+export const ARCHIVE_FORMAT = 'dsk-audit-archive/1';
+/** Refuse archive files larger than this when reading them back (decompression bomb guard). */
+const MAX_ARCHIVE_BYTES = 4 * 1024 ** 3;
+
+export interface ArchiveHeader {
+  format: typeof ARCHIVE_FORMAT;
+  home_id: string;
+  first_seq: number;
+  last_seq: number;
+  first_prev_hash: string;
+  last_hash: string;
+  rows: number;
+  created_at: string;
+  mac: string | null;
+}
+
+export function headerMac(auditKey: Buffer, h: Omit<ArchiveHeader, 'mac'>): string {
+  return hmacSha256(auditKey, canonicalJson({ ...h, mac: undefined })).toString('hex');
+}
+
+export interface ArchiveResult {
+  archived: number;
+  file: string | null;
+  first_seq: number | null;
+  last_seq: number | null;
+  last_hash: string | null;
+  sha256: string | null;
+  checkpoint_seq: number | null;
+}
+
+type Raw = [number, string, string, string, string | null, string | null, string, string, string, string | null];
+const COLS = AUDIT_COLUMNS;
+
+/** dsk audit archive --before DATE --out FILE (needs the home unsealed: the checkpoint is keyed). */
+export function archiveBefore(h: Home, before: number, out: string): ArchiveResult {
+  const { auditKey } = h.requireUnsealed();
+  const report = verifyChain(h.db, readHead(h.dir), auditKey);
+  if (report.breach) throw new IntegrityError('ERR_AUDIT_CHAIN', `refusing to archive a broken chain: ${report.breach.message}`, 'run dsk audit verify and investigate first');
+  const cutoff = new Date(before).toISOString();
+  const firstSeq = report.first_seq;
+  const firstLater = (h.db.prepare('SELECT min(seq) AS s FROM audit.events WHERE ts >= ?').get(cutoff) as { s: number | null }).s;
+  // Archive the longest prefix older than the cutoff (clocks of several writers may disagree a little).
+  const lastSeq = firstLater === null ? report.last_seq : firstLater - 1;
+  if (firstSeq === null || lastSeq === null || lastSeq < firstSeq) return { archived: 0, file: null, first_seq: null, last_seq: null, last_hash: null, sha256: null, checkpoint_seq: null };
+  if (fs.existsSync(out)) throw new ConflictError('ERR_FILE_EXISTS', `${out} already exists`, 'choose a new file name for each archive');
+
+  const members: Buffer[] = [];
+  let lines: string[] = [];
+  let firstPrev = '';
+  let lastHash = '';
+  let n = 0;
+  for (const r of chunkedRows(h.db, firstSeq - 1, lastSeq)) {
+    if (n === 0) firstPrev = r[7];
+    lastHash = r[8];
+    n++;
+    lines.push(JSON.stringify(Object.fromEntries(COLS.map((c, i) => [c, r[i]]))));
+    if (lines.length === 20_000) {
+      members.push(zlib.gzipSync(lines.join('\n') + '\n'));
+      lines = [];
+    }
+  }
+  const header0 = { format: ARCHIVE_FORMAT, home_id: h.config.home_id, first_seq: firstSeq, last_seq: lastSeq, first_prev_hash: firstPrev, last_hash: lastHash, rows: n, created_at: new Date(h.env.clock.now()).toISOString() } as const;
+  const header: ArchiveHeader = { ...header0, mac: headerMac(auditKey, header0) };
+  if (lines.length) members.push(zlib.gzipSync(lines.join('\n') + '\n'));
+  const data = Buffer.concat([zlib.gzipSync(JSON.stringify(header) + '\n'), ...members]);
+  const digest = sha256Hex(data);
+  writePrivateFile(out, data, { exclusive: true });
+  try {
+    h.tx(() => {
+      const now = h.db.prepare('SELECT min(seq) AS first, (SELECT hash FROM audit.events WHERE seq = ?) AS last_hash FROM audit.events').get(lastSeq) as { first: number; last_hash: string | null };
+      if (now.first !== firstSeq || now.last_hash !== lastHash) throw new ConflictError('ERR_AUDIT_CHANGED', 'the audit log changed while archiving (another archive ran?)', 'run the archive again');
+      // Append first, so the checkpoint chains onto the newest row even when every row is archived.
+      h.audit({ action: 'AUDIT_ARCHIVE', details: { first_seq: firstSeq, last_seq: lastSeq, first_prev_hash: firstPrev, last_hash: lastHash, rows: n, file: path.basename(out), sha256: digest } });
+      h.db.prepare('DELETE FROM audit.events WHERE seq <= ?').run(lastSeq);
+    });
+  } catch (e) {
+    fs.rmSync(out, { force: true });
+    throw e;
+  }
+  const cp = h.db.prepare("SELECT max(seq) AS s FROM audit.events WHERE action = 'AUDIT_ARCHIVE'").get() as { s: number };
+  return { archived: n, file: path.resolve(out), first_seq: firstSeq, last_seq: lastSeq, last_hash: lastHash, sha256: digest, checkpoint_seq: cp.s };
+}
+
+export interface ArchiveReport extends Omit<VerifyReport, 'head_file' | 'start'> {
+  file: string;
+  header: ArchiveHeader | null;
+  header_mac: 'valid' | 'absent' | 'unchecked';
+  checkpoint: { seq: number; state: 'match' } | null;
+}
+
+/** Reads and checks an archive file on its own; with the home, also against its checkpoint row. */
+export function verifyArchive(file: string, auditKey: Buffer | null, home: Home | null): ArchiveReport {
+  let data: Buffer;
+  try {
+    if (fs.statSync(file).size > MAX_ARCHIVE_BYTES) throw new UsageError(`${file} is larger than ${MAX_ARCHIVE_BYTES} bytes; not a dsk audit archive`);
+    data = fs.readFileSync(file);
+  } catch (e) {
+    if ((e as { exitCode?: number }).exitCode) throw e;
+    throw ioError(e, file);
+  }
+  const bad = (message: string, kind: Breach['kind'] = 'edited', seq = 0): ArchiveReport => ({
+    file,
+    header: null,
+    header_mac: 'unchecked',
+    checkpoint: null,
+    ok: false,
+    rows: 0,
+    first_seq: null,
+    last_seq: null,
+    head_hash: '',
+    macs_checked: !!auditKey,
+    authenticated_through: null,
+    unauthenticated: null,
+    breach: { seq, kind, message },
+  });
+  let text: string;
+  try {
+    text = zlib.gunzipSync(data, { maxOutputLength: MAX_ARCHIVE_BYTES }).toString('utf8');
+  } catch {
+    return bad(`${path.basename(file)} is not a gzip file (or is damaged)`);
+  }
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  let header: ArchiveHeader;
+  try {
+    header = JSON.parse(lines[0] ?? '');
+  } catch {
+    return bad('the archive header is not valid JSON');
+  }
+  if (header?.format !== ARCHIVE_FORMAT || !Number.isSafeInteger(header.first_seq) || !Number.isSafeInteger(header.last_seq) || typeof header.first_prev_hash !== 'string')
+    return bad('the archive header is not a dsk-audit-archive/1 header');
+  let headerState: ArchiveReport['header_mac'] = 'unchecked';
+  if (auditKey) {
+    const { mac, ...rest } = header;
+    if (!mac) headerState = 'absent';
+    else if (headerMac(auditKey, rest) !== mac) return { ...bad('the archive header has a wrong MAC: it was rewritten by someone without the audit key', 'forged', header.first_seq), header };
+    else headerState = 'valid';
+  }
+  let parseError: string | null = null;
+  function* rows(): Generator<Raw> {
+    for (let i = 1; i < lines.length; i++) {
+      let o: Record<string, unknown>;
+      try {
+        o = JSON.parse(lines[i]);
+      } catch {
+        parseError = `line ${i + 1} of the archive is not valid JSON`;
+        return;
+      }
+      yield COLS.map((c) => o[c] ?? null) as Raw;
+    }
+  }
+  const w = walkChain({ rows: rows(), start: { seq: header.first_seq, prev_hash: header.first_prev_hash, from: 'genesis' }, auditKey });
+  const rep: ArchiveReport = { ...w, file, header, header_mac: headerState, checkpoint: null };
+  if (parseError && !rep.breach) rep.breach = { seq: (w.last_seq ?? header.first_seq - 1) + 1, kind: 'edited', message: parseError };
+  if (!rep.breach && (w.last_seq !== header.last_seq || w.head_hash !== header.last_hash || w.rows !== header.rows))
+    rep.breach = { seq: (w.last_seq ?? header.first_seq - 1) + 1, kind: 'truncated', message: `the archive holds rows up to ${w.last_seq ?? 'none'} but its header names ${header.first_seq} to ${header.last_seq}` };
+  if (!rep.breach && home) {
+    if (home.config.home_id !== header.home_id) throw new UsageError(`${path.basename(file)} belongs to another home (${header.home_id})`);
+    const cps = home.db.prepare("SELECT seq, details FROM audit.events WHERE action = 'AUDIT_ARCHIVE'").all() as Pick<AuditRow, 'seq' | 'details'>[];
+    for (const cp of cps) {
+      const d = JSON.parse(cp.details) as { last_seq: number; last_hash: string; first_seq: number; first_prev_hash: string };
+      if (d.last_seq === header.last_seq && d.first_seq === header.first_seq) {
+        if (d.last_hash !== header.last_hash || d.first_prev_hash !== header.first_prev_hash)
+          rep.breach = { seq: cp.seq, kind: 'forged', message: `the archive does not match checkpoint row ${cp.seq} of the live chain` };
+        else rep.checkpoint = { seq: cp.seq, state: 'match' };
+      }
+    }
+  }
+  rep.ok = rep.breach === null;
+  return rep;
+}
+
+export function assertArchiveReadable(file: string): void {
+  if (!fs.existsSync(file)) throw new NotFoundError('ERR_NOT_FOUND', `${file}: no such file`);
+}

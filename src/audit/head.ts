@@ -1,0 +1,90 @@
+/**
+ * audit_log/HEAD: the newest sequence number and hash of the chain, kept outside the database so
+ * that cutting rows off the end of the chain (which leaves a perfectly consistent shorter chain) is
+ * detected by `dsk audit verify`.
+ *
+ *   {"format":"dsk-audit-head/1","seq":N,"hash":"…","mac":"…"|null,"updated_at":"…"}
+ *   mac = HMAC-SHA256(K_audit, "dsk-audit-head/1|" + seq + "|" + hash), null when written unkeyed
+ *
+ * HEAD is written after the transaction that appended rows has committed, never before (a HEAD
+ * ahead of the database would be a false alarm after a failed commit). Several processes append,
+ * so the write happens under SQLite's own write lock (BEGIN IMMEDIATE on the same files): all HEAD
+ * writers are serialised with every appender, and each writes the database's current head, which
+ * only grows. HEAD therefore never goes backwards. A crash between commit and HEAD write leaves
+ * HEAD behind the database, which verify accepts (it reports how far behind).
+ *
+ * HEAD only moves forward from a head the database still contains: if the row HEAD names is gone
+ * or different (rows were cut off, or the tail rewritten), HEAD is left as it is, so the evidence
+ * survives until someone runs verify and deals with it.
+ */
+import path from 'node:path';
+import { homePath } from '../core/config.js';
+import { hmacSha256 } from '../core/crypto.js';
+import { readTextIfExists, writePrivateFile } from '../core/files.js';
+import { inTransaction, type DB } from '../store/db.js';
+
+export const HEAD_FORMAT = 'dsk-audit-head/1';
+
+export interface HeadRecord {
+  format: typeof HEAD_FORMAT;
+  seq: number;
+  hash: string;
+  mac: string | null;
+  updated_at: string;
+}
+
+export function headPath(home: string): string {
+  return path.join(homePath(home, 'auditDir'), 'HEAD');
+}
+
+export function headMac(auditKey: Buffer, seq: number, hash: string): string {
+  return hmacSha256(auditKey, `${HEAD_FORMAT}|${seq}|${hash}`).toString('hex');
+}
+
+export type HeadRead = { state: 'missing' } | { state: 'unreadable'; reason: string } | { state: 'ok'; head: HeadRecord };
+
+export function readHead(home: string): HeadRead {
+  const text = readTextIfExists(headPath(home));
+  if (text === null) return { state: 'missing' };
+  let v: Partial<HeadRecord>;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return { state: 'unreadable', reason: 'not valid JSON' };
+  }
+  if (
+    v?.format !== HEAD_FORMAT ||
+    !Number.isSafeInteger(v.seq) ||
+    (v.seq as number) < 0 ||
+    typeof v.hash !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(v.hash) ||
+    !(v.mac === null || (typeof v.mac === 'string' && /^[0-9a-f]{64}$/.test(v.mac)))
+  )
+    return { state: 'unreadable', reason: 'unexpected format' };
+  return { state: 'ok', head: v as HeadRecord };
+}
+
+/**
+ * Moves HEAD to the database's current head. Call after a commit that appended rows. Returns the
+ * record written, or null when HEAD was left alone (already there, or no longer in the chain).
+ */
+export function publishHead(db: DB, home: string, auditKey: Buffer | null, now: number): HeadRecord | null {
+  return inTransaction(db, () => {
+    const last = db.prepare('SELECT seq, hash FROM audit.events ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
+    if (!last) return null;
+    const cur = readHead(home);
+    if (cur.state === 'unreadable') return null;
+    if (cur.state === 'ok') {
+      if (cur.head.seq >= last.seq) return null;
+      const at = db.prepare('SELECT hash FROM audit.events WHERE seq = ?').get(cur.head.seq) as { hash: string } | undefined;
+      const first = db.prepare('SELECT min(seq) AS s FROM audit.events').get() as { s: number };
+      const archivedAway = !at && cur.head.seq < first.s;
+      if (!archivedAway && at?.hash !== cur.head.hash) return null;
+    }
+    const rec: HeadRecord = { format: HEAD_FORMAT, seq: last.seq, hash: last.hash, mac: auditKey ? headMac(auditKey, last.seq, last.hash) : null, updated_at: new Date(now).toISOString() };
+    // No directory fsync (it would cost a second fsync on every commit): after a power cut HEAD may
+    // be the previous one, i.e. behind the database, which verify accepts; never ahead, never torn.
+    writePrivateFile(headPath(home), JSON.stringify(rec) + '\n', { syncDir: false });
+    return rec;
+  });
+}

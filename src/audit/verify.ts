@@ -1,0 +1,338 @@
+/**
+ * Verifies the audit chain (see log.ts for its definition) and names the first thing wrong.
+ *
+ * Structure (anyone can check): every row's hash is SHA-256 over its own fields and its
+ * predecessor's hash, sequence numbers have no gaps, and the chain starts at genesis (or at the
+ * point the newest archive checkpoint names). Keys (only after unsealing): every MAC matches; a
+ * row without a MAC (written by a process that could not unseal) is accepted only when a later row
+ * with a valid MAC covers it through the chain; the rows after the last keyed row are reported as
+ * unauthenticated. Without the key, a writer of the file can recompute every hash after an edit,
+ * so a structure-only pass says so.
+ *
+ * Kinds of breach, for the first bad row:
+ *   edited     the row's content does not match its hash (or its hash was replaced)
+ *   deleted    a sequence number is missing (rows removed from the middle or the start)
+ *   inserted   a row that does not belong sits between two rows that linked to each other
+ *   reordered  the row's hash is right for another sequence number
+ *   truncated  the chain ends before the head recorded in audit_log/HEAD
+ *   forged     the hashes are consistent but a MAC is wrong or missing where one is required
+ */
+import crypto from 'node:crypto';
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { GENESIS_HASH } from './log.js';
+import { headMac, type HeadRead } from './head.js';
+import type { DB } from '../store/db.js';
+
+export type BreachKind = 'edited' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'forged';
+
+export interface Breach {
+  seq: number;
+  kind: BreachKind;
+  message: string;
+}
+
+export interface ChainStart {
+  seq: number;
+  prev_hash: string;
+  /** 'genesis', or the seq of the AUDIT_ARCHIVE row that moved older rows into an archive */
+  from: 'genesis' | { archive_row: number };
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  rows: number;
+  first_seq: number | null;
+  last_seq: number | null;
+  head_hash: string;
+  start: ChainStart;
+  /** false: structure only, MACs not checked */
+  macs_checked: boolean;
+  /** highest seq covered by a valid MAC (null when none, or MACs not checked) */
+  authenticated_through: number | null;
+  unauthenticated: { from: number; to: number; rows: number } | null;
+  head_file: { state: 'match' | 'behind' | 'ahead' | 'missing' | 'unreadable' | 'archived'; seq: number | null; rows_behind: number; mac: 'valid' | 'absent' | 'unchecked' } | null;
+  breach: Breach | null;
+}
+
+/** A row as verify reads it (raw column order of audit.events). */
+type Raw = [number, string, string, string, string | null, string | null, string, string, string, string | null];
+
+/** Precomputed HMAC-SHA256 pads (RFC 2104), so a MAC costs two one-shot hashes, not a new Hmac. */
+export class FastMac {
+  #inner: Buffer;
+  #outer: Buffer;
+  constructor(key: Buffer) {
+    const k = Buffer.alloc(64);
+    (key.length > 64 ? crypto.createHash('sha256').update(key).digest() : key).copy(k);
+    this.#inner = Buffer.alloc(64 + 64);
+    this.#outer = Buffer.alloc(64 + 32);
+    for (let i = 0; i < 64; i++) {
+      this.#inner[i] = k[i] ^ 0x36;
+      this.#outer[i] = k[i] ^ 0x5c;
+    }
+    k.fill(0);
+  }
+  /** HMAC over the 64 ASCII characters of a hex hash (what log.ts MACs); only called on checked hashes. */
+  macHex(hashHex: string): string {
+    this.#inner.write(hashHex, 64, 'latin1');
+    digest(this.#inner).copy(this.#outer, 64);
+    return digest(this.#outer).toString('hex');
+  }
+  wipe(): void {
+    this.#inner.fill(0);
+    this.#outer.fill(0);
+  }
+}
+
+/** crypto.hash (one-shot, Node >= 20.12) is several times cheaper per call than createHash. */
+const sha = (crypto as unknown as { hash?: (alg: string, data: string | Buffer, enc: string) => string | Buffer }).hash;
+function digest(b: Buffer): Buffer {
+  return sha ? (sha('sha256', b, 'buffer') as Buffer) : crypto.createHash('sha256').update(b).digest();
+}
+function hashOf(seq: number, ts: string, action: string, actor: string, ip: string | null, keyId: string | null, details: string, prev: string): string {
+  const s = JSON.stringify([seq, ts, action, actor, ip, keyId, details, prev]);
+  return sha ? (sha('sha256', s, 'hex') as string) : crypto.createHash('sha256').update(s).digest('hex');
+}
+
+/** Where the live chain starts: genesis, or after the rows the newest archive checkpoint moved out. */
+export function chainStart(db: DB): ChainStart {
+  const r = db.prepare("SELECT seq, details FROM audit.events WHERE action = 'AUDIT_ARCHIVE' ORDER BY seq DESC LIMIT 1").get() as { seq: number; details: string } | undefined;
+  if (r) {
+    try {
+      const d = JSON.parse(r.details) as { last_seq?: unknown; last_hash?: unknown };
+      if (Number.isSafeInteger(d.last_seq) && typeof d.last_hash === 'string') return { seq: (d.last_seq as number) + 1, prev_hash: d.last_hash, from: { archive_row: r.seq } };
+    } catch {
+      // an unparsable checkpoint row fails its own hash check below
+    }
+  }
+  return { seq: 1, prev_hash: GENESIS_HASH, from: 'genesis' };
+}
+
+export interface ChainInput {
+  rows: Iterable<Raw>;
+  start: ChainStart;
+  auditKey?: Buffer | null;
+}
+
+/**
+ * Walks rows in seq order. The core both `dsk audit verify` and `--archive` use. Stops at the first
+ * breach; the caller adds the HEAD comparison.
+ */
+export function walkChain(input: ChainInput): Omit<VerifyReport, 'head_file' | 'start'> {
+  const mac = input.auditKey ? new FastMac(input.auditKey) : null;
+  let expectSeq = input.start.seq;
+  let prevHash = input.start.prev_hash;
+  let prevPrevHash: string | null = null;
+  let prevSeq: number | null = null;
+  let rows = 0;
+  let first: number | null = null;
+  let authThrough: number | null = null;
+  let pendingFrom: number | null = null; // first unkeyed row not yet covered by a keyed one
+  let breach: Breach | null = null;
+  try {
+    for (const r of input.rows) {
+      const [seq, ts, action, actor, ip, keyId, details, prev, hash, m] = r;
+      if (first === null) first = seq;
+      if (seq !== expectSeq) {
+        if (seq > expectSeq)
+          breach = {
+            seq: expectSeq,
+            kind: 'deleted',
+            message: seq - expectSeq === 1 ? `row ${expectSeq} is missing` : `rows ${expectSeq} to ${seq - 1} are missing`,
+          };
+        else breach = { seq, kind: 'inserted', message: `row ${seq} appears out of sequence (expected ${expectSeq})` };
+        break;
+      }
+      const own = hashOf(seq, ts, action, actor, ip, keyId, details, prev);
+      if (own !== hash) {
+        breach = classifyBadHash(r, prevSeq, prevPrevHash);
+        break;
+      }
+      if (prev !== prevHash) {
+        if (prevSeq !== null && prevPrevHash !== null && prev === prevPrevHash)
+          breach = { seq: prevSeq, kind: 'inserted', message: `row ${prevSeq} was inserted: row ${seq} links straight to row ${prevSeq - 1}` };
+        else if (prevSeq === null)
+          breach = { seq, kind: 'deleted', message: `row ${seq} does not link to the start of the chain (${input.start.from === 'genesis' ? 'genesis' : 'the archive checkpoint'}): earlier rows were removed or replaced` };
+        else breach = { seq: prevSeq, kind: 'edited', message: `row ${prevSeq} was replaced: its hash is not the one row ${seq} recorded` };
+        break;
+      }
+      if (mac) {
+        if (m === null) {
+          if (action === 'AUDIT_ARCHIVE') {
+            breach = { seq, kind: 'forged', message: `row ${seq} (AUDIT_ARCHIVE) has no MAC; archive checkpoints are always written keyed` };
+            break;
+          }
+          if (pendingFrom === null) pendingFrom = seq;
+        } else if (mac.macHex(hash) !== m) {
+          breach = { seq, kind: 'forged', message: `row ${seq} has a consistent hash but a wrong MAC: it was rewritten by someone without the audit key` };
+          break;
+        } else {
+          authThrough = seq;
+          pendingFrom = null;
+        }
+      }
+      prevPrevHash = prevHash;
+      prevHash = hash;
+      prevSeq = seq;
+      expectSeq = seq + 1;
+      rows++;
+    }
+  } finally {
+    mac?.wipe();
+  }
+  const last = prevSeq;
+  return {
+    ok: breach === null,
+    rows,
+    first_seq: first,
+    last_seq: last,
+    head_hash: prevHash,
+    macs_checked: !!mac,
+    authenticated_through: mac ? authThrough : null,
+    unauthenticated: mac && pendingFrom !== null && last !== null && !breach ? { from: pendingFrom, to: last, rows: last - pendingFrom + 1 } : null,
+    breach,
+  };
+}
+
+function classifyBadHash(r: Raw, prevSeq: number | null, prevPrevHash: string | null): Breach {
+  const [seq, ts, action, actor, ip, keyId, details, prev, hash] = r;
+  if (prevSeq !== null && prevPrevHash !== null && prev === prevPrevHash && hashOf(seq - 1, ts, action, actor, ip, keyId, details, prev) === hash)
+    return { seq: prevSeq, kind: 'inserted', message: `row ${prevSeq} was inserted: the rows after it were renumbered` };
+  for (let d = 1; d <= 16; d++) {
+    for (const s of [seq + d, seq - d]) {
+      if (s >= 1 && hashOf(s, ts, action, actor, ip, keyId, details, prev) === hash) {
+        if (s === seq - 1) return { seq, kind: 'inserted', message: `row ${seq} was renumbered from ${s}: a row was inserted before it` };
+        return { seq, kind: 'reordered', message: `row ${seq} holds the row that belongs at seq ${s}: rows were reordered` };
+      }
+    }
+  }
+  return { seq, kind: 'edited', message: `row ${seq} was edited: its content does not match its hash` };
+}
+
+/**
+ * All rows in seq order, read in chunks. In rollback-journal mode a reader holds a SHARED lock for
+ * as long as its statement runs, and a writer cannot commit meanwhile; one statement over millions
+ * of rows would stall the gateway's audit writes past their busy timeout. Chunks of 20,000 rows
+ * (tens of milliseconds) let writers in between.
+ */
+export function* chunkedRows(db: DB, fromSeq = 0, toSeq = Number.MAX_SAFE_INTEGER, chunk = 20_000): Generator<Raw> {
+  const st = db.prepare('SELECT seq, ts, action, actor, source_ip, key_id, details, prev_hash, hash, mac FROM audit.events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?').raw(true);
+  let after = fromSeq;
+  for (;;) {
+    let n = 0;
+    for (const r of st.iterate(after, toSeq, chunk) as Iterable<Raw>) {
+      n++;
+      after = r[0];
+      yield r;
+    }
+    if (n < chunk) return;
+  }
+}
+
+/** Verifies the live chain of a home, and compares it with audit_log/HEAD. */
+export function verifyChain(db: DB, head: HeadRead, auditKey: Buffer | null): VerifyReport {
+  const start = chainStart(db);
+  const w = walkChain({ rows: chunkedRows(db), start, auditKey });
+  const report: VerifyReport = { ...w, start, head_file: null };
+  report.head_file = compareHead(db, report, head, auditKey);
+  report.ok = report.breach === null;
+  return report;
+}
+
+/** Below this many rows one thread is quicker than starting workers. */
+const PARALLEL_MIN_ROWS = 300_000;
+
+/**
+ * The same check as verifyChain, split over worker threads by seq range: each slice checks its
+ * rows' hashes, links and MACs; here the slices must link end to start. Any breach, or a slice
+ * that does not link, sends the whole chain through the sequential walk, which names the first
+ * bad row exactly. Rows appended while this runs are beyond the range and not checked.
+ */
+export async function verifyChainParallel(
+  home: string,
+  db: DB,
+  head: HeadRead,
+  auditKey: Buffer | null,
+  threads = Math.min(4, os.availableParallelism?.() ?? os.cpus().length),
+  minRows = PARALLEL_MIN_ROWS,
+): Promise<VerifyReport> {
+  const b = db.prepare('SELECT min(seq) AS lo, max(seq) AS hi, count(*) AS n FROM audit.events').get() as { lo: number | null; hi: number | null; n: number };
+  if (threads < 2 || b.n < minRows || b.lo === null || b.hi === null) return verifyChain(db, head, auditKey);
+  const start = chainStart(db);
+  const span = b.hi - b.lo + 1;
+  const cuts = Array.from({ length: threads + 1 }, (_, i) => b.lo! - 1 + Math.floor((span * i) / threads));
+  type Part = ReturnType<typeof walkChain> & { first_prev: string | null };
+  const parts = await Promise.all(
+    cuts.slice(0, -1).map(
+      (lo, i) =>
+        new Promise<Part>((resolve, reject) => {
+          const w = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { home, lo, hi: cuts[i + 1], key: auditKey ? new Uint8Array(auditKey) : null } });
+          w.once('message', resolve);
+          w.once('error', reject);
+        }),
+    ),
+  );
+  let linked = parts[0].first_seq === start.seq && parts[0].first_prev === start.prev_hash;
+  for (let i = 0; i < parts.length && linked; i++) {
+    const p = parts[i];
+    if (p.breach || p.rows === 0) linked = false;
+    else if (i > 0 && (p.first_prev !== parts[i - 1].head_hash || p.first_seq !== parts[i - 1].last_seq! + 1)) linked = false;
+  }
+  if (!linked) return verifyChain(db, head, auditKey);
+  const last = parts[parts.length - 1];
+  const auth = auditKey ? parts.reduce<number | null>((m, p) => (p.authenticated_through !== null && (m === null || p.authenticated_through > m) ? p.authenticated_through : m), null) : null;
+  const from = (auth ?? parts[0].first_seq! - 1) + 1;
+  const report: VerifyReport = {
+    ok: true,
+    rows: parts.reduce((n, p) => n + p.rows, 0),
+    first_seq: parts[0].first_seq,
+    last_seq: last.last_seq,
+    head_hash: last.head_hash,
+    macs_checked: !!auditKey,
+    authenticated_through: auth,
+    unauthenticated: auditKey && from <= last.last_seq! ? { from, to: last.last_seq!, rows: last.last_seq! - from + 1 } : null,
+    breach: null,
+    start,
+    head_file: null,
+  };
+  report.head_file = compareHead(db, report, head, auditKey);
+  report.ok = report.breach === null;
+  return report;
+}
+
+function compareHead(db: DB, rep: VerifyReport, head: HeadRead, auditKey: Buffer | null): VerifyReport['head_file'] {
+  if (head.state === 'missing') {
+    if (!rep.breach && rep.rows > 0)
+      rep.breach = { seq: (rep.last_seq ?? 0) + 1, kind: 'truncated', message: 'audit_log/HEAD is missing, so cutting rows off the end cannot be ruled out' };
+    return { state: 'missing', seq: null, rows_behind: 0, mac: 'unchecked' };
+  }
+  if (head.state === 'unreadable') {
+    if (!rep.breach) rep.breach = { seq: (rep.last_seq ?? 0) + 1, kind: 'truncated', message: `audit_log/HEAD is unreadable (${head.reason})` };
+    return { state: 'unreadable', seq: null, rows_behind: 0, mac: 'unchecked' };
+  }
+  const h = head.head;
+  let macState: 'valid' | 'absent' | 'unchecked' = 'unchecked';
+  if (auditKey) {
+    if (h.mac === null) macState = 'absent';
+    else if (headMac(auditKey, h.seq, h.hash) === h.mac) macState = 'valid';
+    else {
+      rep.breach ??= { seq: h.seq, kind: 'forged', message: `audit_log/HEAD (seq ${h.seq}) has a wrong MAC: it was written by someone without the audit key` };
+      return { state: 'unreadable', seq: h.seq, rows_behind: 0, mac: 'unchecked' };
+    }
+  }
+  const last = rep.last_seq ?? rep.start.seq - 1;
+  if (h.seq > last) {
+    rep.breach ??= {
+      seq: last + 1,
+      kind: 'truncated',
+      message: `the chain ends at seq ${last} but audit_log/HEAD records seq ${h.seq}: rows ${last + 1} to ${h.seq} were cut off`,
+    };
+    return { state: 'ahead', seq: h.seq, rows_behind: 0, mac: macState };
+  }
+  if (h.seq < rep.start.seq) return { state: 'archived', seq: h.seq, rows_behind: last - h.seq, mac: macState };
+  const at = db.prepare('SELECT hash FROM audit.events WHERE seq = ?').get(h.seq) as { hash: string } | undefined;
+  if (at?.hash !== h.hash && !rep.breach)
+    rep.breach = { seq: h.seq, kind: 'truncated', message: `row ${h.seq} is not the row audit_log/HEAD records: the chain was cut back and rewritten from there` };
+  return { state: h.seq === last ? 'match' : 'behind', seq: h.seq, rows_behind: last - h.seq, mac: macState };
+}

@@ -1,0 +1,43 @@
+/** The parallel verify (worker threads over seq ranges) must agree with the sequential walk. */
+import crypto from 'node:crypto';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { hasCommand, ROOT, tmpDir } from './helpers.js';
+import { sqlite } from './audit-helpers.js';
+
+// Workers load dist/audit/verify-worker.js, so this test uses the built modules.
+const dist = (m: string) => import(path.join(ROOT, 'dist', m));
+
+describe.skipIf(!hasCommand('sqlite3'))('parallel verify', () => {
+  it('agrees with the sequential walk on a good chain, an unkeyed tail, and each kind of damage', async () => {
+    const { openDatabase } = await dist('store/db.js');
+    const { AuditWriter } = await dist('audit/log.js');
+    const { verifyChain, verifyChainParallel } = await dist('audit/verify.js');
+    const { readHead, publishHead } = await dist('audit/head.js');
+    const key = crypto.randomBytes(32);
+    const home = path.join(tmpDir(), 'h');
+    const db = openDatabase(home, { create: true });
+    const clock = { now: () => Date.UTC(2026, 0, 1) };
+    const keyed = new AuditWriter(db, clock, key);
+    const plain = new AuditWriter(db, clock, null);
+    db.transaction(() => {
+      for (let i = 0; i < 3000; i++) keyed.append({ action: 'TEST_EVENT', actor: 'a', details: { i } });
+      for (let i = 0; i < 3; i++) plain.append({ action: 'UNSEAL_FAILURE', actor: 'a', details: { i } });
+    })();
+    publishHead(db, home, key, clock.now());
+    const both = async (k: Buffer | null) => {
+      const seq = verifyChain(db, readHead(home), k);
+      const par = await verifyChainParallel(home, db, readHead(home), k, 3, 0);
+      expect(par).toEqual(seq);
+      return par;
+    };
+    expect(await both(key)).toMatchObject({ ok: true, rows: 3003, authenticated_through: 3000, unauthenticated: { from: 3001, to: 3003 } });
+    expect(await both(null)).toMatchObject({ ok: true, rows: 3003, macs_checked: false });
+    const file = path.join(home, 'audit_log', 'audit.db');
+    sqlite(file, "UPDATE events SET details = '{}' WHERE seq = 1500");
+    expect(await both(key)).toMatchObject({ ok: false, breach: { seq: 1500, kind: 'edited' } });
+    sqlite(file, 'DELETE FROM events WHERE seq = 1500');
+    expect(await both(null)).toMatchObject({ ok: false, breach: { seq: 1500, kind: 'deleted' } });
+    db.close();
+  });
+});
