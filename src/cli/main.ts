@@ -14,6 +14,9 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   status: { summary: 'backend, key counts by state, rotations due, audit head', load: () => import('./commands/status.js') },
   keygen: { summary: 'issue an API key and signing secret for a consumer', load: () => import('./commands/keygen.js') },
   keys: { summary: 'list, show and revoke keys', load: () => import('./commands/keys.js') },
+  rotate: { summary: 'rotate keys: one now (with grace), everything due (cron), or an emergency', load: () => import('./commands/rotate.js') },
+  export: { summary: 'hand a key to a workload: Kubernetes Secret manifest or env lines', load: () => import('./commands/export.js') },
+  cron: { summary: 'print or install the crontab line / systemd timer for dsk rotate --due', load: () => import('./commands/cron.js') },
   derive: { summary: "the seed's generate_api_key(master_key, salt), bit-for-bit", load: () => import('./commands/derive.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
