@@ -9,7 +9,7 @@ import { UsageError } from '../../core/errors.js';
 
 interface Opts {
   every: string;
-  envFile?: string;
+  environmentFile?: string;
   log?: string;
   dir?: string;
   force?: boolean;
@@ -17,7 +17,7 @@ interface Opts {
 
 function spec(ctx: Ctx, o: Opts, envFileDefault: string): CronSpec {
   const everyMs = parseEvery(o.every);
-  const envFile = path.resolve(o.envFile ?? envFileDefault);
+  const envFile = path.resolve(o.environmentFile ?? envFileDefault);
   return {
     everyMs,
     home: ctx.home,
@@ -45,12 +45,12 @@ export function register(program: Command): void {
     .command('print')
     .description('print a crontab line and a systemd service + timer that run dsk rotate --due --json')
     .option('--every <duration>', 'how often to run (rotation itself follows each key policy)', '1h')
-    .option('--env-file <file>', 'environment file with DSK_PASSPHRASE_FILES or DSK_HSM_PIN', '/etc/dsk/dsk-rotate.env')
+    .option('--environment-file <file>', 'environment file with DSK_PASSPHRASE_FILES or DSK_HSM_PIN', '/etc/dsk/dsk-rotate.env')
     .option('--log <file>', 'where the crontab line appends output (default: beside the env file)')
     .addHelpText('after', EXAMPLES_PRINT)
     .action((o: Opts, c: Command) => {
       const ctx = ctxOf(c);
-      const s = spec(ctx, o, o.envFile!);
+      const s = spec(ctx, o, o.environmentFile!);
       const files = { crontab: crontabLine(s), service: serviceUnit(s), timer: timerUnit(s), env_file: envFileTemplate(s) };
       if (ctx.json) return printJson({ every: o.every, env_file_path: s.envFile, ...files });
       const p = paint(ctx);
@@ -71,7 +71,7 @@ export function register(program: Command): void {
     .description('write dsk-rotate.service, dsk-rotate.timer, dsk-rotate.crontab and an env-file template into DIR')
     .requiredOption('--dir <dir>', 'directory to write into (created 0700 if missing)')
     .option('--every <duration>', 'how often to run', '1h')
-    .option('--env-file <file>', 'environment file the units name (default: DIR/dsk-rotate.env)')
+    .option('--environment-file <file>', 'environment file the units name (default: DIR/dsk-rotate.env)')
     .option('--log <file>', 'where the crontab line appends output (default: DIR/dsk-rotate.log)')
     .option('--force', 'overwrite existing unit and crontab files (the env file is never overwritten)')
     .addHelpText('after', EXAMPLES_INSTALL)
