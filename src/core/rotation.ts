@@ -4,8 +4,8 @@
  *
  * Crash safety. A successor's material is derived outside any transaction (PBKDF2 at 100,000
  * iterations, ~30 ms of one core each, run concurrently on the libuv pool). Then one transaction per
- * key re-checks that the old key is still active and has no successor, inserts the successor,
- * moves the old key to grace (or revokes it) and appends the KEY_ROTATION row. A process killed at
+ * batch, for each key, re-checks that the old key is still active and has no successor, inserts the
+ * successor, moves the old key to grace and appends the KEY_ROTATION row. A process killed at
  * any instant therefore leaves each key either untouched or fully rotated with its audit row, and
  * the re-check makes the next run finish the job without rotating anything twice. Material derived
  * for a key whose transaction never ran is simply dropped: it was never stored.
@@ -162,42 +162,48 @@ export async function issueSuccessors(home: Home, items: { id: string; trigger: 
   const { master, sealKey } = home.requireUnsealed();
   const actions: Action[] = [];
   const issued: IssuedKey[] = [];
+  const derive = (batch: unknown[]) => Promise.all(batch.map(() => prepareKeyMaterial(master, sealKey, home.env.random)));
+  let next = derive(items.slice(0, DERIVE_BATCH));
   for (let i = 0; i < items.length; i += DERIVE_BATCH) {
     const batch = items.slice(i, i + DERIVE_BATCH);
-    const material = await Promise.all(batch.map(() => prepareKeyMaterial(master, sealKey, home.env.random)));
-    for (let j = 0; j < batch.length; j++) {
-      const r = commitRotation(home, batch[j].id, batch[j].trigger, material[j], graceMs);
-      actions.push(r.action);
-      if (r.issued) {
-        issued.push(r.issued);
-        await onIssued?.(r.issued, batch[j].id);
+    const material = await next;
+    // Derive the next batch on the pool threads while this one commits on the main thread.
+    next = derive(items.slice(i + DERIVE_BATCH, i + 2 * DERIVE_BATCH));
+    next.catch(() => {}); // if this batch's commit throws, the pending one must not crash the process
+    // One commit per batch: each fsync-ed commit costs tens of milliseconds (rollback journal,
+    // synchronous=FULL, two files), more than a derivation. The batch is all-or-nothing, so
+    // every key in it is still either untouched or fully rotated with its audit row.
+    const done = home.tx(() => batch.map((b, j) => commitRotation(home, b.id, b.trigger, material[j], graceMs)));
+    for (let j = 0; j < done.length; j++) {
+      actions.push(done[j].action);
+      if (done[j].issued) {
+        issued.push(done[j].issued!);
+        await onIssued?.(done[j].issued!, batch[j].id);
       }
     }
   }
   return { actions, issued };
 }
 
-/** The one transaction that rotates one key. Re-checks state, so a rerun never rotates twice. */
+/** Rotates one key; call inside home.tx(). Re-checks state, so a rerun never rotates twice. */
 function commitRotation(home: Home, oldId: string, trigger: Trigger, m: KeyMaterial, graceMs: number): { action: Action; issued?: IssuedKey } {
   const now = home.env.clock.now();
-  return home.tx(() => {
-    const old = getKey(home, oldId);
-    const pendingReissue = old.status === 'revoked' && options(old).reissue_pending === 1;
-    if (old.replaced_by || !(old.status === 'active' || pendingReissue))
-      return { action: { action: 'skip', key_id: oldId, reason: old.replaced_by ? `already replaced by ${old.replaced_by}` : `key is ${old.status}` } as Action };
-    const spec = resolveSpec(home, successorSpec(old));
-    const row = insertKey(home, m, spec, now);
-    let graceUntil: number | null = null;
-    if (pendingReissue) {
-      home.db.prepare(`UPDATE keys SET replaced_by = ?, options = json_remove(options, '$.reissue_pending'), updated_at = ? WHERE id = ?`).run(row.id, now, oldId);
-    } else {
-      graceUntil = now + graceMs;
-      home.db.prepare(`UPDATE keys SET status = 'grace', grace_until = ?, replaced_by = ?, updated_at = ? WHERE id = ?`).run(graceUntil, row.id, now, oldId);
-    }
-    const t = pendingReissue ? 'EMERGENCY' : trigger;
-    home.audit({ action: 'KEY_ROTATION', key_id: oldId, details: { old_key_id: oldId, new_key_id: row.id, trigger: t, name: row.name, grace_until: iso(graceUntil) } });
-    return { action: { action: 'rotate', trigger: t, old_key_id: oldId, new_key_id: row.id, name: row.name, grace_until: iso(graceUntil) }, issued: issuedView(row, m) };
-  });
+  const old = getKey(home, oldId);
+  const pendingReissue = old.status === 'revoked' && options(old).reissue_pending === 1;
+  if (old.replaced_by || !(old.status === 'active' || pendingReissue))
+    return { action: { action: 'skip', key_id: oldId, reason: old.replaced_by ? `already replaced by ${old.replaced_by}` : `key is ${old.status}` } as Action };
+  const spec = resolveSpec(home, successorSpec(old));
+  const row = insertKey(home, m, spec, now);
+  let graceUntil: number | null = null;
+  if (pendingReissue) {
+    home.db.prepare(`UPDATE keys SET replaced_by = ?, options = json_remove(options, '$.reissue_pending'), updated_at = ? WHERE id = ?`).run(row.id, now, oldId);
+  } else {
+    graceUntil = now + graceMs;
+    home.db.prepare(`UPDATE keys SET status = 'grace', grace_until = ?, replaced_by = ?, updated_at = ? WHERE id = ?`).run(graceUntil, row.id, now, oldId);
+  }
+  const t = pendingReissue ? 'EMERGENCY' : trigger;
+  home.audit({ action: 'KEY_ROTATION', key_id: oldId, details: { old_key_id: oldId, new_key_id: row.id, trigger: t, name: row.name, grace_until: iso(graceUntil) } });
+  return { action: { action: 'rotate', trigger: t, old_key_id: oldId, new_key_id: row.id, name: row.name, grace_until: iso(graceUntil) }, issued: issuedView(row, m) };
 }
 
 function graceFor(home: Home, graceMs: number | undefined): number {

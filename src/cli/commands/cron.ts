@@ -32,7 +32,7 @@ function spec(ctx: Ctx, o: Opts, envFileDefault: string): CronSpec {
 const EXAMPLES_PRINT = `
 Examples:
   dsk cron print
-  dsk cron print --every 6h --env-file /etc/dsk/rotate.env --json`;
+  dsk cron print --every 6h --environment-file /etc/dsk/rotate.env --json`;
 
 const EXAMPLES_INSTALL = `
 Examples:
