@@ -12,6 +12,7 @@ import { initSoftwareHome, openUnsealed, type Home } from '../../core/home.js';
 import { issueKey, keyView, listKeys, recoverKeyText, revokeKey, verifyKeyText, getKey } from '../../core/keys.js';
 import { generateApiKey } from '../../core/derive.js';
 import { homeStatus } from '../../core/status.js';
+import { rotateEmergency, rotateKey } from '../../core/rotation.js';
 import { recentAudit } from '../../audit/log.js';
 import { writePrivateFile } from '../../core/files.js';
 import { passphrasesFromFiles } from '../secrets.js';
@@ -102,12 +103,25 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
     revokeKey(h, batch.id, 'demo: suspected leak');
     say(`   ${batch.id} is now ${statusColour(ctx, getKey(h, batch.id).status)}; presenting it → ${fmt(verifyKeyText(batch.api_key, lookup, env.clock.now()))}`);
 
-    step(8, 'Status', 'dsk status');
+    step(8, 'Rotate a key: the successor is issued, the old key keeps working for its grace period', `dsk rotate ${chat.id} --grace 48h`);
+    const rot = await rotateKey(h, chat.id, { graceMs: 48 * 3_600_000 });
+    const succ = rot.issued[0];
+    const graceUntil = rot.actions[0].action === 'rotate' ? rot.actions[0].grace_until : null;
+    say(`   ${chat.id} → ${succ.id}; old key ${statusColour(ctx, getKey(h, chat.id).status)} until ${graceUntil}`);
+    say(`   old key → ${fmt(verifyKeyText(chat.api_key, lookup, env.clock.now()))}   new key → ${fmt(verifyKeyText(succ.api_key, lookup, env.clock.now()))}`);
+    say(c.dim('   the cron job (dsk rotate --due, see dsk cron print) rotates on schedule or after max-uses and retires keys whose grace ended'));
+
+    step(9, 'Emergency: revoke at once, no grace, successors issued', 'dsk rotate --emergency --owner security --reason "dashboard host compromised"');
+    const em = await rotateEmergency(h, { owner: 'security' }, { reason: 'demo: dashboard host compromised' });
+    say(`   ${audit.id} ${statusColour(ctx, getKey(h, audit.id).status)} → presenting it: ${fmt(verifyKeyText(audit.api_key, lookup, env.clock.now()))}; successor ${em.issued[0].id} → ${fmt(verifyKeyText(em.issued[0].api_key, lookup, env.clock.now()))}`);
+    summary.rotation = { manual: rot.actions, emergency: em.actions };
+
+    step(10, 'Status', 'dsk status');
     const st = homeStatus(h);
     say(`   backend ${st.backend} (${st.fragments?.threshold}-of-${st.fragments?.shares}), keys ${Object.entries(st.keys).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ')}, audit ${st.audit.rows} rows`);
     summary.status = st;
 
-    step(9, 'The audit log: every change, hash-chained', 'dsk audit query');
+    step(11, 'The audit log: every change, hash-chained', 'dsk audit query');
     const rows = recentAudit(h.db, 20).reverse();
     say(table(ctx, ['seq', 'time', 'action', 'actor', 'details'], rows.map((r) => [r.seq, r.ts.slice(11, 19), r.action, r.actor, r.details.length > 60 ? r.details.slice(0, 57) + '…' : r.details])).replace(/^/gm, '   '));
     summary.audit_rows = rows.length;
