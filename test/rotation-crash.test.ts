@@ -18,8 +18,9 @@ import { GENESIS_HASH, rowHash, type AuditRow } from '../src/audit/log.js';
 
 const N = 400;
 
+/** Read-write, as the next dsk run opens it: a kill mid-commit leaves a hot journal to roll back. */
 function open(home: string) {
-  const d = new Database(path.join(home, 'keys.db'), { readonly: true });
+  const d = new Database(path.join(home, 'keys.db'));
   d.prepare('ATTACH DATABASE ? AS audit').run(path.join(home, 'audit_log', 'audit.db'));
   return d;
 }
