@@ -253,10 +253,15 @@ export interface EmergencyTarget {
 }
 
 /** Which keys an emergency targets: every active or grace key matching the selector. */
-export function emergencyTargets(home: Home, t: EmergencyTarget): KeyRow[] {
+/** Exactly one selector; checked before any I/O. */
+export function checkEmergencyTarget(t: EmergencyTarget): void {
   const chosen = [t.all, t.ids?.length, t.role, t.owner].filter(Boolean).length;
   if (chosen === 0) throw new UsageError('--emergency needs a target: --all, key ids, --role R or --owner O', 'for example: dsk rotate --emergency --role automation');
   if (chosen > 1) throw new UsageError('give only one emergency target: --all, key ids, --role or --owner');
+}
+
+export function emergencyTargets(home: Home, t: EmergencyTarget): KeyRow[] {
+  checkEmergencyTarget(t);
   if (t.ids?.length) {
     const rows = [...new Set(t.ids)].map((id) => getKey(home, id));
     for (const r of rows)

@@ -5,7 +5,7 @@ import { withHome, withUnsealed, type Access } from '../session.js';
 import { collect, passphrasesFromFiles, withUnsealOptions } from '../secrets.js';
 import { showIssued } from '../issued.js';
 import { checkDelivery, deliverer, hasDelivery, type Delivered, type DeliveryFlags } from '../delivery.js';
-import { assertRotatable, emergencyTargets, rotateDue, rotateEmergency, rotateKey, type RotationReport } from '../../core/rotation.js';
+import { assertRotatable, checkEmergencyTarget, emergencyTargets, rotateDue, rotateEmergency, rotateKey, type RotationReport } from '../../core/rotation.js';
 import { replaceMasterKey } from '../../core/master-rotation.js';
 import { getKey } from '../../core/keys.js';
 import { acquireLock } from '../../core/lock.js';
@@ -157,9 +157,7 @@ function checkFlags(ids: string[], o: Opts): Mode {
     } else {
       if (o.newPassphraseFile.length || o.threshold !== undefined) throw new UsageError('--new-passphrase-file and --threshold only apply with --master');
     }
-    const targets = [o.all, ids.length, o.role, o.owner].filter(Boolean).length;
-    if (targets === 0) throw new UsageError('--emergency needs a target: --all, key ids, --role R or --owner O', 'for example: dsk rotate --emergency --role automation');
-    if (targets > 1) throw new UsageError('give only one emergency target: --all, key ids, --role or --owner');
+    checkEmergencyTarget({ all: o.all, ids, role: o.role, owner: o.owner });
   }
   return mode;
 }
