@@ -234,6 +234,8 @@ describe('emergency master replacement', () => {
     const b = json(dsk(['keygen', '--name', 'b', '--role', 'automation', '--json'], { env }));
     json(dsk(['rotate', b.id, '--json'], { env })); // b in grace
     const oldFrag = fs.readFileSync(path.join(home, 'key_fragments', 'frag1.enc'), 'utf8');
+    const oldSet = path.join(dir, 'old-fragments');
+    fs.cpSync(path.join(home, 'key_fragments'), oldSet, { recursive: true });
     const fresh = passphraseFiles(dir, 3, 'new');
     const r = dsk(['rotate', '--emergency', '--all', '--master', ...fresh.flatMap((f) => ['--new-passphrase-file', f]), '--reason', 'master suspected', '--json'], { env });
     const rep = json(r);
@@ -256,6 +258,15 @@ describe('emergency master replacement', () => {
       expect(e.stdout).toMatch(new RegExp(`^DEEPSEEK_API_KEY=dsk_${k.id}_`));
     }
     expect(auditRows(home, 'MASTER_ROTATION')).toHaveLength(1);
+    // killed after the commit but before the swap: old set live, new set staged; the store records
+    // the new key check value, so the next unseal finishes the swap and destroys the old set
+    fs.mkdirSync(path.join(home, '.master-next'), { mode: 0o700 });
+    fs.renameSync(path.join(home, 'key_fragments'), path.join(home, '.master-next', 'key_fragments'));
+    fs.cpSync(oldSet, path.join(home, 'key_fragments'), { recursive: true });
+    expect(dsk(['export', 'env', active[0].id], { env: newEnv }).code).toBe(0);
+    expect(fs.existsSync(path.join(home, '.master-next'))).toBe(false);
+    expect(JSON.parse(fs.readFileSync(path.join(home, 'key_fragments', 'metadata.json'), 'utf8')).key_check_value).toBe(rep.master.new_key_check_value);
+    expect(fs.readdirSync(home).filter((f) => f.startsWith('.master'))).toEqual([]);
     // an abandoned staged set (as if killed before the commit) is discarded at the next unseal
     fs.mkdirSync(path.join(home, '.master-next', 'key_fragments'), { recursive: true, mode: 0o700 });
     fs.writeFileSync(path.join(home, '.master-next', 'key_fragments', 'metadata.json'), '{}', { mode: 0o600 });
