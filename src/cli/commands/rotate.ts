@@ -63,7 +63,7 @@ Examples:
   dsk rotate 3f9a2c7d1e8b --grace 2h --out new.key
   dsk rotate --due --dry-run                   # what the cron job would do
   dsk rotate --due --json --out-dir /run/dsk-keys
-  dsk rotate --due --exec 'kubectl apply -f <(dsk export k8s "$DSK_KEY_ID")'
+  dsk rotate --due --exec /usr/local/bin/deliver-key   # key JSON on stdin, DSK_KEY_ID in env
   dsk rotate --emergency --role automation --reason "CI runner compromised"
   dsk rotate --emergency 3f9a2c7d1e8b --no-reissue
   dsk rotate --emergency --all --master --new-passphrase-file a.pass … --new-passphrase-file e.pass
