@@ -40,12 +40,16 @@ const pass = [1, 2].map((i) => {
   return f;
 });
 const env = { ...process.env, DSK_HOME: home, DSK_PASSPHRASE_FILES: pass.join(':'), NO_COLOR: '1' };
+/** Runs the CLI under sh so `times` reports its CPU (user + sys), which load on the box does not inflate. */
 const dsk = (args) => {
+  const out = path.join(dir, 'out.json');
   const t = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, [DSK, ...args], { env, encoding: 'utf8', maxBuffer: 1 << 30 });
+  const r = spawnSync('/bin/sh', ['-c', '"$@" > "$OUT"; rc=$?; times >&2; exit $rc', 'sh', process.execPath, DSK, ...args], { env: { ...env, OUT: out }, encoding: 'utf8' });
   const ms = Number(process.hrtime.bigint() - t) / 1e6;
   if (r.status !== 0) throw new Error(`dsk ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return { ms, out: r.stdout };
+  const secs = (r.stderr.trim().split('\n').pop() ?? '').match(/(\d+)m([\d.]+)s/g) ?? [];
+  const cpu = secs.reduce((a, x) => { const [, m, s2] = x.match(/(\d+)m([\d.]+)s/); return a + Number(m) * 60 + Number(s2); }, 0) * 1000;
+  return { ms, cpu, out: fs.readFileSync(out, 'utf8') };
 };
 
 try {
@@ -102,6 +106,7 @@ try {
   console.log(`  ratio wall ÷ bound                            ${(run.ms / bound).toFixed(2)}`);
   console.log(`  ratio wall ÷ raw parallel derivations         ${(run.ms / achievable).toFixed(2)}`);
   console.log(`  per rotated key                               ${(run.ms / DUE).toFixed(1)} ms`);
+  console.log(`  CPU of the run (user+sys) ÷ (due × derivation) ${(run.cpu / (DUE * one)).toFixed(2)}   (${(run.cpu / 1000).toFixed(1)} s CPU)`);
   console.log(`  rotate --due --dry-run (plan only)            ${(dry.ms / 1000).toFixed(2)} s`);
   console.log(`  rerun with nothing due (idempotent)           ${(again.ms / 1000).toFixed(2)} s`);
 } finally {
