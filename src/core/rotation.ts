@@ -80,7 +80,7 @@ function options(row: KeyRow): Record<string, unknown> {
 
 /** The successor inherits name, role, owner and policy; its lifetime is the old key's lifetime. */
 export function successorSpec(row: KeyRow): KeySpec {
-  const { reissue_pending: _p, emergency_reason: _r, ...rest } = options(row);
+  const { reissue_pending: _p, ...rest } = options(row);
   return {
     name: row.name,
     role: row.role,
