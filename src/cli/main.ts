@@ -15,6 +15,9 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   keygen: { summary: 'issue an API key and signing secret for a consumer', load: () => import('./commands/keygen.js') },
   keys: { summary: 'list, show and revoke keys', load: () => import('./commands/keys.js') },
   audit: { summary: 'query, tail, verify, export, stats and archive the hash-chained audit log', load: () => import('./commands/audit.js') },
+  rotate: { summary: 'rotate keys: one now (with grace), everything due (cron), or an emergency', load: () => import('./commands/rotate.js') },
+  export: { summary: 'hand a key to a workload: Kubernetes Secret manifest or env lines', load: () => import('./commands/export.js') },
+  cron: { summary: 'print or install the crontab line / systemd timer for dsk rotate --due', load: () => import('./commands/cron.js') },
   derive: { summary: "the seed's generate_api_key(master_key, salt), bit-for-bit", load: () => import('./commands/derive.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };

@@ -12,6 +12,11 @@ export interface Access {
   permission: Permission | 'admin' | null;
   /** Sensitive commands (rotation, revocation, export, operator and policy changes) need a second factor. */
   sensitive?: boolean;
+  /**
+   * May run unattended (cron, systemd timer) with no operator present to give a second factor:
+   * set only on idempotent, policy-driven jobs such as `rotate --due`.
+   */
+  automationAllowed?: boolean;
   readonly?: boolean;
 }
 

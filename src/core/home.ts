@@ -17,6 +17,7 @@ import { MASTER_KEY_BYTES, validatePassphrases, validateSplit, writeFragments, M
 import { makeKdfParams } from '../master/kdf.js';
 import { SoftwareMasterKey } from '../master/software.js';
 import { wipe } from './crypto.js';
+import { completePendingReplacement } from '../master/replacement.js';
 
 export interface Env {
   clock: Clock;
@@ -90,6 +91,7 @@ export async function openUnsealed(dir: string, env: Env, inputs: UnsealInputs):
   const sealed = openHome(dir, env);
   let master: MasterKey;
   try {
+    completePendingReplacement(dir, sealed.db);
     master = await unsealMaster(dir, sealed.config, inputs);
   } catch (e) {
     if (e instanceof AuthError || (e as { exitCode?: number }).exitCode === 5) {

@@ -76,7 +76,7 @@ export interface KeyMaterial {
   sealed: Buffer;
 }
 
-function secretAad(id: string): Buffer {
+export function secretAad(id: string): Buffer {
   return Buffer.from(`dsk-secret/1\0${id}`);
 }
 

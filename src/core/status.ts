@@ -1,13 +1,13 @@
 import path from 'node:path';
 import type { Home } from './home.js';
 import { countByStatus } from './keys.js';
+import { planDue } from './rotation.js';
 import { auditHead } from '../audit/log.js';
 import { readHead } from '../audit/head.js';
 import { readMetadata } from '../master/fragments.js';
 import { homePath } from './config.js';
 
 export function homeStatus(h: Home) {
-  const now = h.env.clock.now();
   let fragments: { threshold: number; shares: number; kdf: string } | null = null;
   try {
     const m = readMetadata(homePath(h.dir, 'fragments'));
@@ -15,12 +15,7 @@ export function homeStatus(h: Home) {
   } catch {
     fragments = null;
   }
-  const due = h.db
-    .prepare(
-      `SELECT count(*) AS n FROM keys WHERE status = 'active' AND (
-         (rotate_every_ms IS NOT NULL AND created_at + rotate_every_ms <= ?) OR (max_uses IS NOT NULL AND use_count >= max_uses))`,
-    )
-    .get(now) as { n: number };
+  const due = planDue(h);
   const head = auditHead(h.db);
   return {
     home: path.resolve(h.dir),
@@ -29,7 +24,8 @@ export function homeStatus(h: Home) {
     sealed: true,
     fragments,
     keys: countByStatus(h),
-    rotations_due: due.n,
+    rotations_due: due.rotate.length,
+    rotation_warnings: due.warnings.length,
     audit: { rows: head.count, head_seq: head.seq, head_hash: head.hash, head_file: headFile(h.dir) },
   };
 }

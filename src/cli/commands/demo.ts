@@ -12,6 +12,7 @@ import { initSoftwareHome, openUnsealed, type Home } from '../../core/home.js';
 import { issueKey, keyView, listKeys, recoverKeyText, revokeKey, verifyKeyText, getKey } from '../../core/keys.js';
 import { generateApiKey } from '../../core/derive.js';
 import { homeStatus } from '../../core/status.js';
+import { rotateEmergency, rotateKey } from '../../core/rotation.js';
 import { recentAudit } from '../../audit/log.js';
 import { verifyChain } from '../../audit/verify.js';
 import { readHead } from '../../audit/head.js';
@@ -38,9 +39,11 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
   const say = (s = '') => {
     if (!ctx.json) line(s);
   };
-  const step = (n: number, title: string, command: string) => {
+  // Steps number themselves, so capabilities can add theirs anywhere.
+  let stepNo = 0;
+  const step = (_n: number, title: string, command: string) => {
     say('');
-    say(`${c.bold.cyan(`${n}. ${title}`)}`);
+    say(`${c.bold.cyan(`${++stepNo}. ${title}`)}`);
     say(c.dim(`   $ ${command}`));
   };
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsk-demo-'));
@@ -104,6 +107,19 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
     step(7, 'Revoke a key at once', `dsk keys revoke ${batch.id} --reason "demo: suspected leak"`);
     revokeKey(h, batch.id, 'demo: suspected leak');
     say(`   ${batch.id} is now ${statusColour(ctx, getKey(h, batch.id).status)}; presenting it → ${fmt(verifyKeyText(batch.api_key, lookup, env.clock.now()))}`);
+
+    step(8, 'Rotate a key: the successor is issued, the old key keeps working for its grace period', `dsk rotate ${chat.id} --grace 48h`);
+    const rot = await rotateKey(h, chat.id, { graceMs: 48 * 3_600_000 });
+    const succ = rot.issued[0];
+    const graceUntil = rot.actions[0].action === 'rotate' ? rot.actions[0].grace_until : null;
+    say(`   ${chat.id} → ${succ.id}; old key ${statusColour(ctx, getKey(h, chat.id).status)} until ${graceUntil}`);
+    say(`   old key → ${fmt(verifyKeyText(chat.api_key, lookup, env.clock.now()))}   new key → ${fmt(verifyKeyText(succ.api_key, lookup, env.clock.now()))}`);
+    say(c.dim('   the cron job (dsk rotate --due, see dsk cron print) rotates on schedule or after max-uses and retires keys whose grace ended'));
+
+    step(9, 'Emergency: revoke at once, no grace, successors issued', 'dsk rotate --emergency --owner security --reason "dashboard host compromised"');
+    const em = await rotateEmergency(h, { owner: 'security' }, { reason: 'demo: dashboard host compromised' });
+    say(`   ${audit.id} ${statusColour(ctx, getKey(h, audit.id).status)} → presenting it: ${fmt(verifyKeyText(audit.api_key, lookup, env.clock.now()))}; successor ${em.issued[0].id} → ${fmt(verifyKeyText(em.issued[0].api_key, lookup, env.clock.now()))}`);
+    summary.rotation = { manual: rot.actions, emergency: em.actions };
 
     step(8, 'Verify the audit chain, then show that tampering with a copy is caught', 'dsk audit verify');
     const ok = verifyChain(h.db, readHead(h.dir), h.auditKey);

@@ -1,0 +1,61 @@
+/**
+ * Hands newly rotated keys to their workloads: one 0600 JSON file per key in --out-dir, and/or a
+ * command run per key (--exec) that gets the key JSON on stdin and its id in DSK_KEY_ID. The key
+ * never goes in argv (visible in ps) and the unseal secrets are removed from the command's
+ * environment: the hook needs the new key, not the power to unseal.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { UsageError } from '../core/errors.js';
+import { writePrivateFile } from '../core/files.js';
+import type { IssuedKey } from '../core/keys.js';
+
+export interface DeliveryFlags {
+  outDir?: string;
+  exec?: string;
+}
+
+export interface Delivered {
+  key_id: string;
+  old_key_id: string;
+  file?: string;
+  exec_status?: number | null;
+  error?: string;
+}
+
+/** Checks delivery flags before any work (exit 2 on a bad directory). */
+export function checkDelivery(f: DeliveryFlags): void {
+  if (f.outDir !== undefined && !(fs.existsSync(f.outDir) && fs.statSync(f.outDir).isDirectory()))
+    throw new UsageError(`--out-dir ${f.outDir} is not a directory`, 'create it first (mode 0700)');
+  if (f.exec !== undefined && !f.exec.trim()) throw new UsageError('--exec needs a command');
+}
+
+export function hasDelivery(f: DeliveryFlags): boolean {
+  return f.outDir !== undefined || f.exec !== undefined;
+}
+
+const HOOK_ENV_DROP = ['DSK_PASSPHRASE_FILES', 'DSK_HSM_PIN', 'DSK_OTP'];
+
+export function deliverer(f: DeliveryFlags, log: Delivered[]) {
+  return (k: IssuedKey, oldId: string): void => {
+    const d: Delivered = { key_id: k.id, old_key_id: oldId };
+    const body = JSON.stringify(k, null, 2) + '\n';
+    try {
+      if (f.outDir !== undefined) {
+        d.file = path.join(path.resolve(f.outDir), `${k.id}.json`);
+        writePrivateFile(d.file, body, { exclusive: true });
+      }
+    } catch (e) {
+      d.error = `writing ${d.file}: ${(e as Error).message}`;
+    }
+    if (f.exec !== undefined) {
+      const env: NodeJS.ProcessEnv = { ...process.env, DSK_KEY_ID: k.id, DSK_OLD_KEY_ID: oldId, DSK_KEY_NAME: k.name, DSK_KEY_ROLE: k.role };
+      for (const v of HOOK_ENV_DROP) delete env[v];
+      const r = spawnSync('/bin/sh', ['-c', f.exec], { input: body, env, stdio: ['pipe', 2, 2], timeout: 120_000 });
+      d.exec_status = r.status;
+      if (r.status !== 0) d.error = `--exec exited ${r.status ?? r.signal ?? 'abnormally'}`;
+    }
+    log.push(d);
+  };
+}
