@@ -15,6 +15,7 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   keygen: { summary: 'issue an API key and signing secret for a consumer', load: () => import('./commands/keygen.js') },
   keys: { summary: 'list, show and revoke keys', load: () => import('./commands/keys.js') },
   derive: { summary: "the seed's generate_api_key(master_key, salt), bit-for-bit", load: () => import('./commands/derive.js') },
+  hsm: { summary: 'PKCS#11 module, tokens and master key object; recover the key into a token', load: () => import('./commands/hsm.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
 
