@@ -182,7 +182,7 @@ export class Pkcs11Module {
       const t = call('C_GetTokenInfo', () => this.lib.C_GetTokenInfo(slot));
       return {
         slot,
-        slot_id: slot.readBigUInt64LE ? slot.readBigUInt64LE(0).toString() : slot.toString('hex'),
+        slot_id: slot.length >= 8 ? slot.readBigUInt64LE(0).toString() : slot.toString('hex'),
         label: trim(t.label),
         manufacturer: trim(t.manufacturerID),
         model: trim(t.model),
@@ -197,7 +197,7 @@ export class Pkcs11Module {
 
   /** The slot holding the token with this label; 4 with the labels that exist if none does. */
   findToken(label: string) {
-    const all = this.tokens();
+    const all = this.tokens().filter((t) => t.initialized);
     const hits = all.filter((t) => t.label === label);
     if (!hits.length)
       throw new NotFoundError(
