@@ -6,7 +6,10 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { hasCommand, tmpDir } from './helpers.js';
+import { dsk, hasCommand, tmpDir } from './helpers.js';
+import { openUnsealed, defaultEnv } from '../src/core/home.js';
+import { getKey, recoverKeyText } from '../src/core/keys.js';
+import { passphrasesFromFiles } from '../src/cli/secrets.js';
 
 const CANDIDATES = [process.env.DSK_TEST_PKCS11_MODULE, '/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so', '/usr/local/lib/softhsm/libsofthsm2.so'];
 export const MODULE = CANDIDATES.find((p): p is string => !!p && fs.existsSync(p)) ?? '/usr/lib/softhsm/libsofthsm2.so';
@@ -57,4 +60,35 @@ export function softHsm(dir = tmpDir('dsk-hsm-')): SoftHsm {
 export function pkcs11Tool(h: SoftHsm, args: string[]) {
   const r = spawnSync('pkcs11-tool', ['--module', MODULE, ...args], { env: { ...process.env, ...h.env }, encoding: 'utf8' });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+export interface Setup {
+  home: string;
+  env: NodeJS.ProcessEnv;
+  hsm?: SoftHsm;
+  pass?: string[];
+}
+
+export function pkcs11Home(hsm: SoftHsm, label = 'dsk-test', extra: string[] = []): Setup {
+  hsm.initToken(label);
+  const home = path.join(hsm.dir, 'home');
+  const env = { ...hsm.env, DSK_HOME: home, DSK_HSM_PIN: USER_PIN };
+  const r = dsk(['init', '--backend', 'pkcs11', '--pkcs11-module', MODULE, '--token-label', label, '--json', ...extra], { env });
+  if (r.code !== 0) throw new Error(`init failed (${r.code}): ${r.stderr}`);
+  return { home, env, hsm };
+}
+
+/** Re-derives a key from the master key in this process (the seed's derivation via MasterKey.stretch). */
+export async function rederive(s: Setup, id: string): Promise<string> {
+  if (s.hsm) process.env.SOFTHSM2_CONF = s.hsm.conf;
+  const threshold = String(s.env.DSK_PASSPHRASE_FILES ?? '').split(':').filter(Boolean);
+  const h = await openUnsealed(s.home, defaultEnv('test'), {
+    passphrases: async () => passphrasesFromFiles(threshold),
+    pin: async () => Buffer.from(USER_PIN),
+  });
+  try {
+    return await recoverKeyText(h, getKey(h, id));
+  } finally {
+    await h.close();
+  }
 }

@@ -1,51 +1,17 @@
 /**
  * The key lifecycle on both master-key backends from one suite, then what only the HSM backend
  * has: the key object as an independent client (OpenSC pkcs11-tool) sees it, `hsm info`, and
- * recovery into a fresh token. Real SoftHSM2 tokens, real SQLite homes, the real built CLI.
+ * the refusal of a duplicate key label (recovery: hsm-recovery.test.ts). Real SoftHSM2 tokens,
+ * real SQLite homes, the real built CLI.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dsk, json, makeHome, passphraseFiles, snapshot, tmpDir } from './helpers.js';
-import { hasPkcs11Tool, MODULE, pkcs11Tool, requireSoftHsm, softHsm, USER_PIN, type SoftHsm } from './hsm-helpers.js';
-import { openUnsealed, defaultEnv } from '../src/core/home.js';
-import { getKey, recoverKeyText } from '../src/core/keys.js';
-import { recentAudit } from '../src/audit/log.js';
-import { passphrasesFromFiles } from '../src/cli/secrets.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { dsk, json, makeHome, tmpDir } from './helpers.js';
+import { hasPkcs11Tool, MODULE, pkcs11Home, pkcs11Tool, rederive, requireSoftHsm, softHsm, USER_PIN, type Setup } from './hsm-helpers.js';
 
 const HSM = requireSoftHsm();
 const BACKENDS = HSM ? (['software', 'pkcs11'] as const) : (['software'] as const);
-
-interface Setup {
-  home: string;
-  env: NodeJS.ProcessEnv;
-  hsm?: SoftHsm;
-  pass?: string[];
-}
-
-function pkcs11Home(hsm: SoftHsm, label = 'dsk-test', extra: string[] = []): Setup {
-  hsm.initToken(label);
-  const home = path.join(hsm.dir, 'home');
-  const env = { ...hsm.env, DSK_HOME: home, DSK_HSM_PIN: USER_PIN };
-  const r = dsk(['init', '--backend', 'pkcs11', '--pkcs11-module', MODULE, '--token-label', label, '--json', ...extra], { env });
-  if (r.code !== 0) throw new Error(`init failed (${r.code}): ${r.stderr}`);
-  return { home, env, hsm };
-}
-
-/** Re-derives a key from the master key in this process (the seed's derivation via MasterKey.stretch). */
-async function rederive(s: Setup, id: string): Promise<string> {
-  if (s.hsm) process.env.SOFTHSM2_CONF = s.hsm.conf;
-  const threshold = String(s.env.DSK_PASSPHRASE_FILES ?? '').split(':').filter(Boolean);
-  const h = await openUnsealed(s.home, defaultEnv('test'), {
-    passphrases: async () => passphrasesFromFiles(threshold),
-    pin: async () => Buffer.from(USER_PIN),
-  });
-  try {
-    return await recoverKeyText(h, getKey(h, id));
-  } finally {
-    await h.close();
-  }
-}
 
 describe.each(BACKENDS)('key lifecycle on the %s backend', (backend) => {
   let s: Setup;
@@ -145,73 +111,5 @@ describe.skipIf(!HSM)('the master key object in the token', () => {
     expect(r).toMatchObject({ backend: 'pkcs11', key_label: 'dsk-second', origin: 'generated', recovery: null });
     const first = JSON.parse(fs.readFileSync(path.join(s.home, 'master_key.hsm'), 'utf8'));
     expect(r.key_check_value).not.toBe(first.key_check_value);
-  });
-});
-
-describe.skipIf(!HSM)('recovery fragments', () => {
-  let s: Setup;
-  let pass: string[];
-  let issued: { id: string; api_key: string };
-  beforeAll(() => {
-    const hsm = softHsm();
-    pass = passphraseFiles(hsm.dir, 3, 'recovery');
-    s = pkcs11Home(hsm, 'dsk-old', ['--recovery-shares', '3', '--recovery-threshold', '2', '--kdf', 'scrypt', '--kdf-cost', '15', ...pass.flatMap((p) => ['--passphrase-file', p])]);
-  });
-  afterAll(() => {
-    delete process.env.SOFTHSM2_CONF;
-  });
-
-  it('init imports the key and writes fragments; the origin says so', () => {
-    const f = JSON.parse(fs.readFileSync(path.join(s.home, 'master_key.hsm'), 'utf8'));
-    expect(f).toMatchObject({ origin: 'imported', recovery: { threshold: 2, shares: 3 } });
-    expect(fs.readdirSync(path.join(s.home, 'key_fragments')).sort()).toEqual(['frag1.enc', 'frag2.enc', 'frag3.enc', 'metadata.json']);
-    const i = json(dsk(['hsm', 'info', '--json'], { env: s.env }));
-    expect(i.key_origin).toBe('imported');
-    expect(i.key.attributes).toMatchObject({ sensitive: true, extractable: false, never_extractable: false });
-    issued = json(dsk(['keygen', '--name', 'before-loss', '--role', 'automation', '--json'], { env: s.env }));
-  });
-
-  it('after the token is lost, hsm recover restores the same key into a new token', async () => {
-    // lose the token: wipe SoftHSM's token directory, then initialise a fresh, different token
-    const tokens = path.join(s.hsm!.dir, 'tokens');
-    fs.rmSync(tokens, { recursive: true });
-    fs.mkdirSync(tokens, { mode: 0o700 });
-    const lost = dsk(['keygen', '--name', 'x', '--role', 'automation'], { env: s.env });
-    expect(lost.code).toBe(4);
-    expect(lost.stderr).toContain("no token labelled 'dsk-old'");
-    s.hsm!.initToken('dsk-new');
-
-    const env = { ...s.env, DSK_PASSPHRASE_FILES: '' };
-    const wrong = passphraseFiles(s.hsm!.dir, 2, 'wrong');
-    const before = snapshot(s.home);
-    const bad = dsk(['hsm', 'recover', '--token-label', 'dsk-new', ...wrong.flatMap((p) => ['--passphrase-file', p])], { env });
-    expect(bad.code).toBe(3);
-    expect(snapshot(s.home)).toEqual(before);
-
-    const r = json(dsk(['hsm', 'recover', '--token-label', 'dsk-new', '--passphrase-file', pass[2], '--passphrase-file', pass[0], '--json'], { env }));
-    expect(r).toMatchObject({ token_label: 'dsk-new', key_label: 'dsk-master', origin: 'imported' });
-    const f = JSON.parse(fs.readFileSync(path.join(s.home, 'master_key.hsm'), 'utf8'));
-    expect(f).toMatchObject({ token_label: 'dsk-new', key_id: r.key_id });
-
-    expect(await rederive(s, issued.id)).toBe(issued.api_key);
-    const h = await openUnsealed(s.home, defaultEnv('test'), { passphrases: async () => [], pin: async () => Buffer.from(USER_PIN) });
-    try {
-      const rows = recentAudit(h.db, 5).map((x) => x.action);
-      expect(rows).toContain('MASTER_RECOVER');
-    } finally {
-      await h.close();
-    }
-    expect(json(dsk(['keys', 'revoke', issued.id, '--json'], { env: s.env })).status).toBe('revoked');
-
-    const again = dsk(['hsm', 'recover', '--token-label', 'dsk-new', '--passphrase-file', pass[0], '--passphrase-file', pass[1]], { env });
-    expect(again.code).toBe(6);
-    expect(again.stderr).toContain("already holds a key labelled 'dsk-master'");
-  });
-
-  it('a home made without recovery flags has nothing to recover from (4)', () => {
-    const t = pkcs11Home(softHsm(), 'dsk-plain');
-    const r = dsk(['hsm', 'recover', '--passphrase-file', pass[0], '--passphrase-file', pass[1]], { env: t.env });
-    expect(r.code).toBe(4);
-    expect(r.stderr).toContain('has no recovery fragments');
   });
 });
