@@ -311,7 +311,18 @@ export class Pkcs11Session {
       this.module.lib.C_Login(this.#s, P.CKU_USER, pin.toString('utf8'));
     } catch (e) {
       if (ckrName(e) === 'CKR_USER_ALREADY_LOGGED_IN') return; // another session of this process logged in
-      throw pkcs11Error(e, 'C_Login');
+      const err = pkcs11Error(e, 'C_Login');
+      if (err.code === 'ERR_PIN' && this.#finalTry())
+        throw new AuthError(err.code, err.message, 'the token reports one try left before the user PIN locks: check the PIN before trying again');
+      throw err;
+    }
+  }
+
+  #finalTry(): boolean {
+    try {
+      return this.module.findToken(this.token.label).user_pin_final_try;
+    } catch {
+      return false;
     }
   }
 
