@@ -6,8 +6,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dsk, json, passphraseFiles, snapshot } from './helpers.js';
-import { pkcs11Home, rederive, requireSoftHsm, softHsm, USER_PIN, type Setup } from './hsm-helpers.js';
+import { spawn } from 'node:child_process';
+import { DSK, dsk, json, passphraseFiles, snapshot } from './helpers.js';
+import { hasPkcs11Tool, MODULE, pkcs11Home, pkcs11Tool, rederive, requireSoftHsm, softHsm, USER_PIN, type Setup } from './hsm-helpers.js';
 import { openUnsealed, defaultEnv } from '../src/core/home.js';
 import { getKey, openSigningSecret } from '../src/core/keys.js';
 import { recentAudit } from '../src/audit/log.js';
@@ -73,6 +74,32 @@ describe.skipIf(!HSM)('recovery fragments', () => {
     const again = dsk(['hsm', 'recover', '--token-label', 'dsk-new', '--passphrase-file', pass[0], '--passphrase-file', pass[1]], { env });
     expect(again.code).toBe(6);
     expect(again.stderr).toContain("already holds a key labelled 'dsk-master'");
+  });
+
+  it.skipIf(!hasPkcs11Tool)('an init that fails after the key object was created destroys it and leaves nothing', async () => {
+    const h = softHsm();
+    h.initToken('dsk-race');
+    const home = path.join(h.dir, 'home');
+    const p = passphraseFiles(h.dir, 3, 'race');
+    // The recovery path seals three fragments (PBKDF2, 600,000 iterations each) before it imports
+    // the key; a file that appears in the target meanwhile makes the final rename refuse (6).
+    const child = spawn(process.execPath, [DSK, 'init', '--backend', 'pkcs11', '--pkcs11-module', MODULE, '--token-label', 'dsk-race', '--home', home, '--recovery-shares', '3', '--recovery-threshold', '2', ...p.flatMap((f) => ['--passphrase-file', f])], {
+      env: { ...process.env, ...h.env, DSK_HSM_PIN: USER_PIN },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    for (let i = 0; i < 500 && !fs.readdirSync(h.dir).some((n) => n.startsWith('.home.init-')); i++) await new Promise((r) => setTimeout(r, 10));
+    fs.mkdirSync(home, { mode: 0o700 });
+    fs.writeFileSync(path.join(home, 'someone-elses-file'), 'x');
+    expect(await exited).toBe(6);
+    expect(stderr).toContain('already exists and is not empty');
+    expect(fs.readdirSync(h.dir).filter((n) => n.startsWith('.home'))).toEqual([]);
+    expect(fs.readdirSync(home)).toEqual(['someone-elses-file']);
+    const objs = pkcs11Tool(h, ['--token-label', 'dsk-race', '--login', '--pin', USER_PIN, '--list-objects']);
+    expect(objs.code).toBe(0);
+    expect(objs.stdout).not.toContain('dsk-master');
   });
 
   it('a home made without recovery flags has nothing to recover from (4)', () => {
