@@ -12,9 +12,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { DEFAULT_POLICY } from './config.js';
-import { homePath, loadConfig } from './config.js';
+import { homePath } from './config.js';
 import { ConflictError, IntegrityError, NotFoundError, UsageError } from './errors.js';
-import { buildHome, Home, openHome, type Env } from './home.js';
+import { buildHome, Home, type Env } from './home.js';
 import { wipe } from './crypto.js';
 import { writePrivateFile } from './files.js';
 import { keyCheckValue, PURPOSE } from '../master/backend.js';
@@ -141,7 +141,6 @@ export async function initPkcs11Home(o: HsmInitOptions, env: Env): Promise<HsmIn
 }
 
 export interface HsmRecoverOptions {
-  home: string;
   module?: string;
   tokenLabel?: string;
   keyLabel?: string;
@@ -151,25 +150,25 @@ export interface HsmRecoverOptions {
 /**
  * Restores the master key of an existing pkcs11 home from its recovery fragments into a token
  * (the same one after a reset, or a new one: --pkcs11-module/--token-label), then points
- * master_key.hsm at it. keys.db and the audit log stay where they are and keep working, because
+ * master_key.hsm at it. `sealed` is the opened (not unsealed) home; keys.db and the audit log stay where they are and keep working, because
  * the key, and so every derived key and the audit MAC key, is the same.
  */
-export async function recoverHsmHome(o: HsmRecoverOptions, env: Env) {
-  const config = loadConfig(o.home);
-  if (config.backend !== 'pkcs11') throw new UsageError(`${o.home} uses the ${config.backend} backend; hsm recover is for pkcs11 homes`);
-  const old = readHsmFile(o.home);
-  const fragDir = homePath(o.home, 'fragments');
+export async function recoverHsmHome(sealed: Home, o: HsmRecoverOptions) {
+  const home = sealed.dir;
+  const env = sealed.env;
+  if (sealed.config.backend !== 'pkcs11') throw new UsageError(`${home} uses the ${sealed.config.backend} backend; hsm recover is for pkcs11 homes`);
+  const old = readHsmFile(home);
+  const fragDir = homePath(home, 'fragments');
   if (!fs.existsSync(path.join(fragDir, 'metadata.json')))
-    throw new NotFoundError('ERR_NO_RECOVERY', `${o.home} has no recovery fragments (it was created without --recovery-shares)`, 'without fragments the key existed only in the token and cannot be rebuilt');
+    throw new NotFoundError('ERR_NO_RECOVERY', `${home} has no recovery fragments (it was created without --recovery-shares)`, 'without fragments the key existed only in the token and cannot be rebuilt');
   const module = o.module ?? old.module;
   const tokenLabel = o.tokenLabel ?? old.token_label;
   const keyLabel = o.keyLabel ?? old.key_label;
   validateLabels(tokenLabel, keyLabel);
-  const sealed = openHome(o.home, env);
   let key: Buffer | null = null;
   let session: Awaited<ReturnType<typeof openTokenSession>> | null = null;
   let created: Buffer | null = null;
-  const oldText = fs.readFileSync(homePath(o.home, 'hsm'));
+  const oldText = fs.readFileSync(homePath(home, 'hsm'));
   let fileWritten = false;
   try {
     const u = await unsealFromFragments(fragDir, o.inputs);
@@ -189,20 +188,20 @@ export async function recoverHsmHome(o: HsmRecoverOptions, env: Env) {
     const kcv = await keyCheckValue(master);
     if (kcv !== old.key_check_value) throw new IntegrityError('ERR_KCV', 'the key imported into the token does not match its key check value', 'this is a token fault; try another token');
     const file: HsmFile = { ...old, module: s.module.path, token_label: s.token.label, token_serial: s.token.serial, key_label: keyLabel, key_id: attrs.id, origin: 'imported' };
-    const h = new Home(o.home, sealed.config, sealed.db, env, master, null, await master.hmac(PURPOSE.AUDIT_CHAIN));
+    const h = new Home(home, sealed.config, sealed.db, env, master, null, await master.hmac(PURPOSE.AUDIT_CHAIN));
     h.tx(() => {
       h.audit({
         action: 'MASTER_RECOVER',
         details: { module: file.module, token_label: file.token_label, key_label: keyLabel, key_id: file.key_id, previous: { module: old.module, token_label: old.token_label, key_id: old.key_id } },
       });
-      writeHsmFile(o.home, file);
+      writeHsmFile(home, file);
       fileWritten = true;
     });
-    const result = { home: path.resolve(o.home), module: file.module, token_label: file.token_label, key_label: keyLabel, key_id: file.key_id, origin: file.origin, key_check_value: kcv };
+    const result = { home: path.resolve(home), module: file.module, token_label: file.token_label, key_label: keyLabel, key_id: file.key_id, origin: file.origin, key_check_value: kcv };
     created = null;
     return result;
   } catch (e) {
-    if (fileWritten) writePrivateFile(homePath(o.home, 'hsm'), oldText);
+    if (fileWritten) writePrivateFile(homePath(home, 'hsm'), oldText);
     if (created && session) {
       try {
         session.session.destroy(created);
@@ -214,6 +213,5 @@ export async function recoverHsmHome(o: HsmRecoverOptions, env: Env) {
   } finally {
     wipe(key);
     session?.release();
-    if (sealed.db.open) sealed.db.close();
   }
 }

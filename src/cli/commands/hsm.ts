@@ -5,9 +5,13 @@ import { line, paint, printJson, table } from '../render.js';
 import { canPrompt, readSecretFile, unsealInputs, withUnsealOptions } from '../secrets.js';
 import { homePath, loadConfig } from '../../core/config.js';
 import { UsageError } from '../../core/errors.js';
+import { withHome } from '../session.js';
 
 export function register(program: Command): void {
-  const hsm = program.command('hsm').description('inspect the PKCS#11 module and token; recover the master key into a token');
+  const hsm = program
+    .command('hsm')
+    .description('inspect the PKCS#11 module and token; recover the master key into a token')
+    .addHelpText('after', '\nExamples:\n  dsk hsm info --json\n  dsk hsm recover --token-label dsk-new --passphrase-file a.pass --passphrase-file b.pass\n\nSee docs/hsm.md.');
   hsm
     .command('info')
     .description('module version, tokens, supported mechanisms, and the master key object and its attributes')
@@ -98,7 +102,9 @@ Every key issued before still verifies, because the rebuilt master key is the sa
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const { recoverHsmHome } = await import('../../core/hsm.js');
-      const r = await recoverHsmHome({ home: ctx.home, module: o.pkcs11Module, tokenLabel: o.tokenLabel, keyLabel: o.keyLabel, inputs: unsealInputs(o) }, ctx.env);
+      const r = await withHome(ctx, { permission: 'admin', sensitive: true }, (h) =>
+        recoverHsmHome(h, { module: o.pkcs11Module, tokenLabel: o.tokenLabel, keyLabel: o.keyLabel, inputs: unsealInputs(o) }),
+      );
       if (ctx.json) return printJson(r);
       const c = paint(ctx);
       line(`${c.green('✓')} restored the master key of ${r.home} into token '${r.token_label}' as '${r.key_label}' (id ${r.key_id}, key check value ${r.key_check_value})`);
