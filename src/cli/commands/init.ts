@@ -33,7 +33,8 @@ async function initHsm(ctx: Ctx, o: Record<string, any>, cmd: Command): Promise<
     } else throw new AuthError('ERR_NO_PASSPHRASE', `recovery needs ${shares} custodian passphrases and there is no terminal to ask on`, 'give --passphrase-file once per custodian');
     recovery = { shares, threshold, passphrases, fragmentDirs: o.fragmentDir, kdf: o.kdf, kdfCost };
   } else {
-    if (o.passphraseFile.length || o.fragmentDir.length) throw new UsageError('--passphrase-file and --fragment-dir need --recovery-shares with --backend pkcs11');
+    if (o.passphraseFile.length || o.fragmentDir.length || o.kdfCost !== undefined || cmd.getOptionValueSource('kdf') === 'cli')
+      throw new UsageError('--passphrase-file, --fragment-dir and --kdf/--kdf-cost need --recovery-shares with --backend pkcs11');
     assertNoHome(ctx.home);
   }
   const inputs = unsealInputs({ pinFile: o.pinFile });
