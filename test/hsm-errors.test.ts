@@ -36,6 +36,7 @@ describe.skipIf(!HSM)('dsk init --backend pkcs11: refusals', () => {
     ['software-only --shares', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--shares', '3'], /--shares is for the software backend/],
     ['half the recovery flags', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--recovery-shares', '3'], /both --recovery-shares and --recovery-threshold/],
     ['a too-long token label', ['--pkcs11-module', MODULE, '--token-label', 'x'.repeat(33)], /--token-label must be 1 to 32 bytes/],
+    ['recovery-only --kdf without recovery', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--kdf', 'scrypt'], /need --recovery-shares/],
     ['a bad key label', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--key-label', ' lead'], /--key-label must be/],
   ])('usage: %s (2)', (_n, args, msg) => {
     const r = init(h, home, args);

@@ -391,8 +391,13 @@ export class Pkcs11Session {
     const a = this.attributes(h);
     const bad: string[] = [];
     if (!a.token) bad.push('CKA_TOKEN is false');
+    // A public key object can be used without logging in: anyone with the token could derive keys.
+    if (!a.private) bad.push('CKA_PRIVATE is false');
     if (!a.sensitive) bad.push('CKA_SENSITIVE is false');
     if (a.extractable) bad.push('CKA_EXTRACTABLE is true');
+    // Derivation mechanisms such as CKM_CONCATENATE_BASE_AND_DATA can copy the value into a new,
+    // extractable key, so a key that may derive is as good as extractable.
+    if (a.derive) bad.push('CKA_DERIVE is true');
     if (origin === 'generated' && !a.never_extractable) bad.push('CKA_NEVER_EXTRACTABLE is false');
     if (!a.sign) bad.push('CKA_SIGN is false');
     if (bad.length)
