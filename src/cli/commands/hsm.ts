@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { line, paint, printJson, table } from '../render.js';
@@ -33,16 +34,15 @@ Examples:
       let tokenLabel = o.tokenLabel as string | undefined;
       let keyLabel = o.keyLabel as string | undefined;
       let origin: string | undefined;
-      if (!module || !tokenLabel) {
-        if (fs.existsSync(homePath(ctx.home, 'config')) && loadConfig(ctx.home).backend === 'pkcs11') {
-          const { readHsmFile } = await import('../../master/pkcs11-backend.js');
-          const f = readHsmFile(ctx.home);
-          if (!module) {
-            module = f.module;
-            tokenLabel ??= f.token_label;
-            keyLabel ??= f.key_label;
-            origin = f.origin;
-          }
+      // Defaults come from the home's master_key.hsm when it describes the same module.
+      if (fs.existsSync(homePath(ctx.home, 'config')) && loadConfig(ctx.home).backend === 'pkcs11') {
+        const { readHsmFile } = await import('../../master/pkcs11-backend.js');
+        const f = readHsmFile(ctx.home);
+        if (!module || path.resolve(module) === f.module) {
+          module = f.module;
+          tokenLabel ??= f.token_label;
+          keyLabel ??= f.key_label;
+          if (tokenLabel === f.token_label && keyLabel === f.key_label) origin = f.origin;
         }
       }
       if (!module) throw new UsageError('no PKCS#11 module: give --pkcs11-module PATH (or --home of a pkcs11 home)');
