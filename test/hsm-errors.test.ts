@@ -37,6 +37,7 @@ describe.skipIf(!HSM)('dsk init --backend pkcs11: refusals', () => {
     ['half the recovery flags', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--recovery-shares', '3'], /both --recovery-shares and --recovery-threshold/],
     ['a too-long token label', ['--pkcs11-module', MODULE, '--token-label', 'x'.repeat(33)], /--token-label must be 1 to 32 bytes/],
     ['recovery-only --kdf without recovery', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--kdf', 'scrypt'], /need --recovery-shares/],
+    ['--recover points at hsm recover', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--recover'], /use dsk hsm recover/],
     ['a bad key label', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--key-label', ' lead'], /--key-label must be/],
   ])('usage: %s (2)', (_n, args, msg) => {
     const r = init(h, home, args);

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { paint, printJson, line } from '../render.js';
 import { canPrompt, collect, passphrasesFromFiles, passphraseFilesFrom, promptNewPassphrase } from '../secrets.js';
@@ -74,6 +74,7 @@ export function register(program: Command): void {
     .option('--pin-file <file>', "pkcs11: file holding the token's user PIN ('-' = stdin; else DSK_HSM_PIN or a prompt)")
     .option('--recovery-shares <n>', 'pkcs11: also write N Shamir recovery fragments (the key is then made outside the token once)')
     .option('--recovery-threshold <k>', 'pkcs11: recovery fragments needed to rebuild the key (K)')
+    .addOption(new Option('--recover').hideHelp())
     .addHelpText(
       'after',
       `
@@ -91,6 +92,8 @@ flags there is no other copy: lose the token, lose every key (see docs/hsm.md).`
     )
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
+      if (o.recover)
+        throw new UsageError('init creates a new home; to rebuild a lost token key use dsk hsm recover', 'run it on the existing home: dsk --home DIR hsm recover --token-label NEW --passphrase-file … (docs/hsm.md)');
       if (o.backend === 'pkcs11') return initHsm(ctx, o, cmd);
       if (o.backend !== 'software') throw new UsageError(`unknown --backend '${o.backend}'`, 'use software or pkcs11');
       for (const f of ['pkcs11Module', 'tokenLabel', 'pinFile', 'recoveryShares', 'recoveryThreshold'])
