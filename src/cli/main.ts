@@ -19,6 +19,7 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   export: { summary: 'hand a key to a workload: Kubernetes Secret manifest or env lines', load: () => import('./commands/export.js') },
   cron: { summary: 'print or install the crontab line / systemd timer for dsk rotate --due', load: () => import('./commands/cron.js') },
   derive: { summary: "the seed's generate_api_key(master_key, salt), bit-for-bit", load: () => import('./commands/derive.js') },
+  hsm: { summary: 'PKCS#11 module, tokens and master key object; recover the key into a token', load: () => import('./commands/hsm.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
 

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Home } from './home.js';
 import { countByStatus } from './keys.js';
@@ -15,6 +16,15 @@ export function homeStatus(h: Home) {
   } catch {
     fragments = null;
   }
+  let hsm: { module: string; token_label: string; key_label: string; key_id: string; origin: string; recovery: unknown } | null = null;
+  if (h.config.backend === 'pkcs11') {
+    try {
+      const f = JSON.parse(fs.readFileSync(homePath(h.dir, 'hsm'), 'utf8'));
+      hsm = { module: f.module, token_label: f.token_label, key_label: f.key_label, key_id: f.key_id, origin: f.origin, recovery: f.recovery ?? null };
+    } catch {
+      hsm = null;
+    }
+  }
   const due = planDue(h);
   const head = auditHead(h.db);
   return {
@@ -23,6 +33,7 @@ export function homeStatus(h: Home) {
     backend: h.config.backend,
     sealed: true,
     fragments,
+    hsm,
     keys: countByStatus(h),
     rotations_due: due.rotate.length,
     rotation_warnings: due.warnings.length,

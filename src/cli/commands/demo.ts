@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import type { Command } from 'commander';
 import { ctxOf, type Ctx } from '../context.js';
 import { line, paint, printJson, statusColour, table } from '../render.js';
@@ -139,6 +140,9 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
     say(`   ${bad.breach ? `${c.red('✗')} exit 5: broken at seq ${bad.breach.seq} (${bad.breach.kind})` : c.red('NOT DETECTED')}`);
     summary.audit_verify = { ok: ok.ok, rows: ok.rows, tampered_copy: bad.breach };
 
+    step(8, 'Optional: the master key inside an HSM (SoftHSM2 here)', 'dsk init --backend pkcs11 --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label dsk-demo');
+    summary.hsm = await hsmDemo(root, env, say, c);
+
     step(9, 'Status', 'dsk status');
     const st = homeStatus(h);
     say(`   backend ${st.backend} (${st.fragments?.threshold}-of-${st.fragments?.shares}), keys ${Object.entries(st.keys).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ')}, audit ${st.audit.rows} rows`);
@@ -155,6 +159,44 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
   } finally {
     await h?.close();
     if (!keep) fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs only where SoftHSM2 is installed, in a throwaway token directory; otherwise says why it
+ * skipped. No keygen here: on a token each one is 100,000 in-token HMACs (seconds).
+ */
+async function hsmDemo(root: string, env: Home['env'], say: (s?: string) => void, c: ReturnType<typeof paint>) {
+  const module = ['/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so'].find((p) => fs.existsSync(p));
+  const util = spawnSync('softhsm2-util', ['--version'], { encoding: 'utf8' });
+  if (!module || util.status !== 0) {
+    say(c.dim('   skipped: SoftHSM2 is not installed (apt-get install softhsm2); see docs/hsm.md'));
+    return { skipped: 'softhsm2 not installed' };
+  }
+  const tokens = path.join(root, 'softhsm-tokens');
+  fs.mkdirSync(tokens, { mode: 0o700 });
+  const conf = path.join(root, 'softhsm2.conf');
+  writePrivateFile(conf, `directories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+  const saved = process.env.SOFTHSM2_CONF;
+  process.env.SOFTHSM2_CONF = conf;
+  try {
+    const pin = env.random(6).toString('hex');
+    const t = spawnSync('softhsm2-util', ['--init-token', '--free', '--label', 'dsk-demo', '--pin', pin, '--so-pin', env.random(6).toString('hex')], { encoding: 'utf8' });
+    if (t.status !== 0) {
+      say(c.dim(`   skipped: softhsm2-util could not create a token (${t.stderr.trim().split('\n')[0]})`));
+      return { skipped: 'token init failed' };
+    }
+    const { initPkcs11Home } = await import('../../core/hsm.js');
+    const { hsmInfo } = await import('../../master/pkcs11-backend.js');
+    const r = await initPkcs11Home({ home: path.join(root, 'hsm-home'), module, tokenLabel: 'dsk-demo', pin: async () => Buffer.from(pin) }, env);
+    const info = await hsmInfo({ module, tokenLabel: 'dsk-demo', keyLabel: r.key_label, pin: async () => Buffer.from(pin) });
+    const a = (info.key as { attributes: Record<string, unknown> }).attributes;
+    say(`   key '${r.key_label}' generated inside token 'dsk-demo' (C_GenerateKey): sensitive=${a.sensitive ? 'yes' : 'no'}, extractable=${a.extractable ? 'yes' : 'no'}, never extractable=${a.never_extractable ? 'yes' : 'no'}`);
+    say(`   master_key.hsm names module, token, label and key check value ${r.key_check_value}; no secret. Every derivation is CKM_SHA256_HMAC in the token`);
+    return r;
+  } finally {
+    if (saved === undefined) delete process.env.SOFTHSM2_CONF;
+    else process.env.SOFTHSM2_CONF = saved;
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { paint, printJson, line } from '../render.js';
 import { canPrompt, collect, passphrasesFromFiles, passphraseFilesFrom, promptNewPassphrase } from '../secrets.js';
@@ -6,6 +6,56 @@ import { initSoftwareHome, assertNoHome } from '../../core/home.js';
 import { AuthError, UsageError } from '../../core/errors.js';
 import { parsePositiveInt } from '../../core/duration.js';
 import type { Passphrase } from '../../master/fragments.js';
+import type { Ctx } from '../context.js';
+import { unsealInputs } from '../secrets.js';
+
+const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+async function initHsm(ctx: Ctx, o: Record<string, any>, cmd: Command): Promise<void> {
+  for (const f of ['shares', 'threshold'])
+    if (cmd.getOptionValueSource(f) === 'cli') throw new UsageError(`--${f} is for the software backend`, 'with --backend pkcs11 use --recovery-shares and --recovery-threshold');
+  if (!o.pkcs11Module) throw new UsageError('--backend pkcs11 needs --pkcs11-module PATH', 'e.g. --pkcs11-module /usr/lib/softhsm/libsofthsm2.so');
+  if (!o.tokenLabel) throw new UsageError('--backend pkcs11 needs --token-label LABEL', 'list the tokens with: dsk hsm info --pkcs11-module PATH');
+  if ((o.recoveryShares === undefined) !== (o.recoveryThreshold === undefined)) throw new UsageError('give both --recovery-shares and --recovery-threshold, or neither');
+  const { initPkcs11Home, validateLabels } = await import('../../core/hsm.js');
+  validateLabels(o.tokenLabel, o.keyLabel);
+  let recovery;
+  let passphrases: Passphrase[] = [];
+  if (o.recoveryShares !== undefined) {
+    const shares = parsePositiveInt(o.recoveryShares, '--recovery-shares', 255);
+    const threshold = parsePositiveInt(o.recoveryThreshold, '--recovery-threshold', 255);
+    const kdfCost = o.kdfCost === undefined ? undefined : parsePositiveInt(o.kdfCost, '--kdf-cost');
+    assertNoHome(ctx.home);
+    const files = passphraseFilesFrom(o.passphraseFile);
+    if (files.length) passphrases = passphrasesFromFiles(files);
+    else if (canPrompt()) {
+      for (let i = 1; i <= shares; i++) passphrases.push({ source: `prompt #${i}`, value: await promptNewPassphrase(`recovery custodian ${i} of ${shares}`) });
+    } else throw new AuthError('ERR_NO_PASSPHRASE', `recovery needs ${shares} custodian passphrases and there is no terminal to ask on`, 'give --passphrase-file once per custodian');
+    recovery = { shares, threshold, passphrases, fragmentDirs: o.fragmentDir, kdf: o.kdf, kdfCost };
+  } else {
+    if (o.passphraseFile.length || o.fragmentDir.length || o.kdfCost !== undefined || cmd.getOptionValueSource('kdf') === 'cli')
+      throw new UsageError('--passphrase-file, --fragment-dir and --kdf/--kdf-cost need --recovery-shares with --backend pkcs11');
+    assertNoHome(ctx.home);
+  }
+  const inputs = unsealInputs({ pinFile: o.pinFile });
+  let r;
+  try {
+    r = await initPkcs11Home({ home: ctx.home, module: o.pkcs11Module, tokenLabel: o.tokenLabel, keyLabel: o.keyLabel, pin: () => inputs.pin(), recovery }, ctx.env);
+  } finally {
+    for (const p of passphrases) p.value.fill(0);
+  }
+  if (ctx.json) return printJson(r);
+  const c = paint(ctx);
+  line(`${c.green('✓')} created ${c.bold(r.home)} (pkcs11 backend, token '${r.token_label}', key '${r.key_label}', ${r.origin} in the token)`);
+  line(`  module ${r.module}`);
+  line(`  key check value ${r.key_check_value}`);
+  if (r.recovery) for (const f of r.recovery.fragments) line(`  recovery fragment ${f}`);
+  line('');
+  line('Next:');
+  if (r.recovery) line(`  - hand each recovery fragment to its custodian; any ${r.recovery.threshold} can rebuild the key into a new token (dsk hsm recover)`);
+  else line(`  - the key exists only in this token: back the token up with the vendor's tools, or losing it loses every key`);
+  line('  - issue a key: dsk keygen --name my-service --role developer   (PIN from --pin-file, DSK_HSM_PIN or a prompt)');
+}
 
 export function register(program: Command): void {
   program
@@ -18,6 +68,13 @@ export function register(program: Command): void {
     .option('--fragment-dir <dir>', 'write fragments to these directories, round-robin (repeatable)', collect, [])
     .option('--kdf <name>', 'passphrase KDF: pbkdf2 (PBKDF2-HMAC-SHA256) or scrypt', 'pbkdf2')
     .option('--kdf-cost <n>', 'pbkdf2 iterations (>= 600000) or scrypt log2(N) (15..20)')
+    .option('--pkcs11-module <path>', 'pkcs11: the PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so)')
+    .option('--token-label <label>', 'pkcs11: the label of the token to hold the master key (slots are found by label)')
+    .option('--key-label <label>', 'pkcs11: the label of the master key object', 'dsk-master')
+    .option('--pin-file <file>', "pkcs11: file holding the token's user PIN ('-' = stdin; else DSK_HSM_PIN or a prompt)")
+    .option('--recovery-shares <n>', 'pkcs11: also write N Shamir recovery fragments (the key is then made outside the token once)')
+    .option('--recovery-threshold <k>', 'pkcs11: recovery fragments needed to rebuild the key (K)')
+    .addOption(new Option('--recover').hideHelp())
     .addHelpText(
       'after',
       `
@@ -25,14 +82,22 @@ Examples:
   dsk init --home ~/.dsk --shares 5 --threshold 3 \\
     --passphrase-file alice.pass --passphrase-file bob.pass --passphrase-file carol.pass \\
     --passphrase-file dave.pass --passphrase-file erin.pass
-  dsk init --shares 3 --threshold 2 --fragment-dir /mnt/node-a --fragment-dir /mnt/node-b   # prompts on a TTY`,
+  dsk init --shares 3 --threshold 2 --fragment-dir /mnt/node-a --fragment-dir /mnt/node-b   # prompts on a TTY
+  dsk init --backend pkcs11 --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label dsk --pin-file pin.txt
+  DSK_HSM_PIN=... dsk init --backend pkcs11 --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label dsk \
+    --recovery-shares 3 --recovery-threshold 2 --passphrase-file a.pass --passphrase-file b.pass --passphrase-file c.pass
+
+With --backend pkcs11 the key is generated inside the token and never leaves it; without recovery
+flags there is no other copy: lose the token, lose every key (see docs/hsm.md).`,
     )
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      if (o.backend !== 'software') {
-        if (o.backend === 'pkcs11') throw new UsageError('the pkcs11 backend is not available in this build', undefined, 'ERR_BACKEND');
-        throw new UsageError(`unknown --backend '${o.backend}'`, 'use software or pkcs11');
-      }
+      if (o.recover)
+        throw new UsageError('init creates a new home; to rebuild a lost token key use dsk hsm recover', 'run it on the existing home: dsk --home DIR hsm recover --token-label NEW --passphrase-file … (docs/hsm.md)');
+      if (o.backend === 'pkcs11') return initHsm(ctx, o, cmd);
+      if (o.backend !== 'software') throw new UsageError(`unknown --backend '${o.backend}'`, 'use software or pkcs11');
+      for (const f of ['pkcs11Module', 'tokenLabel', 'pinFile', 'recoveryShares', 'recoveryThreshold'])
+        if (o[f] !== undefined) throw new UsageError(`--${kebab(f)} needs --backend pkcs11`);
       const shares = parsePositiveInt(o.shares, '--shares', 255);
       const threshold = parsePositiveInt(o.threshold, '--threshold', 255);
       const kdfCost = o.kdfCost === undefined ? undefined : parsePositiveInt(o.kdfCost, '--kdf-cost');

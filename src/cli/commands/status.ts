@@ -15,7 +15,8 @@ export function register(program: Command): void {
       if (ctx.json) return printJson(s);
       const c = paint(ctx);
       line(`${c.bold('home')}      ${s.home}`);
-      line(`${c.bold('backend')}   ${s.backend}${s.fragments ? ` (${s.fragments.threshold}-of-${s.fragments.shares} fragments, kdf ${s.fragments.kdf})` : ''}`);
+      line(`${c.bold('backend')}   ${s.backend}${s.fragments && s.backend === 'software' ? ` (${s.fragments.threshold}-of-${s.fragments.shares} fragments, kdf ${s.fragments.kdf})` : ''}`);
+      if (s.hsm) line(`${c.bold('hsm')}       token '${s.hsm.token_label}', key '${s.hsm.key_label}' (${s.hsm.origin}${s.hsm.recovery ? ', with recovery fragments' : ', no copy outside the token'}), module ${s.hsm.module}`);
       line(`${c.bold('sealed')}    ${s.sealed ? 'yes (each command unseals, then wipes the key)' : 'no'}`);
       line(`${c.bold('keys')}      ${Object.entries(s.keys).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       line(`${c.bold('due')}       ${s.rotations_due} key(s) due for rotation`);

@@ -1,0 +1,213 @@
+/**
+ * Every HSM failure provoked for real against SoftHSM2: the exit code, the one-line message that
+ * names the PKCS#11 function and return value, and that nothing was left behind or changed.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DSK, dsk, json, snapshot } from './helpers.js';
+import { hasPkcs11Tool, MODULE, pkcs11Tool, requireSoftHsm, softHsm, USER_PIN, type SoftHsm } from './hsm-helpers.js';
+
+const HSM = requireSoftHsm();
+
+function init(h: SoftHsm, home: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  return dsk(['init', '--backend', 'pkcs11', '--home', home, ...args], { env: { ...h.env, DSK_HSM_PIN: USER_PIN, ...env } });
+}
+
+/** Nothing under dir but what was there: no home, no staging directory. */
+function leftovers(dir: string): string[] {
+  return fs.readdirSync(dir).filter((n) => n.startsWith('home') || n.startsWith('.home'));
+}
+
+describe.skipIf(!HSM)('dsk init --backend pkcs11: refusals', () => {
+  let h: SoftHsm;
+  let home: string;
+  beforeAll(() => {
+    h = softHsm();
+    h.initToken('dsk-err');
+    home = path.join(h.dir, 'home');
+  });
+  const objects = () => (hasPkcs11Tool ? pkcs11Tool(h, ['--token-label', 'dsk-err', '--login', '--pin', USER_PIN, '--list-objects']).stdout : '');
+
+  it.each([
+    ['no --token-label', ['--pkcs11-module', MODULE], /needs --token-label/],
+    ['no --pkcs11-module', ['--token-label', 'dsk-err'], /needs --pkcs11-module/],
+    ['software-only --shares', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--shares', '3'], /--shares is for the software backend/],
+    ['half the recovery flags', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--recovery-shares', '3'], /both --recovery-shares and --recovery-threshold/],
+    ['a too-long token label', ['--pkcs11-module', MODULE, '--token-label', 'x'.repeat(33)], /--token-label must be 1 to 32 bytes/],
+    ['recovery-only --kdf without recovery', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--kdf', 'scrypt'], /need --recovery-shares/],
+    ['--recover points at hsm recover', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--recover'], /use dsk hsm recover/],
+    ['a bad key label', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--key-label', ' lead'], /--key-label must be/],
+  ])('usage: %s (2)', (_n, args, msg) => {
+    const r = init(h, home, args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(msg);
+    expect(leftovers(h.dir)).toEqual([]);
+  });
+
+  it('pkcs11 flags with the software backend are refused (2)', () => {
+    const r = dsk(['init', '--home', home, '--token-label', 'dsk-err']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--token-label needs --backend pkcs11');
+  });
+
+  it('a wrong PIN: 3, C_Login: CKR_PIN_INCORRECT, one attempt, nothing created', () => {
+    const before = objects();
+    const r = init(h, home, ['--pkcs11-module', MODULE, '--token-label', 'dsk-err'], { DSK_HSM_PIN: '0000' });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^dsk: error: C_Login: CKR_PIN_INCORRECT: wrong user PIN\n/);
+    expect(r.stderr).not.toContain('0000');
+    expect(leftovers(h.dir)).toEqual([]);
+    expect(objects()).toBe(before);
+  });
+
+  it('no PIN source and no terminal: 3 at once, no prompt', () => {
+    const r = init(h, home, ['--pkcs11-module', MODULE, '--token-label', 'dsk-err'], { DSK_HSM_PIN: '' });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('no terminal to ask on');
+    expect(r.stderr).toContain('--pin-file');
+  });
+
+  it('the PIN from --pin-file; a PIN file others can read is refused', () => {
+    const pin = path.join(h.dir, 'pin.txt');
+    fs.writeFileSync(pin, `${USER_PIN}\n`, { mode: 0o644 });
+    fs.chmodSync(pin, 0o644);
+    const loose = init(h, home, ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--pin-file', pin], { DSK_HSM_PIN: '' });
+    expect(loose.code).toBe(5);
+    expect(loose.stderr).toContain('accessible by group or others');
+    expect(leftovers(h.dir)).toEqual([]);
+    fs.chmodSync(pin, 0o600);
+    const ok = init(h, path.join(h.dir, 'home-pinfile'), ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--key-label', 'via-pin-file', '--pin-file', pin, '--json'], { DSK_HSM_PIN: '' });
+    expect(json(ok).key_label).toBe('via-pin-file');
+    fs.rmSync(path.join(h.dir, 'home-pinfile'), { recursive: true });
+  });
+
+  it('a missing module file: 4, naming the path', () => {
+    const r = init(h, home, ['--pkcs11-module', path.join(h.dir, 'nope.so'), '--token-label', 'dsk-err']);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain(`dsk: error: PKCS#11 module ${path.join(h.dir, 'nope.so')}: no such file`);
+    expect(leftovers(h.dir)).toEqual([]);
+  });
+
+  it('a random file named x.so, and a real shared library that is not PKCS#11: 7', () => {
+    const x = path.join(h.dir, 'x.so');
+    fs.writeFileSync(x, Buffer.from('not a library, just bytes\n'.repeat(40)));
+    const r = init(h, home, ['--pkcs11-module', x, '--token-label', 'dsk-err']);
+    expect(r.code).toBe(7);
+    expect(r.stderr).toContain(`dsk: error: ${x} is not a loadable PKCS#11 library`);
+    const libz = ['/lib/x86_64-linux-gnu/libz.so.1', '/usr/lib/x86_64-linux-gnu/libz.so.1', '/lib/aarch64-linux-gnu/libz.so.1'].find((p) => fs.existsSync(p));
+    if (libz) {
+      const z = init(h, home, ['--pkcs11-module', libz, '--token-label', 'dsk-err']);
+      expect(z.code).toBe(7);
+      expect(z.stderr).toContain('is not a loadable PKCS#11 library');
+    }
+    expect(leftovers(h.dir)).toEqual([]);
+  });
+
+  it('an unknown token label: 4, listing the labels that exist', () => {
+    const r = init(h, home, ['--pkcs11-module', MODULE, '--token-label', 'no-such-token']);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain(`dsk: error: no token labelled 'no-such-token'`);
+    expect(r.stderr).toContain(`dsk: hint: tokens present: 'dsk-err'`);
+    expect(leftovers(h.dir)).toEqual([]);
+  });
+
+  it('a token without CKM_SHA256_HMAC: 7, naming the mechanism', () => {
+    const conf = path.join(h.dir, 'nohmac.conf');
+    fs.writeFileSync(conf, fs.readFileSync(h.conf, 'utf8') + 'slots.mechanisms = CKM_SHA_1_HMAC,CKM_GENERIC_SECRET_KEY_GEN\n');
+    const r = init(h, home, ['--pkcs11-module', MODULE, '--token-label', 'dsk-err'], { SOFTHSM2_CONF: conf });
+    expect(r.code).toBe(7);
+    expect(r.stderr).toContain("token 'dsk-err' does not support CKM_SHA256_HMAC");
+    const conf2 = path.join(h.dir, 'nogen.conf');
+    fs.writeFileSync(conf2, fs.readFileSync(h.conf, 'utf8') + 'slots.mechanisms = CKM_SHA256_HMAC\n');
+    const r2 = init(h, home, ['--pkcs11-module', MODULE, '--token-label', 'dsk-err'], { SOFTHSM2_CONF: conf2 });
+    expect(r2.code).toBe(7);
+    expect(r2.stderr).toContain('does not support CKM_GENERIC_SECRET_KEY_GEN');
+    expect(leftovers(h.dir)).toEqual([]);
+  });
+});
+
+describe.skipIf(!HSM)('an existing pkcs11 home whose token goes wrong', () => {
+  let h: SoftHsm;
+  let home: string;
+  let env: NodeJS.ProcessEnv;
+  let keyId: string;
+  const hsmFile = () => path.join(home, 'master_key.hsm');
+  const keygen = (e: NodeJS.ProcessEnv = {}) => dsk(['keygen', '--name', 'svc', '--role', 'developer', '--json'], { env: { ...env, ...e } });
+  const keyCount = () => json(dsk(['keys', 'list', '--json'], { env })).length;
+  const tool = (args: string[]) => pkcs11Tool(h, ['--token-label', 'dsk-home', '--login', '--pin', USER_PIN, ...args]);
+  beforeAll(() => {
+    h = softHsm();
+    h.initToken('dsk-home');
+    home = path.join(h.dir, 'home');
+    env = { ...h.env, DSK_HOME: home, DSK_HSM_PIN: USER_PIN };
+    keyId = json(dsk(['init', '--backend', 'pkcs11', '--pkcs11-module', MODULE, '--token-label', 'dsk-home', '--json'], { env })).key_id;
+  });
+
+  it('a wrong PIN: 3, no key issued, keys.db untouched', () => {
+    const before = fs.readFileSync(path.join(home, 'keys.db'));
+    const r = keygen({ DSK_HSM_PIN: '9999' });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('dsk: error: C_Login: CKR_PIN_INCORRECT');
+    expect(keyCount()).toBe(0);
+    expect(fs.readFileSync(path.join(home, 'keys.db')).equals(before)).toBe(true);
+  });
+
+  it('Ctrl-C during a derivation finalizes the module and exits 130', async () => {
+    const child = spawn(process.execPath, [DSK, 'keygen', '--name', 'interrupted', '--role', 'developer'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    await new Promise((r) => setTimeout(r, 2500)); // start-up is ~0.3 s; one derivation takes seconds
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    expect(code).toBe(130);
+    expect(stderr).toContain('interrupted (SIGINT); the PKCS#11 module was finalized');
+    expect(keyCount()).toBe(0);
+  });
+
+  it('master_key.hsm pointing at a vanished module file: 4', () => {
+    const orig = fs.readFileSync(hsmFile(), 'utf8');
+    try {
+      fs.writeFileSync(hsmFile(), orig.replace(JSON.stringify(MODULE), JSON.stringify(path.join(h.dir, 'gone.so'))));
+      const r = keygen();
+      expect(r.code).toBe(4);
+      expect(r.stderr).toContain('gone.so: no such file');
+    } finally {
+      fs.writeFileSync(hsmFile(), orig);
+    }
+  });
+
+  it('master_key.hsm with an altered key check value: 5', () => {
+    const orig = fs.readFileSync(hsmFile(), 'utf8');
+    try {
+      const f = JSON.parse(orig);
+      f.key_check_value = f.key_check_value.replace(/^./, (c: string) => (c === '0' ? '1' : '0'));
+      fs.writeFileSync(hsmFile(), JSON.stringify(f));
+      const r = keygen();
+      expect(r.code).toBe(5);
+      expect(r.stderr).toContain('does not match the key check value in master_key.hsm');
+      expect(keyCount()).toBe(0);
+    } finally {
+      fs.writeFileSync(hsmFile(), orig);
+    }
+  });
+
+  it.skipIf(!hasPkcs11Tool)('the key object replaced by an extractable one: 5; deleted: 4', () => {
+    const snapBefore = snapshot(path.join(home));
+    expect(tool(['--delete-object', '--type', 'secrkey', '--label', 'dsk-master']).code).toBe(0);
+    const missing = keygen();
+    expect(missing.code).toBe(4);
+    expect(missing.stderr).toContain("dsk: error: token 'dsk-home' holds no key labelled 'dsk-master'");
+    const gen = tool(['--keygen', '--key-type', 'GENERIC:32', '--label', 'dsk-master', '--id', keyId, '--extractable']);
+    expect(gen.code).toBe(0);
+    const unsafe = keygen();
+    expect(unsafe.code).toBe(5);
+    expect(unsafe.stderr).toMatch(/has unsafe attributes: .*CKA_SENSITIVE is false.*CKA_EXTRACTABLE is true/);
+    expect(keyCount()).toBe(0);
+    // the refusals only appended UNSEAL_FAILURE audit rows; keys.db and master_key.hsm are as they were
+    const after = snapshot(path.join(home));
+    expect(after['keys.db']).toBe(snapBefore['keys.db']);
+    expect(after['master_key.hsm']).toBe(snapBefore['master_key.hsm']);
+  });
+});
