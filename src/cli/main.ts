@@ -15,6 +15,9 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   keygen: { summary: 'issue an API key and signing secret for a consumer', load: () => import('./commands/keygen.js') },
   keys: { summary: 'list, show and revoke keys', load: () => import('./commands/keys.js') },
   derive: { summary: "the seed's generate_api_key(master_key, salt), bit-for-bit", load: () => import('./commands/derive.js') },
+  sign: { summary: 'print the signature headers a client must send for a request', load: () => import('./commands/sign.js') },
+  serve: { summary: 'the authenticating gateway in front of an OpenAI-compatible upstream', load: () => import('./commands/serve.js') },
+  token: { summary: 'issue short-lived bearer tokens (HS256 JWT) for a key', load: () => import('./commands/token.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
 
