@@ -330,7 +330,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     let tk = tokenKeys.get(k.row.id);
     if (!tk) tokenKeys.set(k.row.id, (tk = await tokenKey(home.requireUnsealed().master, k.row.id)));
     const v = await verifyToken(cred.text, tk, k.row.id, now);
-    if (!v.ok) return bad(v.code, v.code === 'TOKEN_EXPIRED' ? 'token expired' : 'invalid token', v.code.toLowerCase(), k.row.id);
+    if (!v.ok) return bad(v.code, v.code === 'TOKEN_EXPIRED' ? 'token expired' : 'invalid token', v.code === 'TOKEN_EXPIRED' ? 'token_expired' : 'invalid_token', k.row.id);
     return { key: k, via: 'jwt', text: cred.text };
   }
 

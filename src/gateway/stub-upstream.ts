@@ -44,7 +44,12 @@ export async function startStubUpstream(opts: { port?: number; record?: boolean 
         return json(200, {
           object: 'list',
           model: body.model ?? MODEL,
-          data: inputs.map((t, index) => ({ object: 'embedding', index, embedding: [t.length, 0.5, -0.25, index] })),
+          data: inputs.map((t, index) => {
+            const v = [t.length, 0.5, -0.25, index];
+            // the openai client asks for base64 (little-endian float32) by default
+            const embedding = body.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v;
+            return { object: 'embedding', index, embedding };
+          }),
           usage: { prompt_tokens: inputs.length, total_tokens: inputs.length },
         });
       }
