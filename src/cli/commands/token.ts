@@ -6,7 +6,7 @@ import { line, printJson } from '../render.js';
 import { parseDuration } from '../../core/duration.js';
 import { isKeyId } from '../../core/keyformat.js';
 import { UsageError } from '../../core/errors.js';
-import { issueKeyToken } from '../../gateway/jwt.js';
+import { issueKeyToken, JWT_MAX_TTL_MS } from '../../gateway/jwt.js';
 
 export function register(program: Command): void {
   const token = program.command('token').description('short-lived bearer tokens (HS256 JWT) for a key');
@@ -20,6 +20,7 @@ export function register(program: Command): void {
       const ctx = ctxOf(c);
       if (!isKeyId(id)) throw new UsageError(`'${id}' is not a key id (12 hex characters, as shown by dsk keys list)`, undefined, 'ERR_KEY_ID');
       const ttl = parseDuration(o.ttl, '--ttl');
+      if (ttl > JWT_MAX_TTL_MS) throw new UsageError('--ttl is at most 24h: tokens are meant to be short-lived', 'issue a new token when it expires');
       const t = await withUnsealed(ctx, o, { permission: 'key.manage' }, (h) => issueKeyToken(h, id, ttl));
       if (ctx.json) return printJson(t);
       line(t.token);
