@@ -16,6 +16,8 @@ import { recentAudit } from '../../audit/log.js';
 import { writePrivateFile } from '../../core/files.js';
 import { passphrasesFromFiles } from '../secrets.js';
 import type { UnsealInputs } from '../../master/index.js';
+import { gatewayOptions, startGateway } from '../../gateway/server.js';
+import { startStubUpstream } from '../../gateway/stub-upstream.js';
 
 export function register(program: Command): void {
   program
@@ -102,12 +104,15 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
     revokeKey(h, batch.id, 'demo: suspected leak');
     say(`   ${batch.id} is now ${statusColour(ctx, getKey(h, batch.id).status)}; presenting it → ${fmt(verifyKeyText(batch.api_key, lookup, env.clock.now()))}`);
 
-    step(8, 'Status', 'dsk status');
+    step(8, 'The gateway in front of a model server: a good key passes, a revoked one is refused', `dsk serve --upstream http://127.0.0.1:11434 --listen 127.0.0.1:8080`);
+    summary.gateway = await demoGateway(h, chat.api_key, batch.api_key, say);
+
+    step(9, 'Status', 'dsk status');
     const st = homeStatus(h);
     say(`   backend ${st.backend} (${st.fragments?.threshold}-of-${st.fragments?.shares}), keys ${Object.entries(st.keys).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ')}, audit ${st.audit.rows} rows`);
     summary.status = st;
 
-    step(9, 'The audit log: every change, hash-chained', 'dsk audit query');
+    step(10, 'The audit log: every change, hash-chained', 'dsk audit query');
     const rows = recentAudit(h.db, 20).reverse();
     say(table(ctx, ['seq', 'time', 'action', 'actor', 'details'], rows.map((r) => [r.seq, r.ts.slice(11, 19), r.action, r.actor, r.details.length > 60 ? r.details.slice(0, 57) + '…' : r.details])).replace(/^/gm, '   '));
     summary.audit_rows = rows.length;
@@ -118,6 +123,31 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
   } finally {
     await h?.close();
     if (!keep) fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/** Starts a stub model server and the gateway in-process on free ports, makes two calls, stops both. */
+async function demoGateway(h: Home, goodKey: string, revokedKey: string, say: (s?: string) => void) {
+  const up = await startStubUpstream();
+  const gw = await startGateway(h, { ...gatewayOptions(undefined, { upstream: up.url, listen: '127.0.0.1:0' }), drainMs: 1000 });
+  try {
+    const post = (key: string) =>
+      fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', connection: 'close' },
+        body: JSON.stringify({ model: 'deepseek-chat', messages: [{ role: 'user', content: 'hello' }] }),
+      });
+    const ok = await post(goodKey);
+    const okBody = (await ok.json()) as { choices: { message: { content: string } }[] };
+    say(`   gateway ${gw.url} → stub upstream ${up.url}`);
+    say(`   POST /v1/chat/completions with chat-frontend's key → ${ok.status} "${okBody.choices[0].message.content}"`);
+    const bad = await post(revokedKey);
+    const badBody = (await bad.json()) as { error: { code: string } };
+    say(`   the same with nightly-batch's revoked key → ${bad.status} ${JSON.stringify(badBody)}`);
+    return { url: gw.url, accepted: ok.status, refused: bad.status, refused_code: badBody.error.code };
+  } finally {
+    await gw.close();
+    await up.close();
   }
 }
 
