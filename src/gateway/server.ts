@@ -362,20 +362,28 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     return null;
   }
 
-  async function readBody(req: http.IncomingMessage): Promise<Buffer | null> {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > o.maxBodyBytes) return null;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const c of req) {
-      size += (c as Buffer).length;
-      if (size > o.maxBodyBytes) return null;
-      chunks.push(c as Buffer);
-    }
-    return Buffer.concat(chunks);
+  const EMPTY = Buffer.alloc(0);
+  function readBody(req: http.IncomingMessage): Promise<Buffer | null> | Buffer | null {
+    const cl = req.headers['content-length'];
+    if (cl !== undefined && Number(cl) > o.maxBodyBytes) return null;
+    if (cl === '0' || (cl === undefined && !req.headers['transfer-encoding'])) return EMPTY;
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > o.maxBodyBytes) {
+          req.removeAllListeners('data');
+          req.pause();
+          resolve(null);
+        } else chunks.push(c);
+      });
+      req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+      req.on('error', reject);
+    });
   }
 
-  function adminResponse(res: http.ServerResponse, url: URL, name: string): void {
+  function adminResponse(res: http.ServerResponse, url: { searchParams: URLSearchParams }, name: string): void {
     let payload: unknown;
     if (name === 'GET /dsk/keys') {
       payload = { object: 'list', data: listKeys(home).map(keyView) };
@@ -409,7 +417,9 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
         const out: http.OutgoingHttpHeaders = {};
         for (const [k, v] of Object.entries(ur.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
         res.writeHead(ur.statusCode ?? 502, out);
-        res.flushHeaders();
+        // A streamed answer (SSE, chunked) shows its headers at once; a sized one goes out with
+        // its body in one write.
+        if (ur.headers['content-length'] === undefined) res.flushHeaders();
         ur.pipe(res);
         ur.on('error', () => res.destroy());
         ur.on('end', done);
@@ -444,7 +454,10 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
       metrics.request(keyLabel, routeLabel, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
     };
     res.on('close', finish);
-    const url = new URL(req.url ?? '/', 'http://gateway');
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const pathname = q < 0 ? target : target.slice(0, q);
+    const url = { pathname, get searchParams() { return new URL(target, 'http://gateway').searchParams; } };
     if (req.method === 'GET' && url.pathname === '/healthz') {
       routeLabel = '/healthz';
       res.writeHead(200, { 'content-type': 'application/json' });
