@@ -47,6 +47,16 @@ function keygen(name: string, role: string, out?: string) {
 const auth = (key: string) => ({ Authorization: `Bearer ${key}` });
 
 describe('dsk serve (spawned)', () => {
+  it('help with examples for serve, sign and token issue; the demo runs its gateway step', () => {
+    for (const args of [['serve', '--help'], ['sign', '--help'], ['token', 'issue', '--help']]) {
+      const r = dsk(args);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('Examples:');
+    }
+    const demo = json(dsk(['demo', '--json']));
+    expect(demo.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked' });
+  });
+
   it('rejects bad flags before unsealing, changing nothing', () => {
     const before = snapshot(t.home);
     const cases: [string[], RegExp][] = [
