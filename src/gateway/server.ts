@@ -436,6 +436,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     res.on('close', () => {
       if (!res.writableFinished) up.destroy();
     });
+    up.setNoDelay(true);
     up.end(body);
   }
 
