@@ -129,7 +129,7 @@ describe('refusals (status and OpenAI error body)', () => {
     expect(nf.status).toBe(404);
     expectOpenAiError(nf.body, 'unknown_route');
     expect(up.seen.length).toBe(before);
-    gw.flush();
+    await gw.flush();
     const db = rawDb(homeDir);
     db.prepare('ATTACH DATABASE ? AS audit').run(`${homeDir}/audit_log/audit.db`);
     const rows = db.prepare("SELECT key_id, source_ip, details FROM audit.events WHERE action = 'AUTH_FAILURE' AND key_id = ?").all(k.bot.id) as any[];
@@ -296,7 +296,7 @@ describe('brute force', () => {
       expect(blocked.status).toBe(429);
       expectOpenAiError(blocked.body, 'ip_blocked');
       expect(Number(blocked.headers.get('retry-after'))).toBe(1);
-      g.flush();
+      await g.flush();
       const db = rawDb(homeDir);
       db.prepare('ATTACH DATABASE ? AS audit').run(`${homeDir}/audit_log/audit.db`);
       const rows = db.prepare("SELECT source_ip, details FROM audit.events WHERE action = 'BRUTE_FORCE_BLOCK'").all() as any[];

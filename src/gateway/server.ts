@@ -20,6 +20,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import type { FlushBatch } from './flush-worker.js';
 import type { AddressInfo } from 'node:net';
 import type { Home } from '../core/home.js';
 import type { Permission } from '../core/config.js';
@@ -234,8 +236,8 @@ export interface Gateway {
   port: number;
   metrics: Metrics;
   index: KeyIndex;
-  /** writes pending usage and audit rows now */
-  flush(): void;
+  /** writes pending usage and audit rows now (on the writer thread) */
+  flush(): Promise<void>;
   /** stop accepting, drain in-flight requests (up to drainMs), flush, stop timers */
   close(): Promise<void>;
 }
@@ -258,37 +260,64 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   const agent = new upstreamLib.Agent({ keepAlive: true, maxSockets: 256 });
   const roles = home.config.roles;
 
-  // Writes must not stall the event loop behind another process's transaction: a short busy
-  // timeout, and whatever could not be written waits for the next flush.
-  home.db.pragma('busy_timeout = 250');
-  const bump = home.db.prepare('UPDATE keys SET use_count = use_count + ?, last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?');
-
-  function flush(): void {
-    if (!usage.size && !audit.size) return;
-    const counts = [...usage.entries()];
-    usage.clear();
-    const rows = audit.take();
-    try {
-      home.tx(() => {
-        for (const [id, u] of counts) bump.run(u.n, u.last, id);
-        for (const r of rows)
-          home.audit({
-            action: r.action,
-            actor: r.key_id ? `key:${r.key_id}` : 'anonymous',
-            source_ip: r.source_ip,
-            key_id: r.key_id,
-            details: { ...r.details, count: r.count, first_at: r.first, via: 'dsk serve' },
-          });
-      });
-    } catch {
-      for (const [id, u] of counts) {
+  // Writes happen on a worker thread with its own connection (see flush-worker.ts): the request
+  // path never waits for an fsync. A batch that fails (store locked, disk full) is merged back
+  // and retried on the next tick, so counts and refusal rows are kept, not lost.
+  const { auditKey } = home.requireUnsealed();
+  const workerFile = import.meta.url.endsWith('.ts') ? '../../dist/gateway/flush-worker.js' : './flush-worker.js';
+  const writer = new Worker(new URL(workerFile, import.meta.url), { workerData: { home: home.dir, auditKey: new Uint8Array(auditKey) } });
+  writer.unref();
+  const inFlightBatches = new Map<number, { counts: [string, number, number][]; rows: FlushBatch['rows']; raw: ReturnType<AuditBatch['take']>; done: () => void }>();
+  let batchSeq = 0;
+  writer.on('message', (m: { seq?: number; ok?: boolean }) => {
+    if (m.seq === undefined) return;
+    const b = inFlightBatches.get(m.seq);
+    inFlightBatches.delete(m.seq);
+    if (!b) return;
+    if (!m.ok) {
+      for (const [id, n, last] of b.counts) {
         const e = usage.get(id);
-        usage.set(id, e ? { n: e.n + u.n, last: Math.max(e.last, u.last) } : u);
+        usage.set(id, e ? { n: e.n + n, last: Math.max(e.last, last) } : { n, last });
       }
-      audit.restore(rows);
+      audit.restore(b.raw);
     }
+    b.done();
+  });
+
+  let writerDead = false;
+  writer.on('error', () => {
+    // The writer thread died (store unopenable): keep counting in memory and say so in /metrics.
+    writerDead = true;
+    for (const [seq, b] of inFlightBatches) {
+      inFlightBatches.delete(seq);
+      audit.restore(b.raw);
+      b.done();
+    }
+  });
+
+  /** Sends what is pending to the writer; resolves when every batch sent so far is settled. */
+  function flush(): Promise<void> {
+    if (!writerDead && (usage.size || audit.size)) {
+      const counts = [...usage.entries()].map(([id, u]) => [id, u.n, u.last] as [string, number, number]);
+      usage.clear();
+      const raw = audit.take();
+      const rows = raw.map((r) => ({
+        action: r.action,
+        actor: r.key_id ? `key:${r.key_id}` : 'anonymous',
+        source_ip: r.source_ip,
+        key_id: r.key_id,
+        details: { ...r.details, count: r.count, first_at: r.first, via: 'dsk serve' },
+      }));
+      const seq = ++batchSeq;
+      const settled = new Promise<void>((done) => inFlightBatches.set(seq, { counts, rows, raw, done }));
+      settledBatches.set(seq, settled);
+      void settled.then(() => settledBatches.delete(seq));
+      writer.postMessage({ seq, counts, rows } satisfies FlushBatch);
+    }
+    return Promise.all([...settledBatches.values()]).then(() => undefined);
   }
-  const flushTimer = setInterval(flush, o.flushMs);
+  const settledBatches = new Map<number, Promise<void>>();
+  const flushTimer = setInterval(() => void flush(), o.flushMs);
   flushTimer.unref();
 
   function refuse(res: http.ServerResponse, ip: string, r: Refusal, route: string): void {
@@ -553,8 +582,15 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
         clearInterval(flushTimer);
         index.stop();
         agent.destroy();
-        home.db.pragma('busy_timeout = 10000');
-        flush();
+        await flush(); // waits for batches already sent; a failed one is merged back …
+        await flush(); // … and retried once here
+        if (!writerDead)
+          await new Promise<void>((r) => {
+            writer.once('message', () => r());
+            writer.once('error', () => r());
+            writer.postMessage('close');
+          });
+        await writer.terminate();
       })();
       return closing;
     },
