@@ -112,6 +112,21 @@ describe('refusals (status and OpenAI error body)', () => {
     for (const reason of ['MISSING_KEY', 'MALFORMED_AUTH', 'BAD_CHECKSUM', 'NOT_FOUND']) expect(m).toContain(`dsk_gateway_auth_failures_total{reason="${reason}"}`);
   });
 
+  it('a hostile path never reaches the audit log (a key-shaped path cannot poison the batch)', async () => {
+    const evil = `/v1/${formatApiKey('0123456789ab', 'f'.repeat(64))}`;
+    expect((await call(`${gw.url}${evil}`, { headers: { Authorization: 'Bearer nope' } })).status).toBe(401);
+    expect((await call(`${gw.url}/v1/models`, { headers: { Authorization: `Bearer ${k.bot.api_key}` } })).status).toBe(200);
+    await gw.flush();
+    const db = rawDb(homeDir);
+    db.prepare('ATTACH DATABASE ? AS audit').run(`${homeDir}/audit_log/audit.db`);
+    const rows = db.prepare("SELECT details FROM audit.events WHERE action = 'AUTH_FAILURE'").all() as any[];
+    const uses = (db.prepare('SELECT use_count FROM keys WHERE id = ?').get(k.bot.id) as any).use_count;
+    db.close();
+    expect(rows.some((r) => JSON.parse(r.details).route === 'unknown')).toBe(true);
+    expect(JSON.stringify(rows)).not.toContain('dsk_0123456789ab');
+    expect(uses).toBeGreaterThan(0);
+  });
+
   it('the openai client surfaces 401 as AuthenticationError', async () => {
     await expect(client('dsk_nope').models.list()).rejects.toMatchObject({ status: 401, code: 'invalid_api_key' });
   });

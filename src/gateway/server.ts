@@ -506,11 +506,13 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     }
     const route = matchRoute(routes, req.method ?? 'GET', url.pathname);
     const a = await authenticate(req, now);
-    if ('status' in a) return refuse(res, ip, a, route?.name ?? url.pathname.slice(0, 100));
+    // Audit rows name the matched route, never the raw path: the path is the caller's text (it could
+    // even be shaped like a key, which the audit writer refuses, poisoning the whole batch).
+    if ('status' in a) return refuse(res, ip, a, route?.name ?? 'unknown');
     const k = a.key;
     keyLabel = k.row.id;
     if (!ipAllowed(k.allow, ip))
-      return refuse(res, ip, { status: 403, type: 'permission_error', code: 'ip_not_allowed', message: 'this key may not be used from this address', reason: 'IP_NOT_ALLOWED', keyId: k.row.id }, route?.name ?? url.pathname);
+      return refuse(res, ip, { status: 403, type: 'permission_error', code: 'ip_not_allowed', message: 'this key may not be used from this address', reason: 'IP_NOT_ALLOWED', keyId: k.row.id }, route?.name ?? 'unknown');
     if (!route) {
       res.writeHead(404, { 'content-type': 'application/json' });
       return void res.end(errorBody(`unknown route ${req.method} ${url.pathname}`, 'invalid_request_error', 'unknown_route'));
