@@ -53,6 +53,8 @@ describe('dsk serve (spawned)', () => {
       expect(r.code).toBe(0);
       expect(r.stdout).toContain('Examples:');
     }
+    const exp = spawnSync(process.execPath, ['--input-type=module', '-e', "import('dsk/client').then(m => console.log(typeof m.signedFetch, typeof m.signHeaders))"], { cwd: path.resolve(__dirname, '..'), encoding: 'utf8' });
+    expect(exp.stdout.trim()).toBe('function function');
     const demo = json(dsk(['demo', '--json']));
     expect(demo.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked' });
   });

@@ -80,7 +80,6 @@ export class KeyIndex {
   }
 
   reload(): void {
-    const sealKey = this.home.sealKey;
     const next = new Map<string, IndexedKey>();
     for (const row of this.#select.all() as KeyRow[]) {
       const prev = this.#keys.get(row.id);
@@ -93,7 +92,6 @@ export class KeyIndex {
         secret: prev?.secret ?? null,
       });
     }
-    void sealKey;
     this.#keys = next;
     this.#version = this.#dataVersion();
     this.reloads++;
