@@ -244,6 +244,11 @@ export interface Gateway {
 
 export async function startGateway(home: Home, o: GatewayOptions, clock: Clock = systemClock): Promise<Gateway> {
   home.requireUnsealed();
+  // The request path only reads from this connection (the key index poll, admin endpoints). While
+  // another process commits, a read waits at most 100 ms instead of freezing the event loop; a
+  // failed poll keeps the last good view and tries again 250 ms later.
+  const previousBusy = home.db.pragma('busy_timeout', { simple: true }) as number;
+  home.db.pragma('busy_timeout = 100');
   const index = new KeyIndex(home);
   index.start(o.pollMs);
   const metrics = new Metrics();
@@ -593,6 +598,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
             writer.postMessage('close');
           });
         await writer.terminate();
+        if (home.db.open) home.db.pragma(`busy_timeout = ${previousBusy}`);
       })();
       return closing;
     },
