@@ -190,6 +190,11 @@ describe('refusals (status and OpenAI error body)', () => {
     expectOpenAiError(r.body, 'request_too_large');
   });
 
+  it('a port in use or missing TLS files: clear errors with the brief exit codes', async () => {
+    await expect(gateway(h, up.url, { listen: `127.0.0.1:${gw.port}` })).rejects.toMatchObject({ code: 'ERR_LISTEN', exitCode: 7 });
+    await expect(gateway(h, up.url, { tlsCert: '/nonexistent/c.pem', tlsKey: '/nonexistent/k.pem' })).rejects.toMatchObject({ exitCode: 4 });
+  });
+
   it('upstream down → 502 and the gateway keeps serving', async () => {
     const dead = await startStubUpstream();
     await dead.close();

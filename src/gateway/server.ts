@@ -30,7 +30,8 @@ import { checkUsable, keyView, listKeys, type KeyRow } from '../core/keys.js';
 import { constantTimeEqual, sha256Hex } from '../core/crypto.js';
 import { parseApiKey } from '../core/keyformat.js';
 import { parseDuration } from '../core/duration.js';
-import { UsageError } from '../core/errors.js';
+import { UnavailableError, UsageError } from '../core/errors.js';
+import { ioError } from '../core/files.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { KeyIndex, ipAllowed, normalizeIp, type IndexedKey } from './keyindex.js';
@@ -552,20 +553,41 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
       } else res.destroy();
     });
   };
-  const server = o.tls
-    ? https.createServer(
-        { cert: fs.readFileSync(o.tls.cert), key: fs.readFileSync(o.tls.key), ca: o.tls.clientCa ? fs.readFileSync(o.tls.clientCa) : undefined, requestCert: !!o.tls.clientCa, rejectUnauthorized: !!o.tls.clientCa, noDelay: true },
-        listener,
-      )
-    : http.createServer({ noDelay: true }, listener);
-  server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => {
-      server.off('error', reject);
-      resolve();
+  const stopBackground = async () => {
+    clearInterval(flushTimer);
+    index.stop();
+    agent.destroy();
+    await writer.terminate();
+    for (const b of tokenKeys.values()) b.fill(0);
+  };
+  let server: http.Server;
+  try {
+    const read = (f: string) => {
+      try {
+        return fs.readFileSync(f);
+      } catch (e) {
+        throw ioError(e, f);
+      }
+    };
+    server = o.tls
+      ? https.createServer({ cert: read(o.tls.cert), key: read(o.tls.key), ca: o.tls.clientCa ? read(o.tls.clientCa) : undefined, requestCert: !!o.tls.clientCa, rejectUnauthorized: !!o.tls.clientCa, noDelay: true }, listener)
+      : http.createServer({ noDelay: true }, listener);
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.port, o.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (e) {
+    await stopBackground();
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL')
+      throw new UnavailableError('ERR_LISTEN', `cannot listen on ${o.host}:${o.port} (${code})`, code === 'EADDRINUSE' ? 'another process holds the port: choose another --listen' : 'check the address and your permission to bind it');
+    if ((e as { exitCode?: number }).exitCode) throw e;
+    throw new UsageError(`cannot start TLS: ${(e as Error).message.split('\n')[0]}`, 'check that --tls-cert and --tls-key are PEM files that belong together');
+  }
   const addr = server.address() as AddressInfo;
   const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   let closing: Promise<void> | null = null;
@@ -589,6 +611,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
         clearInterval(flushTimer);
         index.stop();
         agent.destroy();
+        for (const b of tokenKeys.values()) b.fill(0);
         await flush(); // waits for batches already sent; a failed one is merged back …
         await flush(); // … and retried once here
         if (!writerDead)
