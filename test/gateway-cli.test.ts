@@ -40,8 +40,8 @@ async function serve(args: string[]): Promise<{ url: string; proc: ChildProcess;
   return { url, proc, exited, stderr: () => err };
 }
 
-function keygen(name: string, role: string, out?: string) {
-  return json(dsk(['keygen', '--name', name, '--role', role, '--json', ...(out ? ['--out', out] : [])], { env: t.env }));
+function keygen(name: string, role: string, out?: string, extra: string[] = []) {
+  return json(dsk(['keygen', '--name', name, '--role', role, '--json', ...(out ? ['--out', out] : []), ...extra], { env: t.env }));
 }
 
 const auth = (key: string) => ({ Authorization: `Bearer ${key}` });
@@ -68,6 +68,8 @@ describe('dsk serve (spawned)', () => {
       [['serve', '--upstream', 'http://127.0.0.1:1', '--rps', '-3'], /invalid --rps/],
       [['serve', '--upstream', 'http://127.0.0.1:1', '--tls-cert', 'x.pem'], /--tls-cert and --tls-key go together/],
       [['token', 'issue', 'nothex'], /not a key id/],
+      [['keygen', '--name', 'x', '--role', 'developer', '--allow-cidr', '10.0.0.0/33'], /invalid --allow-cidr/],
+      [['keygen', '--name', 'x', '--role', 'developer', '--rate-limit', 'fast'], /invalid --rate-limit/],
       [['token', 'issue', '0123456789ab', '--ttl', '2d'], /at most 24h/],
     ];
     for (const [args, msg] of cases) {
@@ -81,7 +83,20 @@ describe('dsk serve (spawned)', () => {
 
   it('serves keys and tokens; a revocation by another dsk process takes effect within a second', async () => {
     const k = keygen('svc', 'developer');
+    const office = keygen('office', 'developer', undefined, ['--allow-cidr', '10.0.0.0/8']);
+    const slow = keygen('slow', 'developer', undefined, ['--rate-limit', '1:1', '--require-signature']);
     const gw = await serve(['--upstream', up.url]);
+    expect((await fetch(`${gw.url}/v1/models`, { headers: auth(office.api_key) })).status).toBe(403);
+    const unsigned = await fetch(`${gw.url}/v1/models`, { headers: auth(slow.api_key) });
+    expect(unsigned.status).toBe(401);
+    expect((await unsigned.json()).error.code).toBe('invalid_signature');
+    const { signHeaders } = await import('../src/gateway/signature.js');
+    const signed = () => fetch(`${gw.url}/v1/models`, { headers: signHeaders({ apiKey: slow.api_key, apiSecret: slow.api_secret, keyId: slow.id, method: 'GET', path: '/v1/models' }) });
+    // the unsigned attempt did not spend the key's budget; the signed one does
+    expect((await signed()).status).toBe(200);
+    const limited = await signed();
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('retry-after')).toBe('1');
     const models = await fetch(`${gw.url}/v1/models`, { headers: auth(k.api_key) });
     expect(models.status).toBe(200);
     const tok = json(dsk(['token', 'issue', k.id, '--ttl', '15m', '--json'], { env: t.env }));

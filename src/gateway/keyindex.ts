@@ -138,3 +138,26 @@ export class KeyIndex {
     return [...this.#keys.values()];
   }
 }
+
+/** Gateway options for a new key from keygen flags, checked before anything is unsealed. */
+export function keyOptionsFromFlags(o: { requireSignature?: boolean; allowCidr?: string[]; rateLimit?: string }, usage: (msg: string, hint?: string) => Error): KeyOptions {
+  const out: KeyOptions = {};
+  if (o.requireSignature) out.require_signature = true;
+  if (o.allowCidr?.length) {
+    for (const c of o.allowCidr) {
+      const [addr, bits, extra] = c.split('/');
+      const max = net.isIPv4(addr) ? 32 : net.isIPv6(addr) ? 128 : 0;
+      const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : -1;
+      if (!max || extra !== undefined || prefix < 0 || prefix > max) throw usage(`invalid --allow-cidr '${c}'`, 'for example 10.0.0.0/8, 192.168.1.20 or fd00::/8');
+    }
+    out.allowed_cidrs = o.allowCidr;
+  }
+  if (o.rateLimit !== undefined) {
+    const m = /^(\d{1,7}(?:\.\d{1,3})?)(?::(\d{1,7}))?$/.exec(o.rateLimit);
+    const rps = m ? Number(m[1]) : 0;
+    const burst = m?.[2] !== undefined ? Number(m[2]) : Math.max(1, Math.ceil(rps * 2));
+    if (!m || rps <= 0 || burst < 1) throw usage(`invalid --rate-limit '${o.rateLimit}': expected RPS or RPS:BURST`, 'for example 5 or 5:20');
+    out.rate_limit = { rps, burst };
+  }
+  return out;
+}

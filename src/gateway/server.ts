@@ -8,8 +8,9 @@
  *        until grace_until); or JWT: kid → parent key state → HS256 verify
  *   per-key CIDR allow-list  → 403
  *   route → permission → role → 403 (unknown route → 404, never proxied)
- *   per-key token bucket     → 429 + Retry-After
  *   body (bounded, → 413), then signature if required or sent: skew, HMAC, nonce → 401
+ *   per-key token bucket     → 429 + Retry-After (after the signature, so a key's text without
+ *        its secret cannot spend the key's budget)
  *   proxy: request body buffered (requests are small and the signature needs its hash); the
  *   response is piped as it arrives (SSE is not buffered), no compression is added.
  *
@@ -527,10 +528,6 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     const perms = Object.hasOwn(roles, k.row.role) ? roles[k.row.role] : [];
     if (!perms.includes(route.permission))
       return refuse(res, ip, { status: 403, type: 'permission_error', code: 'permission_denied', message: `role ${k.row.role} may not ${route.permission} (${route.name})`, reason: 'ROLE_DENIED', keyId: k.row.id }, route.name);
-    const rl = k.options.rate_limit ? { ...o.rateLimit, ...k.options.rate_limit } : o.rateLimit;
-    const wait = limiter.take(k.row.id, rl as BucketConfig, now);
-    if (wait)
-      return refuse(res, ip, { status: 429, type: 'requests', code: 'rate_limit_exceeded', message: `rate limit of ${rl.rps} requests per second exceeded`, reason: 'RATE_LIMITED', action: 'RATE_LIMITED', retryAfter: wait, keyId: k.row.id }, route.name);
     const body = await readBody(req);
     if (!body) {
       res.setHeader('connection', 'close');
@@ -538,6 +535,11 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     }
     const sig = checkSignature(req, k, a.via, a.text, body, now);
     if (sig) return refuse(res, ip, sig, route.name);
+    // After the signature: someone holding only a signing key's text cannot spend its budget.
+    const rl = k.options.rate_limit ? { ...o.rateLimit, ...k.options.rate_limit } : o.rateLimit;
+    const wait = limiter.take(k.row.id, rl as BucketConfig, now);
+    if (wait)
+      return refuse(res, ip, { status: 429, type: 'requests', code: 'rate_limit_exceeded', message: `rate limit of ${rl.rps} requests per second exceeded`, reason: 'RATE_LIMITED', action: 'RATE_LIMITED', retryAfter: wait, keyId: k.row.id }, route.name);
     const u = usage.get(k.row.id);
     if (u) (u.n++, (u.last = now));
     else usage.set(k.row.id, { n: 1, last: now });
