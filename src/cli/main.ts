@@ -20,6 +20,9 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   cron: { summary: 'print or install the crontab line / systemd timer for dsk rotate --due', load: () => import('./commands/cron.js') },
   derive: { summary: "the seed's generate_api_key(master_key, salt), bit-for-bit", load: () => import('./commands/derive.js') },
   hsm: { summary: 'PKCS#11 module, tokens and master key object; recover the key into a token', load: () => import('./commands/hsm.js') },
+  sign: { summary: 'print the signature headers a client must send for a request', load: () => import('./commands/sign.js') },
+  serve: { summary: 'the authenticating gateway in front of an OpenAI-compatible upstream', load: () => import('./commands/serve.js') },
+  token: { summary: 'issue short-lived bearer tokens (HS256 JWT) for a key', load: () => import('./commands/token.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
 

@@ -21,6 +21,8 @@ import Database from 'better-sqlite3';
 import { writePrivateFile } from '../../core/files.js';
 import { passphrasesFromFiles } from '../secrets.js';
 import type { UnsealInputs } from '../../master/index.js';
+import { gatewayOptions, startGateway } from '../../gateway/server.js';
+import { startStubUpstream } from '../../gateway/stub-upstream.js';
 
 export function register(program: Command): void {
   program
@@ -108,6 +110,9 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
     step(7, 'Revoke a key at once', `dsk keys revoke ${batch.id} --reason "demo: suspected leak"`);
     revokeKey(h, batch.id, 'demo: suspected leak');
     say(`   ${batch.id} is now ${statusColour(ctx, getKey(h, batch.id).status)}; presenting it → ${fmt(verifyKeyText(batch.api_key, lookup, env.clock.now()))}`);
+
+    step(8, 'The gateway in front of a model server: a good key passes, a revoked one is refused', `dsk serve --upstream http://127.0.0.1:11434 --listen 127.0.0.1:8080`);
+    summary.gateway = await demoGateway(h, chat.api_key, batch.api_key, say);
 
     step(8, 'Rotate a key: the successor is issued, the old key keeps working for its grace period', `dsk rotate ${chat.id} --grace 48h`);
     const rot = await rotateKey(h, chat.id, { graceMs: 48 * 3_600_000 });
@@ -197,6 +202,29 @@ async function hsmDemo(root: string, env: Home['env'], say: (s?: string) => void
   } finally {
     if (saved === undefined) delete process.env.SOFTHSM2_CONF;
     else process.env.SOFTHSM2_CONF = saved;
+
+/** Starts a stub model server and the gateway in-process on free ports, makes two calls, stops both. */
+async function demoGateway(h: Home, goodKey: string, revokedKey: string, say: (s?: string) => void) {
+  const up = await startStubUpstream();
+  const gw = await startGateway(h, { ...gatewayOptions(undefined, { upstream: up.url, listen: '127.0.0.1:0' }), drainMs: 1000 });
+  try {
+    const post = (key: string) =>
+      fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', connection: 'close' },
+        body: JSON.stringify({ model: 'deepseek-chat', messages: [{ role: 'user', content: 'hello' }] }),
+      });
+    const ok = await post(goodKey);
+    const okBody = (await ok.json()) as { choices: { message: { content: string } }[] };
+    say(`   gateway ${gw.url} → stub upstream ${up.url}`);
+    say(`   POST /v1/chat/completions with chat-frontend's key → ${ok.status} "${okBody.choices[0].message.content}"`);
+    const bad = await post(revokedKey);
+    const badBody = (await bad.json()) as { error: { code: string } };
+    say(`   the same with nightly-batch's revoked key → ${bad.status} ${JSON.stringify(badBody)}`);
+    return { url: gw.url, accepted: ok.status, refused: bad.status, refused_code: badBody.error.code };
+  } finally {
+    await gw.close();
+    await up.close();
   }
 }
 

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { withUnsealed } from '../session.js';
-import { withUnsealOptions } from '../secrets.js';
+import { collect, withUnsealOptions } from '../secrets.js';
+import { keyOptionsFromFlags } from '../../gateway/keyindex.js';
+import { UsageError } from '../../core/errors.js';
 import { policyFromFlags } from '../keyopts.js';
 import fs from 'node:fs';
 import { assertOutFree, showIssued, writeIssuedFile } from '../issued.js';
@@ -18,12 +20,16 @@ export function register(program: Command): void {
     .option('--expires <duration>', 'expire after this long (30d, 12h) or never')
     .option('--rotate-every <duration>', 'scheduled rotation period (default from policy: 90d) or never')
     .option('--max-uses <n>', 'rotate after this many calls (default from policy: 100000) or never')
-    .option('--out <file>', 'write the key and secret to this new file (0600) instead of stdout');
+    .option('--out <file>', 'write the key and secret to this new file (0600) instead of stdout')
+    .option('--require-signature', 'dsk serve refuses this key without a request signature')
+    .option('--allow-cidr <cidr>', 'dsk serve accepts this key only from these addresses (repeatable)', collect, [])
+    .option('--rate-limit <rps[:burst]>', "dsk serve's per-key rate limit for this key, e.g. 5:20");
   withUnsealOptions(cmd)
-    .addHelpText('after', '\nExamples:\n  dsk keygen --name chat-frontend --role developer --owner web-team --expires 30d\n  dsk keygen --name nightly-batch --role automation --out batch.key --json')
+    .addHelpText('after', '\nExamples:\n  dsk keygen --name chat-frontend --role developer --owner web-team --expires 30d\n  dsk keygen --name nightly-batch --role automation --out batch.key --json\n  dsk keygen --name office-bot --role automation --require-signature --allow-cidr 10.0.0.0/8 --rate-limit 5:20')
     .action(async (o, c: Command) => {
       const ctx = ctxOf(c);
-      const spec = { name: o.name, role: o.role, owner: o.owner, ...policyFromFlags(o) };
+      const options = keyOptionsFromFlags(o, (m, h) => new UsageError(m, h));
+      const spec = { name: o.name, role: o.role, owner: o.owner, ...policyFromFlags(o), ...(Object.keys(options).length ? { options: options as Record<string, unknown> } : {}) };
       // Reject a bad role or name before asking anyone for a passphrase.
       const pre = openHome(ctx.home, ctx.env, { readonly: true });
       try {

@@ -1,0 +1,58 @@
+import type { Command } from 'commander';
+import { ctxOf } from '../context.js';
+import { withUnsealed } from '../session.js';
+import { readSecretFile, withUnsealOptions } from '../secrets.js';
+import { printJson } from '../render.js';
+import { loadConfig } from '../../core/config.js';
+import { gatewayOptions, startGateway } from '../../gateway/server.js';
+import { parsePositiveInt } from '../../core/duration.js';
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('serve')
+    .description('run the authenticating gateway in front of an OpenAI-compatible upstream (vLLM, SGLang, Ollama, llama.cpp)')
+    .option('--upstream <url>', 'the model server, e.g. http://127.0.0.1:11434 (or gateway.upstream in dsk.json)')
+    .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:8080; port 0 picks one)')
+    .option('--require-signature', 'require X-Timestamp/X-Nonce/X-Signature on every request')
+    .option('--allow-legacy-signature', "also accept the seed's weaker sha256(timestamp+method+path+key+secret)")
+    .option('--max-body <bytes>', 'largest request body; larger gets 413 (default 1048576)')
+    .option('--rps <n>', 'per-key requests per second (default 50; per-key options override)')
+    .option('--burst <n>', 'per-key burst (default 100)')
+    .option('--max-failures <n>', 'authentication failures per source address before it is blocked (default 10)')
+    .option('--failure-window <duration>', 'window for counting failures (default 60s)')
+    .option('--block-for <duration>', 'how long a brute-forcing address stays blocked (default 5m)')
+    .option('--trust-proxy', 'take the client address from the last X-Forwarded-For entry (only behind your own proxy)')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
+    .option('--tls-key <file>', 'private key for --tls-cert (PEM)')
+    .option('--client-ca <file>', 'require client certificates signed by this CA (mutual TLS)')
+    .option('--upstream-key-file <file>', 'a static key the upstream itself expects (vLLM --api-key), sent as Bearer')
+    .option('--drain <duration>', 'on SIGTERM, wait this long for in-flight requests (default 30s)');
+  withUnsealOptions(cmd)
+    .addHelpText(
+      'after',
+      '\nDefaults may also live in dsk.json under "gateway" (upstream, listen, rate_limit, brute_force,\nroutes, require_signature, max_body). See docs/gateway.md.\n\nExamples:\n  DSK_PASSPHRASE_FILES=a.pass:b.pass:c.pass dsk serve --upstream http://127.0.0.1:11434\n  dsk serve --upstream http://10.0.0.5:8000 --listen 0.0.0.0:8443 --tls-cert gw.crt --tls-key gw.key --client-ca ca.crt --pin-file pin.txt',
+    )
+    .action(async (o, c: Command) => {
+      const ctx = ctxOf(c);
+      const flags: Record<string, unknown> = { ...o };
+      for (const f of ['maxBody', 'rps', 'burst', 'maxFailures'] as const) if (o[f] !== undefined) flags[f] = parsePositiveInt(o[f], `--${f.replace(/[A-Z]/g, (x) => '-' + x.toLowerCase())}`);
+      // Reject bad flags and config before asking anyone for a passphrase.
+      const opts = gatewayOptions(loadConfig(ctx.home).gateway, flags);
+      if (o.upstreamKeyFile) opts.upstreamAuthorization = `Bearer ${readSecretFile(o.upstreamKeyFile, 'upstream key').toString()}`;
+      await withUnsealed(ctx, o, { permission: 'key.manage' }, async (h) => {
+        const gw = await startGateway(h, opts);
+        const msg = { url: gw.url, upstream: opts.upstream, keys: gw.index.all().length, pid: process.pid };
+        if (ctx.json) printJson(msg);
+        else process.stdout.write(`dsk: gateway listening on ${gw.url} → ${opts.upstream} (${msg.keys} keys)\n`);
+        await new Promise<void>((resolve) => {
+          const stop = (sig: string) => {
+            process.stderr.write(`dsk: ${sig}: draining in-flight requests\n`);
+            gw.close().then(resolve, resolve);
+          };
+          process.once('SIGTERM', () => stop('SIGTERM'));
+          process.once('SIGINT', () => stop('SIGINT'));
+        });
+        process.stderr.write('dsk: gateway stopped; usage counters flushed\n');
+      });
+    });
+}

@@ -1,0 +1,49 @@
+/** Shared setup for the gateway tests: a home, an in-process unsealed Home, keys, a stub upstream. */
+import Database from 'better-sqlite3';
+import path from 'node:path';
+import { makeHome } from './helpers.js';
+import { openUnsealed, defaultEnv, type Home } from '../src/core/home.js';
+import { issueKey, type IssuedKey, type KeySpec } from '../src/core/keys.js';
+import { passphrasesFromFiles } from '../src/cli/secrets.js';
+import { gatewayOptions, startGateway, type Gateway, type GatewayOptions } from '../src/gateway/server.js';
+import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
+
+export async function openTestHome() {
+  const h = makeHome();
+  const home = await openUnsealed(h.home, defaultEnv('tester'), {
+    passphrases: async () => passphrasesFromFiles(h.pass.slice(0, 3)),
+    pin: async () => Buffer.alloc(0),
+  });
+  return { ...h, h: home };
+}
+
+export async function keys(home: Home, specs: Record<string, KeySpec>): Promise<Record<string, IssuedKey>> {
+  const out: Record<string, IssuedKey> = {};
+  for (const [n, s] of Object.entries(specs)) out[n] = await issueKey(home, s);
+  return out;
+}
+
+export async function gateway(home: Home, upstream: string, flags: Record<string, unknown> = {}): Promise<Gateway> {
+  const o: GatewayOptions = gatewayOptions(home.config.gateway, { upstream, listen: '127.0.0.1:0', ...flags });
+  return startGateway(home, o);
+}
+
+/** A separate connection, as another process would have. */
+export function rawDb(homeDir: string) {
+  return new Database(path.join(homeDir, 'keys.db'));
+}
+
+export type { StubUpstream, Gateway };
+export { startStubUpstream };
+
+export async function call(url: string, init: RequestInit & { headers?: Record<string, string> } = {}) {
+  const r = await fetch(url, init);
+  const text = await r.text();
+  let body: any = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = text;
+  }
+  return { status: r.status, headers: r.headers, body };
+}
