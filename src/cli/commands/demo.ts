@@ -202,6 +202,8 @@ async function hsmDemo(root: string, env: Home['env'], say: (s?: string) => void
   } finally {
     if (saved === undefined) delete process.env.SOFTHSM2_CONF;
     else process.env.SOFTHSM2_CONF = saved;
+  }
+}
 
 /** Starts a stub model server and the gateway in-process on free ports, makes two calls, stops both. */
 async function demoGateway(h: Home, goodKey: string, revokedKey: string, say: (s?: string) => void) {
