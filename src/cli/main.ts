@@ -14,6 +14,8 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   status: { summary: 'backend, key counts by state, rotations due, audit head', load: () => import('./commands/status.js') },
   keygen: { summary: 'issue an API key and signing secret for a consumer', load: () => import('./commands/keygen.js') },
   keys: { summary: 'list, show and revoke keys', load: () => import('./commands/keys.js') },
+  operator: { summary: 'operators of this CLI: add, list, remove, confirm, reset-otp (roles and TOTP)', load: () => import('./commands/operator.js') },
+  policy: { summary: 'the role matrix (roles × permissions): show and change', load: () => import('./commands/policy.js') },
   derive: { summary: "the seed's generate_api_key(master_key, salt), bit-for-bit", load: () => import('./commands/derive.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
@@ -25,10 +27,10 @@ Exit codes:
   2  usage                   6  conflict (home exists, lock held, key state forbids the action)
   3  authentication          7  unavailable (PKCS#11 module, store not writable, upstream down)
 
-Environment: DSK_HOME, DSK_ACTOR, DSK_PASSPHRASE_FILES, DSK_HSM_PIN, NO_COLOR, DSK_DEBUG=1`;
+Environment: DSK_HOME, DSK_ACTOR, DSK_OTP, DSK_PASSPHRASE_FILES, DSK_HSM_PIN, NO_COLOR, DSK_DEBUG=1`;
 
 function globalOptionsTakingValue(): Set<string> {
-  return new Set(['--home', '--actor']);
+  return new Set(['--home', '--actor', '--otp']);
 }
 
 /** First token that is not a global option or its value: the command name. */
@@ -55,6 +57,7 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable JSON output')
     .option('--no-color', 'no colours (also NO_COLOR)')
     .addOption(new Option('--actor <name>', 'who is acting, recorded in the audit log').env('DSK_ACTOR'))
+    .addOption(new Option('--otp <code>', "the acting operator's one-time code, for sensitive commands").env('DSK_OTP'))
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', EXIT_CODES_HELP)
     .exitOverride()

@@ -1,10 +1,13 @@
 /**
  * Opens a home for one command and always closes it (wiping keys), also on errors.
- * Every command states the permission it needs here: the one place operator checks hook in.
+ * Every command states the permission it needs here: the one place operator checks hook in
+ * (src/core/operators.ts). In a fresh home (no enrolled admin) the checks are off: see
+ * docs/operators.md, "Bootstrap".
  */
 import { openHome, openUnsealed, type Home } from '../core/home.js';
 import type { Permission } from '../core/config.js';
-import { unsealInputs, type SecretFlags } from './secrets.js';
+import { checkOperator, verifyOperatorOtp, type Decision } from '../core/operators.js';
+import { canPrompt, unsealInputs, type SecretFlags } from './secrets.js';
 import type { Ctx } from './context.js';
 
 export interface Access {
@@ -13,10 +16,43 @@ export interface Access {
   /** Sensitive commands (rotation, revocation, export, operator and policy changes) need a second factor. */
   sensitive?: boolean;
   readonly?: boolean;
+  /** The automation role may run this command without TOTP whatever its matrix row says (`rotate --due`). */
+  automationAllowed?: boolean;
+}
+
+/**
+ * Operators whose one-time code was accepted in this process. A command that opens the home twice
+ * (check, then act) asks for one code, not two; a code is single-use, so asking again would fail.
+ */
+const approved = new Set<string>();
+
+function needsCode(ctx: Ctx, d: Decision): boolean {
+  return d.mode === 'enforced' && d.needsOtp && !approved.has(ctx.actor);
+}
+
+/** The operator's one-time code: --otp, DSK_OTP, or a prompt on a terminal; null (never a hang) otherwise. */
+export async function otpCode(ctx: Ctx, message = `one-time code for operator ${ctx.actor}:`): Promise<string | null> {
+  const given = ctx.otp ?? process.env.DSK_OTP;
+  if (given) return given;
+  if (!canPrompt()) return null;
+  const { input } = await import('@inquirer/prompts');
+  return input({ message }, { output: process.stderr });
 }
 
 export async function withHome<T>(ctx: Ctx, access: Access, fn: (h: Home) => T | Promise<T>): Promise<T> {
   const h = openHome(ctx.home, ctx.env, { readonly: access.readonly });
+  let d: Decision;
+  try {
+    d = await checkOperator(h, ctx.actor, access);
+  } catch (e) {
+    await h.close();
+    throw e;
+  }
+  if (needsCode(ctx, d)) {
+    // The TOTP secret is sealed under the master key: a sensitive command must unseal to check it.
+    await h.close();
+    return withUnsealed(ctx, {}, access, fn);
+  }
   try {
     return await fn(h);
   } finally {
@@ -25,8 +61,20 @@ export async function withHome<T>(ctx: Ctx, access: Access, fn: (h: Home) => T |
 }
 
 export async function withUnsealed<T>(ctx: Ctx, flags: SecretFlags, access: Access, fn: (h: Home) => T | Promise<T>): Promise<T> {
+  // Role checks first, so a refused operator costs the custodians no passphrase.
+  const pre = openHome(ctx.home, ctx.env, { readonly: true });
+  let d: Decision;
+  try {
+    d = await checkOperator(pre, ctx.actor, access);
+  } finally {
+    await pre.close();
+  }
   const h = await openUnsealed(ctx.home, ctx.env, unsealInputs(flags));
   try {
+    if (needsCode(ctx, d)) {
+      await verifyOperatorOtp(h, ctx.actor, await otpCode(ctx));
+      approved.add(ctx.actor);
+    }
     return await fn(h);
   } finally {
     await h.close();

@@ -4,6 +4,7 @@ import { countByStatus } from './keys.js';
 import { auditHead } from '../audit/log.js';
 import { readMetadata } from '../master/fragments.js';
 import { homePath } from './config.js';
+import { operatorSummary } from './operators.js';
 
 export function homeStatus(h: Home) {
   const now = h.env.clock.now();
@@ -30,5 +31,6 @@ export function homeStatus(h: Home) {
     keys: countByStatus(h),
     rotations_due: due.n,
     audit: { rows: head.count, head_seq: head.seq, head_hash: head.hash },
+    operators: operatorSummary(h),
   };
 }
