@@ -104,6 +104,44 @@ describe('operators (core, injected clock)', () => {
     await rejects(authorizeOperator(h, 'alice', due, async () => null), 'ERR_NO_OTP', 3);
   });
 
+  it('applies the role matrix to every command (role × access), naming the missing permission', async () => {
+    // The access each command declares (src/cli/commands/*; rotate, export and audit as the brief gives them).
+    const KM = 'key.manage' as const;
+    const COMMANDS: Record<string, Parameters<typeof checkOperator>[2]> = {
+      status: { permission: null }, 'keys list': { permission: null }, 'keys show': { permission: null },
+      'policy show': { permission: null }, 'operator list': { permission: null }, 'operator confirm': { permission: null },
+      keygen: { permission: KM }, 'keys revoke': { permission: KM, sensitive: true },
+      rotate: { permission: KM, sensitive: true }, 'rotate --due': { permission: KM, sensitive: true, automationAllowed: true },
+      'rotate --emergency': { permission: KM, sensitive: true }, export: { permission: KM, sensitive: true },
+      'audit query': { permission: 'audit.view' },
+      'policy set': { permission: 'admin', sensitive: true }, 'policy add-role': { permission: 'admin', sensitive: true },
+      'operator add': { permission: 'admin', sensitive: true }, 'operator remove': { permission: 'admin', sensitive: true },
+    };
+    const open = ['status', 'keys list', 'keys show', 'policy show', 'operator list', 'operator confirm'];
+    // A = allowed, O = allowed with a one-time code, otherwise the permission named in the refusal.
+    const EXPECT: Record<string, Record<string, string>> = {
+      alice: { keygen: 'A', 'audit query': 'A' },
+      bob: { keygen: KM, 'keys revoke': KM, rotate: KM, 'rotate --due': KM, 'rotate --emergency': KM, export: KM, 'audit query': 'audit.view' },
+      audrey: { keygen: KM, 'keys revoke': KM, rotate: KM, 'rotate --due': KM, 'rotate --emergency': KM, export: KM, 'audit query': 'A' },
+      cron: { keygen: KM, 'keys revoke': KM, rotate: KM, 'rotate --due': 'A', 'rotate --emergency': KM, export: KM, 'audit query': 'audit.view' },
+    };
+    for (const [who, row] of Object.entries(EXPECT))
+      for (const [cmd, access] of Object.entries(COMMANDS)) {
+        const want = open.includes(cmd) ? 'A' : row[cmd] ?? (who === 'alice' ? 'O' : 'admin');
+        const s = head();
+        let got: string;
+        try {
+          const d = await checkOperator(h, who, access);
+          got = d.mode === 'enforced' && d.needsOtp ? 'O' : 'A';
+        } catch (e) {
+          expect((e as DskError).exitCode).toBe(3);
+          got = /lacks the (\S+) permission/.exec((e as Error).message)?.[1] ?? (e as DskError).code;
+          expect(JSON.parse(actions(s)[0].details)).toMatchObject({ operator: who, permission: got });
+        }
+        expect(`${who} ${cmd}: ${got}`).toBe(`${who} ${cmd}: ${want}`);
+      }
+  });
+
   it('accepts a code once: replays, earlier steps and stale codes fail and are counted', async () => {
     clock.advance(60_000);
     const s = head();
