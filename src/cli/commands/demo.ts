@@ -16,6 +16,10 @@ import { recentAudit } from '../../audit/log.js';
 import { writePrivateFile } from '../../core/files.js';
 import { passphrasesFromFiles } from '../secrets.js';
 import type { UnsealInputs } from '../../master/index.js';
+import { addOperator, checkOperator, confirmEnrolment } from '../../core/operators.js';
+import { secretFromUri, totpCode } from '../../core/totp.js';
+import { policyMatrix } from '../../core/policy.js';
+import { PERMISSIONS } from '../../core/config.js';
 
 export function register(program: Command): void {
   program
@@ -102,12 +106,15 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
     revokeKey(h, batch.id, 'demo: suspected leak');
     say(`   ${batch.id} is now ${statusColour(ctx, getKey(h, batch.id).status)}; presenting it → ${fmt(verifyKeyText(batch.api_key, lookup, env.clock.now()))}`);
 
-    step(8, 'Status', 'dsk status');
+    step(8, 'Operators: roles for the people running dsk, and a TOTP code for sensitive commands', `dsk operator add ${env.actor} --role admin`);
+    summary.operators = await demoOperators(h, ctx, say);
+
+    step(9, 'Status', 'dsk status');
     const st = homeStatus(h);
     say(`   backend ${st.backend} (${st.fragments?.threshold}-of-${st.fragments?.shares}), keys ${Object.entries(st.keys).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ')}, audit ${st.audit.rows} rows`);
     summary.status = st;
 
-    step(9, 'The audit log: every change, hash-chained', 'dsk audit query');
+    step(10, 'The audit log: every change, hash-chained', 'dsk audit query');
     const rows = recentAudit(h.db, 20).reverse();
     say(table(ctx, ['seq', 'time', 'action', 'actor', 'details'], rows.map((r) => [r.seq, r.ts.slice(11, 19), r.action, r.actor, r.details.length > 60 ? r.details.slice(0, 57) + '…' : r.details])).replace(/^/gm, '   '));
     summary.audit_rows = rows.length;
@@ -119,6 +126,26 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
     await h?.close();
     if (!keep) fs.rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** Step 8: the first admin enrols (code computed here, as the phone app would), then a refusal. */
+async function demoOperators(h: Home, ctx: Ctx, say: (s?: string) => void) {
+  const c = paint(ctx);
+  const admin = addOperator(h, h.env.actor, 'admin');
+  const code = totpCode(secretFromUri(admin.otpauth_uri!), h.env.clock.now());
+  await confirmEnrolment(h, h.env.actor, code);
+  say(`   ${h.env.actor} enrolled: the app scans ${admin.otpauth_uri!.replace(/secret=[A-Z2-7]+/, 'secret=…')} and shows ${code}; checks are now on`);
+  addOperator(h, 'dana', 'developer');
+  say(c.dim('   $ dsk operator add dana --role developer --otp …   (dsk policy show:)'));
+  say(table(ctx, ['role', ...PERMISSIONS], policyMatrix(h.config).map((r) => [r.role, ...PERMISSIONS.map((p) => (r.permissions[p] ? c.green('✓') : c.red('✗')))])).replace(/^/gm, '   '));
+  say(c.dim('   $ dsk --actor dana keygen --name x --role developer'));
+  try {
+    await checkOperator(h, 'dana', { permission: 'key.manage' });
+    say(`   ${c.red('unexpectedly allowed')}`);
+  } catch (e) {
+    say(`   refused (exit ${(e as { exitCode?: number }).exitCode}): ${(e as Error).message}`);
+  }
+  return { admin: h.env.actor, refused: 'dana keygen (key.manage)' };
 }
 
 function mask(s: string): string {
