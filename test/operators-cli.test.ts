@@ -13,7 +13,7 @@ let env: Record<string, string>;
 let home: string;
 const secrets: Record<string, Buffer> = {};
 const lastStep: Record<string, number> = {};
-const ADMINS = ['a1', 'a2', 'a3', 'a4'];
+const ADMINS = ['a1', 'a2', 'a3', 'a4', 'a5', 'a6'];
 const NON_ADMINS = ['bob', 'audrey', 'cron'];
 
 const run = (actor: string, args: string[], extra: Record<string, string> = {}) => dsk(args, { env: { ...env, DSK_ACTOR: actor, ...extra } });

@@ -61,8 +61,9 @@ export async function withHome<T>(ctx: Ctx, access: Access, fn: (h: Home) => T |
 }
 
 export async function withUnsealed<T>(ctx: Ctx, flags: SecretFlags, access: Access, fn: (h: Home) => T | Promise<T>): Promise<T> {
-  // Role checks first, so a refused operator costs the custodians no passphrase.
-  const pre = openHome(ctx.home, ctx.env, { readonly: true });
+  // Role checks first, so a refused operator costs the custodians no passphrase. Opened writable
+  // (it writes nothing unless it refuses) so a hot journal left by a killed run is rolled back.
+  const pre = openHome(ctx.home, ctx.env);
   let d: Decision;
   try {
     d = await checkOperator(pre, ctx.actor, access);
