@@ -221,7 +221,7 @@ function totpAad(name: string): Buffer {
 export async function verifyOperatorOtp(h: Home, name: string, code: string | null, purpose: 'command' | 'enrolment' = 'command'): Promise<number> {
   const op = mustGet(h, name);
   if (code == null)
-    throw new AuthError('ERR_NO_OTP', `this command needs a one-time code from operator '${name}''s authenticator and there is no terminal to ask on`, 'give --otp CODE or DSK_OTP=CODE');
+    throw new AuthError('ERR_NO_OTP', `this command needs a one-time code from the authenticator app of operator '${name}', and there is no terminal to ask on`, 'give --otp CODE or DSK_OTP=CODE');
   code = code.trim();
   if (!isTotpCodeShape(code)) throw new UsageError('a one-time code is 6 digits', 'type the code your authenticator app shows now');
   const now = h.env.clock.now();
