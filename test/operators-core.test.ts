@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeHome, tmpDir } from './helpers.js';
+import { withHome } from '../src/cli/session.js';
 import { openUnsealed, type Home } from '../src/core/home.js';
 import { fixedClock, systemRandom } from '../src/core/clock.js';
 import { passphrasesFromFiles } from '../src/cli/secrets.js';
@@ -21,6 +22,7 @@ import type { DskError } from '../src/core/errors.js';
 const T0 = Date.parse('2026-03-01T12:00:10Z'); // 10 s into a 30 s step
 const clock = fixedClock(T0);
 let home: string;
+let pass: string[];
 let h: Home;
 const secrets: Record<string, Buffer> = {};
 
@@ -46,6 +48,7 @@ async function rejects(p: Promise<unknown> | (() => unknown), code: string, exit
 beforeAll(async () => {
   const m = makeHome(tmpDir(), { shares: 2, threshold: 2, extraArgs: ['--kdf', 'scrypt', '--kdf-cost', '15'] });
   home = m.home;
+  pass = m.pass;
   h = await openUnsealed(home, { clock, random: systemRandom, actor: 'root', sourceIp: null }, { passphrases: async () => passphrasesFromFiles(m.pass) });
 });
 afterAll(async () => {
@@ -234,5 +237,23 @@ describe('operators (core, injected clock)', () => {
     expect(h.config.roles.auditor).toContain('model.invoke');
     fs.rmSync(cfg, { recursive: true });
     fs.writeFileSync(cfg, saved, { mode: 0o600 });
+  });
+
+  it('the session hook unseals a sensitive command run through withHome to check the code, once per process', async () => {
+    clock.advance(60_000);
+    process.env.DSK_PASSPHRASE_FILES = pass.join(':');
+    try {
+      const env = { clock, random: systemRandom, actor: 'alice', sourceIp: null };
+      const ctx = { home, json: false, color: false, actor: 'alice', env, otp: code('alice') };
+      const access = { permission: 'key.manage' as const, sensitive: true };
+      expect(await withHome(ctx, access, (hh) => hh.sealKey !== null)).toBe(true);
+      const step = getOperator(h, 'alice')!.last_otp_step;
+      expect(step).toBe(Math.floor(clock.now() / 30_000));
+      // The same process does not ask again (the code is spent).
+      expect(await withHome(ctx, access, () => 'again')).toBe('again');
+      await rejects(withHome({ ...ctx, actor: 'bob', env: { ...env, actor: 'bob' }, otp: undefined }, access, () => 0), 'ERR_PERMISSION', 3);
+    } finally {
+      delete process.env.DSK_PASSPHRASE_FILES;
+    }
   });
 });
