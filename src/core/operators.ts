@@ -314,6 +314,7 @@ export function addOperator(h: Home, name: string, role: string): AddedOperator 
   const totp = roleNeedsTotp(h, role) ? newSecret(h, name) : null;
   return h.tx(() => {
     ensureTables(h);
+    if (getOperator(h, name)) throw new ConflictError('ERR_OPERATOR_EXISTS', `operator '${name}' already exists`, `see dsk operator list`);
     h.db
       .prepare('INSERT INTO operators (name, role, totp_sealed, enrolled_at, created_at, created_by, last_otp_step, lock_until) VALUES (?, ?, ?, NULL, ?, ?, NULL, NULL)')
       .run(name, role, totp?.sealed ?? null, now, h.env.actor);
