@@ -187,9 +187,13 @@ describe('operators through the CLI', () => {
       expect(state()).toEqual(before);
       if (cell.sensitive && i < 3) {
         // Without a code and without a terminal: refused at once, never a hang.
+        const s0 = auditHead();
         const r = run('a1', args);
         expect(r.code).toBe(3);
         expect(r.stderr).toContain('needs a one-time code');
+        expect(audit(s0).map((x) => [x.action, JSON.parse(x.details)])).toEqual([
+          ['OPERATOR_DENIED', expect.objectContaining({ operator: 'a1', permission: cell.perm, reason: 'no_code' })],
+        ]);
       }
       const a = admin();
       const ok = run(a.actor, args, a.env);

@@ -73,7 +73,7 @@ export async function withUnsealed<T>(ctx: Ctx, flags: SecretFlags, access: Acce
   const h = await openUnsealed(ctx.home, ctx.env, unsealInputs(flags));
   try {
     if (needsCode(ctx, d)) {
-      await verifyOperatorOtp(h, ctx.actor, await otpCode(ctx));
+      await verifyOperatorOtp(h, ctx.actor, await otpCode(ctx), 'command', access.permission ?? 'none');
       approved.add(ctx.actor);
     }
     return await fn(h);

@@ -218,10 +218,10 @@ function totpAad(name: string): Buffer {
  * and a code of that step or an earlier one is refused. A wrong, stale or replayed code is a failure;
  * LOCKOUT_THRESHOLD failures within LOCKOUT_WINDOW_MS lock the operator for LOCKOUT_DURATION_MS.
  */
-export async function verifyOperatorOtp(h: Home, name: string, code: string | null, purpose: 'command' | 'enrolment' = 'command'): Promise<number> {
+export async function verifyOperatorOtp(h: Home, name: string, code: string | null, purpose: 'command' | 'enrolment' = 'command', permission: string | null = null): Promise<number> {
   const op = mustGet(h, name);
   if (code == null)
-    throw new AuthError('ERR_NO_OTP', `this command needs a one-time code from the authenticator app of operator '${name}', and there is no terminal to ask on`, 'give --otp CODE or DSK_OTP=CODE');
+    return deny(h, { operator: name, role: op.role, permission: permission ?? purpose, reason: 'no_code' }, new AuthError('ERR_NO_OTP', `this command needs a one-time code from the authenticator app of operator '${name}', and there is no terminal to ask on`, 'give --otp CODE or DSK_OTP=CODE'));
   code = code.trim();
   if (!isTotpCodeShape(code)) throw new UsageError('a one-time code is 6 digits', 'type the code your authenticator app shows now');
   const now = h.env.clock.now();
@@ -229,7 +229,7 @@ export async function verifyOperatorOtp(h: Home, name: string, code: string | nu
     const until = new Date(op.lock_until).toISOString();
     return deny(
       h,
-      { operator: name, role: op.role, permission: purpose, reason: 'locked', until },
+      { operator: name, role: op.role, permission: permission ?? purpose, reason: 'locked', until },
       new AuthError('ERR_OPERATOR_LOCKED', `operator '${name}' is locked until ${until} after ${LOCKOUT_THRESHOLD} failed one-time codes`, `wait, or ask an admin: dsk operator reset-otp ${name}`),
     );
   }
@@ -256,7 +256,7 @@ export async function verifyOperatorOtp(h: Home, name: string, code: string | nu
     w.db.prepare('INSERT INTO operator_failures (name, at) VALUES (?, ?)').run(name, now);
     w.db.prepare('DELETE FROM operator_failures WHERE name = ? AND at <= ?').run(name, now - LOCKOUT_WINDOW_MS);
     failures = (w.db.prepare('SELECT count(*) AS n FROM operator_failures WHERE name = ?').get(name) as { n: number }).n;
-    w.audit({ action: 'OTP_FAILURE', details: { operator: name, reason, purpose, failures } });
+    w.audit({ action: 'OTP_FAILURE', details: { operator: name, reason, purpose, permission: permission ?? purpose, failures } });
     if (failures >= LOCKOUT_THRESHOLD) {
       lockedUntil = now + LOCKOUT_DURATION_MS;
       w.db.prepare('UPDATE operators SET lock_until = ? WHERE name = ?').run(lockedUntil, name);
@@ -276,7 +276,7 @@ export async function verifyOperatorOtp(h: Home, name: string, code: string | nu
 /** checkOperator + verifyOperatorOtp for callers that already hold an unsealed home. */
 export async function authorizeOperator(h: Home, actor: string, access: OperatorAccess, otp: () => Promise<string | null>): Promise<Decision> {
   const d = await checkOperator(h, actor, access);
-  if (d.mode === 'enforced' && d.needsOtp) await verifyOperatorOtp(h, actor, await otp());
+  if (d.mode === 'enforced' && d.needsOtp) await verifyOperatorOtp(h, actor, await otp(), 'command', permissionLabel(access));
   return d;
 }
 
