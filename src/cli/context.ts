@@ -11,6 +11,8 @@ export interface Ctx {
   color: boolean;
   actor: string;
   env: Env;
+  /** --otp / DSK_OTP: the operator's one-time code for a sensitive command. */
+  otp?: string;
 }
 
 export function osUser(): string {
@@ -26,9 +28,9 @@ export function resolveHome(opt: string | undefined): string {
 }
 
 export function ctxOf(cmd: Command): Ctx {
-  const g = cmd.optsWithGlobals() as { home?: string; json?: boolean; color?: boolean; actor?: string };
+  const g = cmd.optsWithGlobals() as { home?: string; json?: boolean; color?: boolean; actor?: string; otp?: string };
   const actor = g.actor ?? process.env.DSK_ACTOR ?? osUser();
   if (!/^[\w.@+-]{1,64}$/.test(actor)) throw new UsageError(`invalid --actor '${actor}': use letters, digits and . _ @ + - (at most 64)`);
   const color = g.color !== false && !process.env.NO_COLOR && !!process.stdout.isTTY;
-  return { home: resolveHome(g.home), json: !!g.json, color, actor, env: defaultEnv(actor) };
+  return { home: resolveHome(g.home), json: !!g.json, color, actor, env: defaultEnv(actor), otp: g.otp ?? process.env.DSK_OTP };
 }

@@ -18,6 +18,8 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   rotate: { summary: 'rotate keys: one now (with grace), everything due (cron), or an emergency', load: () => import('./commands/rotate.js') },
   export: { summary: 'hand a key to a workload: Kubernetes Secret manifest or env lines', load: () => import('./commands/export.js') },
   cron: { summary: 'print or install the crontab line / systemd timer for dsk rotate --due', load: () => import('./commands/cron.js') },
+  operator: { summary: 'operators of this CLI: add, list, remove, confirm, reset-otp (roles and TOTP)', load: () => import('./commands/operator.js') },
+  policy: { summary: 'the role matrix (roles × permissions): show and change', load: () => import('./commands/policy.js') },
   derive: { summary: "the seed's generate_api_key(master_key, salt), bit-for-bit", load: () => import('./commands/derive.js') },
   hsm: { summary: 'PKCS#11 module, tokens and master key object; recover the key into a token', load: () => import('./commands/hsm.js') },
   sign: { summary: 'print the signature headers a client must send for a request', load: () => import('./commands/sign.js') },
@@ -33,10 +35,10 @@ Exit codes:
   2  usage                   6  conflict (home exists, lock held, key state forbids the action)
   3  authentication          7  unavailable (PKCS#11 module, store not writable, upstream down)
 
-Environment: DSK_HOME, DSK_ACTOR, DSK_PASSPHRASE_FILES, DSK_HSM_PIN, NO_COLOR, DSK_DEBUG=1`;
+Environment: DSK_HOME, DSK_ACTOR, DSK_OTP, DSK_PASSPHRASE_FILES, DSK_HSM_PIN, NO_COLOR, DSK_DEBUG=1`;
 
 function globalOptionsTakingValue(): Set<string> {
-  return new Set(['--home', '--actor']);
+  return new Set(['--home', '--actor', '--otp']);
 }
 
 /** First token that is not a global option or its value: the command name. */
@@ -63,6 +65,7 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable JSON output')
     .option('--no-color', 'no colours (also NO_COLOR)')
     .addOption(new Option('--actor <name>', 'who is acting, recorded in the audit log').env('DSK_ACTOR'))
+    .addOption(new Option('--otp <code>', "the acting operator's one-time code, for sensitive commands").env('DSK_OTP'))
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', EXIT_CODES_HELP)
     .exitOverride()

@@ -1,10 +1,13 @@
 /**
  * Opens a home for one command and always closes it (wiping keys), also on errors.
- * Every command states the permission it needs here: the one place operator checks hook in.
+ * Every command states the permission it needs here: the one place operator checks hook in
+ * (src/core/operators.ts). In a fresh home (no enrolled admin) the checks are off: see
+ * docs/operators.md, "Bootstrap".
  */
 import { openHome, openUnsealed, type Home } from '../core/home.js';
 import type { Permission } from '../core/config.js';
-import { unsealInputs, type SecretFlags } from './secrets.js';
+import { checkOperator, verifyOperatorOtp, type Decision } from '../core/operators.js';
+import { canPrompt, unsealInputs, type SecretFlags } from './secrets.js';
 import type { Ctx } from './context.js';
 
 export interface Access {
@@ -20,8 +23,39 @@ export interface Access {
   readonly?: boolean;
 }
 
+/**
+ * Operators whose one-time code was accepted in this process. A command that opens the home twice
+ * (check, then act) asks for one code, not two; a code is single-use, so asking again would fail.
+ */
+const approved = new Set<string>();
+
+function needsCode(ctx: Ctx, d: Decision): boolean {
+  return d.mode === 'enforced' && d.needsOtp && !approved.has(ctx.actor);
+}
+
+/** The operator's one-time code: --otp, DSK_OTP, or a prompt on a terminal; null (never a hang) otherwise. */
+export async function otpCode(ctx: Ctx, message = `one-time code for operator ${ctx.actor}:`): Promise<string | null> {
+  const given = ctx.otp ?? process.env.DSK_OTP;
+  if (given) return given;
+  if (!canPrompt()) return null;
+  const { input } = await import('@inquirer/prompts');
+  return input({ message }, { output: process.stderr });
+}
+
 export async function withHome<T>(ctx: Ctx, access: Access, fn: (h: Home) => T | Promise<T>): Promise<T> {
   const h = openHome(ctx.home, ctx.env, { readonly: access.readonly });
+  let d: Decision;
+  try {
+    d = await checkOperator(h, ctx.actor, access);
+  } catch (e) {
+    await h.close();
+    throw e;
+  }
+  if (needsCode(ctx, d)) {
+    // The TOTP secret is sealed under the master key: a sensitive command must unseal to check it.
+    await h.close();
+    return withUnsealed(ctx, {}, access, fn);
+  }
   try {
     return await fn(h);
   } finally {
@@ -30,8 +64,21 @@ export async function withHome<T>(ctx: Ctx, access: Access, fn: (h: Home) => T |
 }
 
 export async function withUnsealed<T>(ctx: Ctx, flags: SecretFlags, access: Access, fn: (h: Home) => T | Promise<T>): Promise<T> {
+  // Role checks first, so a refused operator costs the custodians no passphrase. Opened writable
+  // (it writes nothing unless it refuses) so a hot journal left by a killed run is rolled back.
+  const pre = openHome(ctx.home, ctx.env);
+  let d: Decision;
+  try {
+    d = await checkOperator(pre, ctx.actor, access);
+  } finally {
+    await pre.close();
+  }
   const h = await openUnsealed(ctx.home, ctx.env, unsealInputs(flags));
   try {
+    if (needsCode(ctx, d)) {
+      await verifyOperatorOtp(h, ctx.actor, await otpCode(ctx), 'command', access.permission ?? 'none');
+      approved.add(ctx.actor);
+    }
     return await fn(h);
   } finally {
     await h.close();

@@ -7,6 +7,7 @@ import { auditHead } from '../audit/log.js';
 import { readHead } from '../audit/head.js';
 import { readMetadata } from '../master/fragments.js';
 import { homePath } from './config.js';
+import { operatorSummary } from './operators.js';
 
 export function homeStatus(h: Home) {
   let fragments: { threshold: number; shares: number; kdf: string } | null = null;
@@ -38,6 +39,7 @@ export function homeStatus(h: Home) {
     rotations_due: due.rotate.length,
     rotation_warnings: due.warnings.length,
     audit: { rows: head.count, head_seq: head.seq, head_hash: head.hash, head_file: headFile(h.dir) },
+    operators: operatorSummary(h),
   };
 }
 

@@ -50,6 +50,25 @@ CREATE INDEX IF NOT EXISTS keys_name ON keys(name);
 CREATE INDEX IF NOT EXISTS keys_replaces ON keys(replaces);
 `;
 
+/** CLI operators (src/core/operators.ts): role, sealed TOTP secret, replay guard, lockout. */
+export const OPERATORS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS operators (
+  name          TEXT PRIMARY KEY,
+  role          TEXT NOT NULL,
+  totp_sealed   BLOB,
+  enrolled_at   INTEGER,
+  created_at    INTEGER NOT NULL,
+  created_by    TEXT NOT NULL,
+  last_otp_step INTEGER,
+  lock_until    INTEGER
+);
+CREATE TABLE IF NOT EXISTS operator_failures (
+  name TEXT NOT NULL,
+  at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS operator_failures_name ON operator_failures(name, at);
+`;
+
 const AUDIT_SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit.events (
   seq       INTEGER PRIMARY KEY,
@@ -105,6 +124,7 @@ export function openDatabase(home: string, opts: OpenOptions & { create?: boolea
     if (opts.create) {
       db.exec(KEYS_SCHEMA);
       db.exec(AUDIT_SCHEMA);
+      db.exec(OPERATORS_SCHEMA);
       db.pragma(`user_version = ${KEYS_SCHEMA_VERSION}`);
       db.pragma(`audit.user_version = ${AUDIT_SCHEMA_VERSION}`);
     }

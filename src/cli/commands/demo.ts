@@ -23,6 +23,10 @@ import { passphrasesFromFiles } from '../secrets.js';
 import type { UnsealInputs } from '../../master/index.js';
 import { gatewayOptions, startGateway } from '../../gateway/server.js';
 import { startStubUpstream } from '../../gateway/stub-upstream.js';
+import { addOperator, checkOperator, confirmEnrolment } from '../../core/operators.js';
+import { secretFromUri, totpCode } from '../../core/totp.js';
+import { policyMatrix } from '../../core/policy.js';
+import { PERMISSIONS } from '../../core/config.js';
 
 export function register(program: Command): void {
   program
@@ -147,6 +151,8 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
 
     step(8, 'Optional: the master key inside an HSM (SoftHSM2 here)', 'dsk init --backend pkcs11 --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label dsk-demo');
     summary.hsm = await hsmDemo(root, env, say, c);
+    step(8, 'Operators: roles for the people running dsk, and a TOTP code for sensitive commands', `dsk operator add ${env.actor} --role admin`);
+    summary.operators = await demoOperators(h, ctx, say);
 
     step(9, 'Status', 'dsk status');
     const st = homeStatus(h);
@@ -228,6 +234,26 @@ async function demoGateway(h: Home, goodKey: string, revokedKey: string, say: (s
     await gw.close();
     await up.close();
   }
+}
+
+/** Step 8: the first admin enrols (code computed here, as the phone app would), then a refusal. */
+async function demoOperators(h: Home, ctx: Ctx, say: (s?: string) => void) {
+  const c = paint(ctx);
+  const admin = addOperator(h, h.env.actor, 'admin');
+  const code = totpCode(secretFromUri(admin.otpauth_uri!), h.env.clock.now());
+  await confirmEnrolment(h, h.env.actor, code);
+  say(`   ${h.env.actor} enrolled: the app scans ${admin.otpauth_uri!.replace(/secret=[A-Z2-7]+/, 'secret=…')} and shows ${code}; checks are now on`);
+  addOperator(h, 'dana', 'developer');
+  say(c.dim('   $ dsk operator add dana --role developer --otp …   (dsk policy show:)'));
+  say(table(ctx, ['role', ...PERMISSIONS], policyMatrix(h.config).map((r) => [r.role, ...PERMISSIONS.map((p) => (r.permissions[p] ? c.green('✓') : c.red('✗')))])).replace(/^/gm, '   '));
+  say(c.dim('   $ dsk --actor dana keygen --name x --role developer'));
+  try {
+    await checkOperator(h, 'dana', { permission: 'key.manage' });
+    say(`   ${c.red('unexpectedly allowed')}`);
+  } catch (e) {
+    say(`   refused (exit ${(e as { exitCode?: number }).exitCode}): ${(e as Error).message}`);
+  }
+  return { admin: h.env.actor, refused: 'dana keygen (key.manage)' };
 }
 
 function mask(s: string): string {

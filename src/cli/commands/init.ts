@@ -121,5 +121,6 @@ flags there is no other copy: lose the token, lose every key (see docs/hsm.md).`
       line(`  - hand each fragment file to its custodian (or keep them on separate machines); any ${r.threshold} unseal`);
       line('  - back up key_fragments/metadata.json with the home; it holds no secret');
       line('  - issue a key: dsk keygen --name my-service --role developer');
+      line(`  - turn on operator checks, with you as the first admin: dsk operator add ${ctx.actor} --role admin`);
     });
 }

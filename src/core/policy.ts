@@ -1,0 +1,114 @@
+/**
+ * `dsk policy`: the role matrix in dsk.json (roles × the seed's permissions), shown and changed.
+ *
+ * Ordering of a change, chosen to fail closed: the CONFIG_CHANGE audit row commits first, then
+ * dsk.json is replaced atomically (temp file, fsync, rename). If the audit row cannot be written,
+ * nothing changes. If the config write then fails, a CONFIG_CHANGE_FAILED row records that the
+ * change did not happen, and the error is reported. A crash between the two leaves an audit row
+ * for a change that is not in dsk.json (visible, harmless), never a change without its row.
+ * Each row carries the SHA-256 of the new dsk.json so an auditor can tell which file it produced.
+ */
+import { DEFAULT_ROLES, PERMISSIONS, saveConfig, type DskConfig, type Permission } from './config.js';
+import { ConflictError, NotFoundError, UsageError } from './errors.js';
+import { sha256Hex } from './crypto.js';
+import { listOperators } from './operators.js';
+import type { Home } from './home.js';
+
+export interface MatrixRow {
+  role: string;
+  builtin: boolean;
+  permissions: Record<Permission, boolean>;
+}
+
+export function policyMatrix(config: DskConfig): MatrixRow[] {
+  return Object.entries(config.roles).map(([role, perms]) => ({
+    role,
+    builtin: Object.hasOwn(DEFAULT_ROLES, role),
+    permissions: Object.fromEntries(PERMISSIONS.map((p) => [p, perms.includes(p)])) as Record<Permission, boolean>,
+  }));
+}
+
+export function assertPermission(p: string): asserts p is Permission {
+  if (!(PERMISSIONS as readonly string[]).includes(p)) throw new UsageError(`unknown permission '${p}'`, `use one of ${PERMISSIONS.join(', ')}`);
+}
+
+function assertKnownRole(config: DskConfig, role: string): void {
+  if (!Object.hasOwn(config.roles, role)) throw new NotFoundError('ERR_NO_ROLE', `no role '${role}'`, `known roles: ${Object.keys(config.roles).join(', ')}`);
+}
+
+export function parseOnOff(v: string): boolean {
+  if (v === 'on' || v === 'yes' || v === 'true') return true;
+  if (v === 'off' || v === 'no' || v === 'false') return false;
+  throw new UsageError(`expected on or off, got '${v}'`);
+}
+
+export function validateRoleName(name: string): void {
+  if (!/^[a-z][a-z0-9_-]{0,31}$/.test(name)) throw new UsageError(`invalid role name '${name}': lower-case letters, digits, _ and -, starting with a letter (at most 32)`);
+}
+
+function applyChange(h: Home, details: Record<string, unknown>, roles: Record<string, Permission[]>): MatrixRow[] {
+  const next: DskConfig = { ...h.config, roles };
+  const text = JSON.stringify(next, null, 2) + '\n';
+  h.tx(() => h.audit({ action: 'CONFIG_CHANGE', details: { ...details, config_sha256: sha256Hex(text) } }));
+  try {
+    saveConfig(h.dir, next);
+  } catch (e) {
+    try {
+      h.tx(() => h.audit({ action: 'CONFIG_CHANGE_FAILED', details: { ...details, error: (e as { code?: string }).code ?? 'write_failed' } }));
+    } catch {
+      // the change did not happen either way; the error below says so
+    }
+    throw e;
+  }
+  h.config.roles = roles;
+  return policyMatrix(h.config);
+}
+
+function cloneRoles(config: DskConfig): Record<string, Permission[]> {
+  return Object.fromEntries(Object.entries(config.roles).map(([r, p]) => [r, [...p]]));
+}
+
+/** Validations that need no unsealing, run before anyone is asked for a passphrase or code. */
+export function preflightSet(config: DskConfig, role: string, permission: string): void {
+  assertPermission(permission);
+  assertKnownRole(config, role);
+}
+
+export function setPermission(h: Home, role: string, permission: string, on: boolean): { changed: boolean; matrix: MatrixRow[] } {
+  preflightSet(h.config, role, permission);
+  assertPermission(permission);
+  const roles = cloneRoles(h.config);
+  const had = roles[role].includes(permission);
+  if (had === on) return { changed: false, matrix: policyMatrix(h.config) };
+  roles[role] = on ? PERMISSIONS.filter((p) => p === permission || roles[role].includes(p)) : roles[role].filter((p) => p !== permission);
+  return { changed: true, matrix: applyChange(h, { change: 'policy.set', role, permission, value: on ? 'on' : 'off' }, roles) };
+}
+
+export function preflightAddRole(config: DskConfig, name: string, from: string | undefined): void {
+  validateRoleName(name);
+  if (Object.hasOwn(config.roles, name)) throw new ConflictError('ERR_ROLE_EXISTS', `role '${name}' already exists`, `change it with dsk policy set ${name} PERMISSION on|off`);
+  if (from !== undefined) assertKnownRole(config, from);
+}
+
+export function addRole(h: Home, name: string, from: string | undefined): MatrixRow[] {
+  preflightAddRole(h.config, name, from);
+  const roles = cloneRoles(h.config);
+  roles[name] = from ? [...roles[from]] : [];
+  return applyChange(h, { change: 'policy.add_role', role: name, from: from ?? null, permissions: roles[name] }, roles);
+}
+
+export function preflightRemoveRole(h: Home, name: string): void {
+  assertKnownRole(h.config, name);
+  if (Object.hasOwn(DEFAULT_ROLES, name)) throw new ConflictError('ERR_BUILTIN_ROLE', `role '${name}' is one of the seed's built-in roles and cannot be removed`, `change its permissions instead: dsk policy set ${name} PERMISSION off`);
+  const ops = listOperators(h).filter((o) => o.role === name).length;
+  const keys = (h.db.prepare("SELECT count(*) AS n FROM keys WHERE role = ? AND status IN ('active','grace')").get(name) as { n: number }).n;
+  if (ops || keys) throw new ConflictError('ERR_ROLE_IN_USE', `role '${name}' is in use by ${ops} operator(s) and ${keys} live key(s)`, 'remove or re-role them first');
+}
+
+export function removeRole(h: Home, name: string): MatrixRow[] {
+  preflightRemoveRole(h, name);
+  const roles = cloneRoles(h.config);
+  delete roles[name];
+  return applyChange(h, { change: 'policy.remove_role', role: name }, roles);
+}
+
