@@ -112,7 +112,7 @@ describe('a home and its keys', () => {
     ];
     const modes = walk(H.home);
     expect(modes.map(([p]) => path.relative(H.home, p)).sort()).toEqual(
-      ['', 'audit_log', 'audit_log/audit.db', 'dsk.json', 'key_fragments', 'keys.db', 'key_fragments/metadata.json', ...[1, 2, 3, 4, 5].map((i) => `key_fragments/frag${i}.enc`)].sort(),
+      ['', 'audit_log', 'audit_log/HEAD', 'audit_log/audit.db', 'dsk.json', 'key_fragments', 'keys.db', 'key_fragments/metadata.json', ...[1, 2, 3, 4, 5].map((i) => `key_fragments/frag${i}.enc`)].sort(),
     );
     for (const [p, mode] of modes) expect([path.relative(H.home, p), mode.toString(8)]).toEqual([path.relative(H.home, p), fs.statSync(p).isDirectory() ? '700' : '600']);
   });

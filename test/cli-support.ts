@@ -35,7 +35,7 @@ export function fails(r: RunResult, code: number, message: string | RegExp): voi
   expect(r.stdout).toBe('');
 }
 
-/** Runs `run` and proves it changed nothing in `dirs`; `audited`: the one audit row it may add. */
+/** Runs `run` and proves it changed nothing in `dirs`; `audited`: the one audit row it may add (and the HEAD file that follows it). */
 export function unchanged(dirs: string[], run: () => RunResult, audited?: { home: string; action: string; reason?: string }): RunResult {
   const before = dirs.map((d) => snapshot(d));
   const rowsBefore = audited ? auditRows(audited.home) : [];
@@ -45,7 +45,7 @@ export function unchanged(dirs: string[], run: () => RunResult, audited?: { home
     expect(after).toEqual(before);
     return r;
   }
-  const strip = (s: Record<string, string>[]) => s.map((m) => Object.fromEntries(Object.entries(m).filter(([k]) => !k.endsWith(AUDIT_DB))));
+  const strip = (s: Record<string, string>[]) => s.map((m) => Object.fromEntries(Object.entries(m).filter(([k]) => !k.endsWith(AUDIT_DB) && !k.endsWith('audit_log/HEAD'))));
   expect(strip(after)).toEqual(strip(before));
   const rowsAfter = auditRows(audited.home);
   expect(rowsAfter.slice(0, rowsBefore.length)).toEqual(rowsBefore);

@@ -57,10 +57,11 @@ function auditHead(): number {
   return rows.length ? rows[rows.length - 1].seq : 0;
 }
 
-/** Everything but the audit log, which records the refusal. */
+/** Everything but the audit log (and its HEAD file), which records the refusal. */
 function state() {
   const s = snapshot(home);
   delete s[path.join('audit_log', 'audit.db')];
+  delete s[path.join('audit_log', 'HEAD')];
   return s;
 }
 
