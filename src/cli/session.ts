@@ -84,3 +84,16 @@ export async function withUnsealed<T>(ctx: Ctx, flags: SecretFlags, access: Acce
     await h.close();
   }
 }
+
+/** Admin-only commands that change operators or policy: a second factor is always needed. */
+export const ADMIN_SENSITIVE = { permission: 'admin', sensitive: true } as const;
+
+/** Checks arguments against the home (read-only) before anyone is asked for a passphrase or code. */
+export async function preflight(ctx: Ctx, fn: (h: Home) => void): Promise<void> {
+  const h = openHome(ctx.home, ctx.env, { readonly: true });
+  try {
+    fn(h);
+  } finally {
+    await h.close();
+  }
+}

@@ -5,22 +5,12 @@
 import type { Command } from 'commander';
 import { ctxOf, type Ctx } from '../context.js';
 import { line, paint, printJson, table } from '../render.js';
-import { withHome, withUnsealed } from '../session.js';
+import { ADMIN_SENSITIVE, preflight, withHome, withUnsealed } from '../session.js';
 import { canPrompt, withUnsealOptions } from '../secrets.js';
-import { openHome, type Home } from '../../core/home.js';
+import { type Home } from '../../core/home.js';
 import { addOperator, confirmEnrolment, getOperator, listOperators, operatorSummary, operatorView, preflightAdd, removeOperator, resetOtp, validateOperatorName, type AddedOperator } from '../../core/operators.js';
 import { NotFoundError } from '../../core/errors.js';
 
-const ADMIN_SENSITIVE = { permission: 'admin', sensitive: true } as const;
-
-async function preflight(ctx: Ctx, fn: (h: Home) => void): Promise<void> {
-  const h = openHome(ctx.home, ctx.env, { readonly: true });
-  try {
-    fn(h);
-  } finally {
-    await h.close();
-  }
-}
 
 function mustExist(h: Home, name: string): void {
   validateOperatorName(name);

@@ -5,23 +5,12 @@
 import type { Command } from 'commander';
 import { ctxOf, type Ctx } from '../context.js';
 import { line, paint, printJson, table } from '../render.js';
-import { withHome, withUnsealed } from '../session.js';
+import { ADMIN_SENSITIVE, preflight, withHome, withUnsealed } from '../session.js';
 import { withUnsealOptions } from '../secrets.js';
-import { openHome, type Home } from '../../core/home.js';
 import { PERMISSIONS } from '../../core/config.js';
 import { addRole, parseOnOff, policyMatrix, preflightAddRole, preflightRemoveRole, preflightSet, removeRole, setPermission, type MatrixRow } from '../../core/policy.js';
 import { operatorSummary } from '../../core/operators.js';
 
-const ADMIN_SENSITIVE = { permission: 'admin', sensitive: true } as const;
-
-async function preflight(ctx: Ctx, fn: (h: Home) => void): Promise<void> {
-  const h = openHome(ctx.home, ctx.env, { readonly: true });
-  try {
-    fn(h);
-  } finally {
-    await h.close();
-  }
-}
 
 function matrixTable(ctx: Ctx, rows: MatrixRow[]): string {
   const c = paint(ctx);
