@@ -32,18 +32,9 @@ export function sqlite(db: string, sql: string): string {
   return r.stdout;
 }
 
-export interface Row {
-  seq: number;
-  ts: string;
-  action: string;
-  actor: string;
-  source_ip: string | null;
-  key_id: string | null;
-  details: string;
-  prev_hash: string;
-  hash: string;
-  mac: string | null;
-}
+/** A row as the `sqlite3` CLI returns it: the same shape dsk writes. */
+import type { AuditRow as Row } from '../src/audit/log.js';
+export type { Row };
 
 export function rows(auditDb: string): Row[] {
   const r = spawnSync('sqlite3', ['-json', auditDb, 'SELECT * FROM events ORDER BY seq'], { encoding: 'utf8' });
