@@ -10,13 +10,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { openDatabase, inTransaction } = await import(path.join(root, 'dist/store/db.js'));
-const { Home } = await import(path.join(root, 'dist/core/home.js'));
-const { AuditWriter, GENESIS_HASH, rowMac } = await import(path.join(root, 'dist/audit/log.js'));
+const { openDatabase, inTransaction } = await import(path.join(root, 'dist/store/sqlite.js'));
+const { Home } = await import(path.join(root, 'dist/app/home.js'));
+const { AuditWriter, GENESIS_HASH, rowMac } = await import(path.join(root, 'dist/audit/writer.js'));
 const { queryAudit, parseIpFilter } = await import(path.join(root, 'dist/audit/query.js'));
 const { verifyChain, verifyChainParallel, chunkedRows } = await import(path.join(root, 'dist/audit/verify.js'));
 const { readHead } = await import(path.join(root, 'dist/audit/head.js'));
-const { DEFAULT_POLICY, DEFAULT_ROLES } = await import(path.join(root, 'dist/core/config.js'));
+const { DEFAULT_POLICY, DEFAULT_ROLES } = await import(path.join(root, 'dist/domain/config.js'));
 
 const argv = process.argv.slice(2);
 const sizes = (argv.includes('--sizes') ? argv[argv.indexOf('--sizes') + 1] : '1000000,5000000').split(',').filter(Boolean).map(Number);

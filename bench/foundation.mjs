@@ -31,9 +31,9 @@ if (!fs.existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'))) {
   console.error('bench: dist/ is missing; run `npm run build` first');
   process.exit(1);
 }
-const { formatApiKey } = await import(path.join(ROOT, 'dist', 'core', 'keyformat.js'));
-const { verifyKeyText } = await import(path.join(ROOT, 'dist', 'core', 'keys.js'));
-const { sha256Hex } = await import(path.join(ROOT, 'dist', 'core', 'crypto.js'));
+const { formatApiKey } = await import(path.join(ROOT, 'dist', 'domain', 'key-text.js'));
+const { verifyKeyText } = await import(path.join(ROOT, 'dist', 'app', 'keys.js'));
+const { sha256Hex } = await import(path.join(ROOT, 'dist', 'kernel', 'crypto.js'));
 const { default: Database } = await import('better-sqlite3');
 
 const median = (xs) => {

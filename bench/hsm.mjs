@@ -32,9 +32,9 @@ process.env.SOFTHSM2_CONF = conf;
 const t = spawnSync('softhsm2-util', ['--init-token', '--free', '--label', 'bench', '--pin', '1234', '--so-pin', '5678'], { encoding: 'utf8' });
 if (t.status !== 0) throw new Error(t.stderr);
 
-const { initSoftwareHome, openUnsealed, defaultEnv } = await import(path.join(ROOT, 'dist/core/home.js'));
-const { initPkcs11Home } = await import(path.join(ROOT, 'dist/core/hsm.js'));
-const { issueKey } = await import(path.join(ROOT, 'dist/core/keys.js'));
+const { initSoftwareHome, openUnsealed, defaultEnv } = await import(path.join(ROOT, 'dist/app/home.js'));
+const { initPkcs11Home } = await import(path.join(ROOT, 'dist/app/hsm.js'));
+const { issueKey } = await import(path.join(ROOT, 'dist/app/keys.js'));
 
 const env = defaultEnv('bench');
 const pass = ['a', 'b', 'c'].map((w) => ({ source: w, value: Buffer.from(`${w}-bench-passphrase`) }));
@@ -68,7 +68,7 @@ async function measure(home) {
 
 // What reuse saves: the same HMAC when each call opens its own session and logs in, and when each
 // call loads and initializes the module (what "re-open the module per operation" would cost).
-const { Pkcs11Module } = await import(path.join(ROOT, 'dist/master/pkcs11.js'));
+const { Pkcs11Module } = await import(path.join(ROOT, 'dist/master/pkcs11/module.js'));
 function perCall(reload) {
   let calls = 0;
   const data = Buffer.alloc(64, 7);

@@ -1,7 +1,7 @@
 /** The IP/CIDR parser behind `dsk audit query --ip`: property tests against a BigInt reference. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { cidrContains, parseCidr, parseIp, parseIPv4, parseIPv6 } from '../src/audit/cidr.js';
+import { cidrContains, parseCidr, parseIp, parseIPv4, parseIPv6 } from '../src/kernel/ip.js';
 import { csvField, parseTimeArg } from '../src/audit/query.js';
 
 const toBig = (b: Uint8Array) => b.reduce((a, x) => (a << 8n) | BigInt(x), 0n);

@@ -33,7 +33,7 @@ export function sqlite(db: string, sql: string): string {
 }
 
 /** A row as the `sqlite3` CLI returns it: the same shape dsk writes. */
-import type { AuditRow as Row } from '../src/audit/log.js';
+import type { AuditRow as Row } from '../src/audit/writer.js';
 export type { Row };
 
 export function rows(auditDb: string): Row[] {
@@ -43,7 +43,7 @@ export function rows(auditDb: string): Row[] {
   return out.trim() ? (JSON.parse(out) as Row[]) : [];
 }
 
-/** The chain's definition, restated independently of src/audit/log.ts. */
+/** The chain's definition, restated independently of src/audit/writer.ts. */
 export function chainHash(r: Omit<Row, 'hash' | 'mac'>): string {
   return crypto.createHash('sha256').update(JSON.stringify([r.seq, r.ts, r.action, r.actor, r.source_ip, r.key_id, r.details, r.prev_hash])).digest('hex');
 }

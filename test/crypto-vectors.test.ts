@@ -1,5 +1,5 @@
 /**
- * src/core/crypto.ts against published vectors:
+ * src/kernel/crypto.ts against published vectors:
  *   - Wycheproof (C2SP/wycheproof testvectors_v1 @ dac1dd4, copied unchanged into
  *     test/vectors/wycheproof/): AES-GCM, HMAC-SHA256, PBKDF2-HMAC-SHA256
  *   - RFC 4231 section 4 (HMAC-SHA256 test cases 1-7)
@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { constantTimeEqual, gcmDecrypt, gcmEncrypt, hmacSha256, open, pbkdf2Sha256, pbkdf2Sha256Sync, scrypt, seal } from '../src/core/crypto.js';
+import { constantTimeEqual, gcmDecrypt, gcmEncrypt, hmacSha256, open, pbkdf2Sha256, pbkdf2Sha256Sync, scrypt, seal } from '../src/kernel/crypto.js';
 import { ROOT } from './helpers.js';
 
 // Copied unchanged into the repository so the suite runs on a fresh checkout (see SOURCE.md there).

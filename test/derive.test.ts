@@ -8,11 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { generateApiKey } from '../src/core/derive.js';
-import { openUnsealed, defaultEnv } from '../src/core/home.js';
-import { getKey, listKeys, recoverKeyText } from '../src/core/keys.js';
+import { generateApiKey } from '../src/domain/derivation.js';
+import { openUnsealed, defaultEnv } from '../src/app/home.js';
+import { getKey, listKeys, recoverKeyText } from '../src/app/keys.js';
 import { openFragments, readMetadata } from '../src/master/fragments.js';
-import { parseApiKey } from '../src/core/keyformat.js';
+import { parseApiKey } from '../src/domain/key-text.js';
 import { DSK, dsk, hasCommand, json, makeHome, tmpDir } from './helpers.js';
 
 const PYTHON = `

@@ -2,12 +2,12 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import crypto from 'node:crypto';
-import { clientIp, parseCredential } from '../src/gateway/auth.js';
+import { clientIp, parseCredential } from '../src/gateway/credentials.js';
 import { canonicalString, computeSignature, NonceCache, parseSignatureHeaders, signHeaders, timestampFresh } from '../src/gateway/signature.js';
-import { buildAllowList, ipAllowed } from '../src/gateway/keyindex.js';
-import { FailureTracker, RateLimiter } from '../src/gateway/ratelimit.js';
+import { buildAllowList, ipAllowed } from '../src/gateway/key-index.js';
+import { FailureTracker, RateLimiter } from '../src/gateway/rate-limit.js';
 import { tokenKid, looksLikeJwt } from '../src/gateway/jwt.js';
-import { formatApiKey } from '../src/core/keyformat.js';
+import { formatApiKey } from '../src/domain/key-text.js';
 
 const headerValue = fc.oneof(fc.string({ maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 300 }), fc.array(fc.string({ maxLength: 50 }), { maxLength: 3 }));
 const maybe = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { call, gateway, keys, openTestHome, rawDb, startStubUpstream, type Gateway, type StubUpstream } from './gwkit.js';
-import type { Home } from '../src/core/home.js';
-import type { IssuedKey } from '../src/core/keys.js';
+import type { Home } from '../src/app/home.js';
+import type { IssuedKey } from '../src/app/keys.js';
 import { signHeaders, legacySignature } from '../src/gateway/signature.js';
 import { signedFetch } from '../src/gateway/client.js';
 import { issueToken, tokenKey } from '../src/gateway/jwt.js';
-import { formatApiKey } from '../src/core/keyformat.js';
+import { formatApiKey } from '../src/domain/key-text.js';
 
 let h: Home;
 let homeDir: string;

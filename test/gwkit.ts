@@ -2,8 +2,8 @@
 import Database from 'better-sqlite3';
 import path from 'node:path';
 import { makeHome } from './helpers.js';
-import { openUnsealed, defaultEnv, type Home } from '../src/core/home.js';
-import { issueKey, type IssuedKey, type KeySpec } from '../src/core/keys.js';
+import { openUnsealed, defaultEnv, type Home } from '../src/app/home.js';
+import { issueKey, type IssuedKey, type KeySpec } from '../src/app/keys.js';
 import { passphrasesFromFiles } from '../src/cli/secrets.js';
 import { gatewayOptions, startGateway, type Gateway, type GatewayOptions } from '../src/gateway/server.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';

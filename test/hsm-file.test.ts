@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tmpDir } from './helpers.js';
-import { readHsmFile, writeHsmFile, HSM_FORMAT, type HsmFile } from '../src/master/pkcs11-backend.js';
+import { readHsmFile, writeHsmFile, HSM_FORMAT, type HsmFile } from '../src/master/pkcs11/backend.js';
 
 const GOOD: HsmFile = {
   format: HSM_FORMAT,

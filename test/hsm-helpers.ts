@@ -7,8 +7,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { dsk, hasCommand, tmpDir } from './helpers.js';
-import { openUnsealed, defaultEnv } from '../src/core/home.js';
-import { getKey, recoverKeyText } from '../src/core/keys.js';
+import { openUnsealed, defaultEnv } from '../src/app/home.js';
+import { getKey, recoverKeyText } from '../src/app/keys.js';
 import { passphrasesFromFiles } from '../src/cli/secrets.js';
 
 const CANDIDATES = [process.env.DSK_TEST_PKCS11_MODULE, '/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so', '/usr/local/lib/softhsm/libsofthsm2.so'];

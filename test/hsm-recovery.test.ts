@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { DSK, dsk, json, passphraseFiles, snapshot } from './helpers.js';
 import { hasPkcs11Tool, MODULE, pkcs11Home, pkcs11Tool, rederive, requireSoftHsm, softHsm, USER_PIN, type Setup } from './hsm-helpers.js';
-import { openUnsealed, defaultEnv } from '../src/core/home.js';
-import { getKey, openSigningSecret } from '../src/core/keys.js';
-import { recentAudit } from '../src/audit/log.js';
+import { openUnsealed, defaultEnv } from '../src/app/home.js';
+import { getKey, openSigningSecret } from '../src/app/keys.js';
+import { recentAudit } from '../src/audit/writer.js';
 
 const HSM = requireSoftHsm();
 

@@ -1,9 +1,9 @@
-/** Key text format (src/core/keyformat.ts): round trip, error detection, hostile inputs. */
+/** Key text format (src/domain/key-text.ts): round trip, error detection, hostile inputs. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { checksum, formatApiKey, isKeyId, parseApiKey } from '../src/core/keyformat.js';
-import { verifyKeyText, type KeyRow } from '../src/core/keys.js';
-import { sha256Hex } from '../src/core/crypto.js';
+import { checksum, formatApiKey, isKeyId, parseApiKey } from '../src/domain/key-text.js';
+import { verifyKeyText, type KeyRow } from '../src/app/keys.js';
+import { sha256Hex } from '../src/kernel/crypto.js';
 
 const HEX = '0123456789abcdef'.split('');
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';

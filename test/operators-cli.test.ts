@@ -7,7 +7,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { dsk, json, makeHome, snapshot, tmpDir, type RunResult } from './helpers.js';
-import { secretFromUri, totpCode, totpStep } from '../src/core/totp.js';
+import { secretFromUri, totpCode, totpStep } from '../src/domain/totp.js';
 
 let env: Record<string, string>;
 let home: string;

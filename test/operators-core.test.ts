@@ -7,17 +7,17 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeHome, tmpDir } from './helpers.js';
 import { withHome } from '../src/cli/session.js';
-import { openUnsealed, type Home } from '../src/core/home.js';
-import { fixedClock, systemRandom } from '../src/core/clock.js';
+import { openUnsealed, type Home } from '../src/app/home.js';
+import { fixedClock, systemRandom } from '../src/kernel/clock.js';
 import { passphrasesFromFiles } from '../src/cli/secrets.js';
 import {
   addOperator, authorizeOperator, checkOperator, confirmEnrolment, getOperator, LOCKOUT_DURATION_MS, LOCKOUT_WINDOW_MS,
   operatorsEnforced, removeOperator, resetOtp, verifyOperatorOtp,
-} from '../src/core/operators.js';
-import { secretFromUri, totpCode } from '../src/core/totp.js';
-import { setPermission } from '../src/core/policy.js';
-import { loadConfig } from '../src/core/config.js';
-import type { DskError } from '../src/core/errors.js';
+} from '../src/app/operators.js';
+import { secretFromUri, totpCode } from '../src/domain/totp.js';
+import { setPermission } from '../src/app/policy.js';
+import { loadConfig } from '../src/store/config-file.js';
+import type { DskError } from '../src/kernel/errors.js';
 
 const T0 = Date.parse('2026-03-01T12:00:10Z'); // 10 s into a 30 s step
 const clock = fixedClock(T0);

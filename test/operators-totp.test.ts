@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { URI } from 'otpauth';
-import { secretFromUri, totpCode, totpStep, totpUri, verifyTotp } from '../src/core/totp.js';
+import { secretFromUri, totpCode, totpStep, totpUri, verifyTotp } from '../src/domain/totp.js';
 
 // RFC 6238 Appendix B: test vectors, 8 digits, 30 s steps. The seeds are the ASCII strings the
 // RFC's reference code uses: 20 bytes for SHA-1, 32 for SHA-256, 64 for SHA-512.
@@ -30,7 +30,7 @@ const VECTORS: [number, string, keyof typeof SEEDS, string][] = [
   [20000000000, '0000000027BC86AA', 'SHA512', '47863826'],
 ];
 
-describe('TOTP (RFC 6238) through src/core/totp.ts', () => {
+describe('TOTP (RFC 6238) through src/domain/totp.ts', () => {
   it.each(VECTORS)('T=%i (step %s) %s → %s', (t, stepHex, alg, code) => {
     expect(totpStep(t * 1000)).toBe(parseInt(stepHex, 16));
     expect(totpCode(SEEDS[alg], t * 1000, { algorithm: alg, digits: 8 })).toBe(code);

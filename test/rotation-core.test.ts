@@ -2,11 +2,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { fixedClock, systemRandom } from '../src/core/clock.js';
-import { initSoftwareHome, openUnsealed, type Home } from '../src/core/home.js';
-import { checkUsable, getKey, issueKey, listKeys, revokeKey } from '../src/core/keys.js';
-import { lineage, planDue, revokeForEmergency, rotateDue, rotateEmergency, rotateKey } from '../src/core/rotation.js';
-import { ConflictError, NotFoundError, UsageError } from '../src/core/errors.js';
+import { fixedClock, systemRandom } from '../src/kernel/clock.js';
+import { initSoftwareHome, openUnsealed, type Home } from '../src/app/home.js';
+import { checkUsable, getKey, issueKey, listKeys, revokeKey } from '../src/app/keys.js';
+import { lineage, planDue, revokeForEmergency, rotateDue, rotateEmergency, rotateKey } from '../src/app/rotation.js';
+import { ConflictError, NotFoundError, UsageError } from '../src/kernel/errors.js';
 import { passphraseFiles, tmpDir } from './helpers.js';
 
 const DAY = 86_400_000;

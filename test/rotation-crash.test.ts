@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { dskAsync, makeHome, tmpDir } from './helpers.js';
-import { GENESIS_HASH, rowHash, type AuditRow } from '../src/audit/log.js';
+import { GENESIS_HASH, rowHash, type AuditRow } from '../src/audit/writer.js';
 
 const N = 400;
 

@@ -16,11 +16,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import type { Home } from '../core/home.js';
-import { ConflictError, IntegrityError, NotFoundError, UsageError } from '../core/errors.js';
-import { hmacSha256, sha256Hex } from '../core/crypto.js';
-import { ioError, writePrivateFile } from '../core/files.js';
-import { AUDIT_COLUMNS, canonicalJson, type AuditRow } from './log.js';
+import type { Home } from '../app/home.js';
+import { ConflictError, IntegrityError, NotFoundError, UsageError } from '../kernel/errors.js';
+import { hmacSha256, sha256Hex } from '../kernel/crypto.js';
+import { ioError, writePrivateFile } from '../kernel/files.js';
+import { AUDIT_COLUMNS, canonicalJson, type AuditRow } from './writer.js';
 import { chunkedRows, verifyChain, walkChain, type Breach, type VerifyReport } from './verify.js';
 import { readHead } from './head.js';
 

@@ -18,10 +18,10 @@
  * survives until someone runs verify and deals with it.
  */
 import path from 'node:path';
-import { homePath } from '../core/config.js';
-import { hmacSha256 } from '../core/crypto.js';
-import { readTextIfExists, writePrivateFile } from '../core/files.js';
-import { inTransaction, type DB } from '../store/db.js';
+import { homePath } from '../kernel/home-layout.js';
+import { hmacSha256 } from '../kernel/crypto.js';
+import { readTextIfExists, writePrivateFile } from '../kernel/files.js';
+import { inTransaction, type DB } from '../store/sqlite.js';
 
 export const HEAD_FORMAT = 'dsk-audit-head/1';
 

@@ -3,11 +3,11 @@
  * Time filters compare the ISO-8601 UTC text of `ts` (fixed width, so text order is time order)
  * and use the (action|actor|key_id, ts) indexes.
  */
-import type { DB } from '../store/db.js';
-import { UsageError } from '../core/errors.js';
-import { parseDuration } from '../core/duration.js';
-import { ipMatcher, ipv4TextRanges, parseCidr, type Cidr } from './cidr.js';
-import type { AuditRow } from './log.js';
+import type { DB } from '../store/sqlite.js';
+import { UsageError } from '../kernel/errors.js';
+import { parseDuration } from '../kernel/duration.js';
+import { ipMatcher, ipv4TextRanges, parseCidr, type Cidr } from '../kernel/ip.js';
+import type { AuditRow } from './writer.js';
 
 export interface AuditFilter {
   since?: number | null;

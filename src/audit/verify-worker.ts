@@ -3,7 +3,7 @@
  * chain, trusting the slice's first prev_hash; the parent checks that the slices link up.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { openDatabase } from '../store/db.js';
+import { openDatabase } from '../store/sqlite.js';
 import { chunkedRows, walkChain } from './verify.js';
 
 const { home, lo, hi, key } = workerData as { home: string; lo: number; hi: number; key: Uint8Array | null };

@@ -20,9 +20,9 @@
 import crypto from 'node:crypto';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { GENESIS_HASH } from './log.js';
+import { GENESIS_HASH } from './writer.js';
 import { headMac, type HeadRead } from './head.js';
-import type { DB } from '../store/db.js';
+import type { DB } from '../store/sqlite.js';
 
 export type BreachKind = 'edited' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'forged';
 

@@ -2,8 +2,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { defaultEnv, type Env } from '../core/home.js';
-import { UsageError } from '../core/errors.js';
+import { defaultEnv, type Env } from '../app/home.js';
+import { UsageError } from '../kernel/errors.js';
 
 export interface Ctx {
   home: string;

@@ -7,9 +7,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { UsageError } from '../core/errors.js';
-import { writePrivateFile } from '../core/files.js';
-import type { IssuedKey } from '../core/keys.js';
+import { UsageError } from '../kernel/errors.js';
+import { writePrivateFile } from '../kernel/files.js';
+import type { IssuedKey } from '../app/keys.js';
 
 export interface DeliveryFlags {
   outDir?: string;

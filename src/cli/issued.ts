@@ -1,8 +1,8 @@
 /** Shows a newly issued key once: to a 0600 file (--out) or to stdout. */
 import fs from 'node:fs';
-import { ConflictError } from '../core/errors.js';
-import { writePrivateFile } from '../core/files.js';
-import type { IssuedKey } from '../core/keys.js';
+import { ConflictError } from '../kernel/errors.js';
+import { writePrivateFile } from '../kernel/files.js';
+import type { IssuedKey } from '../app/keys.js';
 import type { Ctx } from './context.js';
 import { line, paint, printJson } from './render.js';
 

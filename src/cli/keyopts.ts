@@ -1,6 +1,6 @@
 /** Parsing of the key policy flags shared by keygen and rotate. */
-import { parseDuration, parsePositiveInt } from '../core/duration.js';
-import type { KeySpec } from '../core/keys.js';
+import { parseDuration, parsePositiveInt } from '../kernel/duration.js';
+import type { KeySpec } from '../app/keys.js';
 
 export interface KeyPolicyFlags {
   expires?: string;

@@ -3,7 +3,7 @@
  * scripts), maps every error to the brief's exit codes, and prints `dsk: error: …` / `dsk: hint: …`.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { ExitCode, isDskError } from '../core/errors.js';
+import { ExitCode, isDskError } from '../kernel/errors.js';
 import { VERSION } from './version.js';
 
 type Loader = () => Promise<{ register(program: Command): void }>;

@@ -4,10 +4,10 @@
  * terminal and no source, fail at once instead of waiting on a prompt (cron must not hang).
  */
 import fs from 'node:fs';
-import { AuthError, UsageError } from '../core/errors.js';
-import { assertPrivate, ioError } from '../core/files.js';
+import { AuthError, UsageError } from '../kernel/errors.js';
+import { assertPrivate, ioError } from '../kernel/files.js';
 import type { Passphrase } from '../master/fragments.js';
-import type { UnsealInputs } from '../master/index.js';
+import type { UnsealInputs } from '../master/unseal.js';
 
 let stdinUsed = false;
 

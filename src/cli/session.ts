@@ -1,12 +1,12 @@
 /**
  * Opens a home for one command and always closes it (wiping keys), also on errors.
  * Every command states the permission it needs here: the one place operator checks hook in
- * (src/core/operators.ts). In a fresh home (no enrolled admin) the checks are off: see
+ * (src/app/operators.ts). In a fresh home (no enrolled admin) the checks are off: see
  * docs/operators.md, "Bootstrap".
  */
-import { openHome, openUnsealed, type Home } from '../core/home.js';
-import type { Permission } from '../core/config.js';
-import { checkOperator, verifyOperatorOtp, type Decision } from '../core/operators.js';
+import { openHome, openUnsealed, type Home } from '../app/home.js';
+import type { Permission } from '../domain/roles.js';
+import { checkOperator, verifyOperatorOtp, type Decision } from '../app/operators.js';
 import { canPrompt, unsealInputs, type SecretFlags } from './secrets.js';
 import type { Ctx } from './context.js';
 

@@ -8,7 +8,7 @@
  * The body is hashed as sent; a ReadableStream body is read into memory first (requests are small).
  */
 import { signHeaders } from './signature.js';
-import { parseApiKey } from '../core/keyformat.js';
+import { parseApiKey } from '../domain/key-text.js';
 
 export { signHeaders, computeSignature, canonicalString, bodyHash } from './signature.js';
 

@@ -4,9 +4,9 @@
  * milliseconds on a busy disk) and would otherwise stall every request in flight once a second.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { openDatabase, inTransaction } from '../store/db.js';
-import { AuditWriter } from '../audit/log.js';
-import { systemClock } from '../core/clock.js';
+import { openDatabase, inTransaction } from '../store/sqlite.js';
+import { AuditWriter } from '../audit/writer.js';
+import { systemClock } from '../kernel/clock.js';
 
 export interface FlushBatch {
   seq: number;

@@ -19,7 +19,7 @@
 import crypto from 'node:crypto';
 import { SignJWT, jwtVerify, decodeProtectedHeader, errors as joseErrors } from 'jose';
 import type { MasterKey } from '../master/backend.js';
-import { isKeyId } from '../core/keyformat.js';
+import { isKeyId } from '../domain/key-text.js';
 
 export const JWT_ISSUER = 'dsk';
 export const JWT_SCOPE = 'deepseek_api';
@@ -79,9 +79,9 @@ export async function verifyToken(token: string, key: Buffer, keyId: string, now
 }
 
 /** dsk token issue: a token for a usable key, audited as TOKEN_ISSUE (the token itself never is). */
-export async function issueKeyToken(home: import('../core/home.js').Home, id: string, ttlMs: number) {
-  const { getKey, checkUsable } = await import('../core/keys.js');
-  const { ConflictError, UsageError } = await import('../core/errors.js');
+export async function issueKeyToken(home: import('../app/home.js').Home, id: string, ttlMs: number) {
+  const { getKey, checkUsable } = await import('../app/keys.js');
+  const { ConflictError, UsageError } = await import('../kernel/errors.js');
   if (ttlMs > JWT_MAX_TTL_MS) throw new UsageError(`--ttl is at most 24h: tokens are meant to be short-lived`, 'issue a new token when it expires');
   const { master } = home.requireUnsealed();
   const now = home.env.clock.now();

@@ -20,7 +20,7 @@
  * be replayed with another body within the window (see docs/gateway.md).
  */
 import crypto from 'node:crypto';
-import { constantTimeEqual } from '../core/crypto.js';
+import { constantTimeEqual } from '../kernel/crypto.js';
 
 export const SIGNATURE_SKEW_S = 300;
 const TIMESTAMP = /^\d{1,12}$/;

@@ -5,7 +5,8 @@
  * The master key itself is never exposed: callers get PBKDF2 output for a salt (the seed's first
  * derivation step) and HMAC-SHA256 under the master key, from which purpose keys are derived.
  */
-export type BackendKind = 'software' | 'pkcs11';
+import type { BackendKind } from '../domain/config.js';
+export type { BackendKind };
 
 export interface MasterKey {
   readonly backend: BackendKind;

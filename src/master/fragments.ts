@@ -15,9 +15,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { split, combine } from 'shamir-secret-sharing';
-import { AuthError, IntegrityError, NotFoundError, UsageError } from '../core/errors.js';
-import { constantTimeEqual, open, seal, sha256Hex, wipe } from '../core/crypto.js';
-import { readTextIfExists, writePrivateFile } from '../core/files.js';
+import { AuthError, IntegrityError, NotFoundError, UsageError } from '../kernel/errors.js';
+import { constantTimeEqual, open, seal, sha256Hex, wipe } from '../kernel/crypto.js';
+import { readTextIfExists, writePrivateFile } from '../kernel/files.js';
 import { checkKdfParams, deriveKek, type KdfParams } from './kdf.js';
 
 export const METADATA_FORMAT = 'dsk-fragments/1';

@@ -3,8 +3,8 @@
  * in metadata.json, and bounded when read back: an attacker who can edit metadata.json must not be
  * able to lower the cost (fast offline guessing) or raise it absurdly (denial of service).
  */
-import { UsageError, IntegrityError } from '../core/errors.js';
-import { pbkdf2Sha256, scrypt } from '../core/crypto.js';
+import { UsageError, IntegrityError } from '../kernel/errors.js';
+import { pbkdf2Sha256, scrypt } from '../kernel/crypto.js';
 
 /** OWASP 2023 floor for PBKDF2-HMAC-SHA256; about 180 ms on one core of a 2-core CI machine. */
 export const PBKDF2_MIN_ITERATIONS = 600_000;

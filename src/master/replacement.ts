@@ -15,8 +15,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import type { DB } from '../store/db.js';
-import { homePath } from '../core/config.js';
+import type { DB } from '../store/sqlite.js';
+import { homePath } from '../kernel/home-layout.js';
 import { readMetadata } from './fragments.js';
 
 export const STAGING_DIR = '.master-next';

@@ -1,4 +1,4 @@
-import { hmacSha256, pbkdf2Sha256, wipe } from '../core/crypto.js';
+import { hmacSha256, pbkdf2Sha256, wipe } from '../kernel/crypto.js';
 import type { MasterKey } from './backend.js';
 
 /** Software backend: the rebuilt master key lives in process memory until close(). */

@@ -7,16 +7,16 @@ import { ctxOf, type Ctx } from '../context.js';
 import { line, paint, printJson, table } from '../render.js';
 import { withHome, withUnsealed } from '../session.js';
 import { passphraseFilesFrom, withUnsealOptions, type SecretFlags } from '../secrets.js';
-import { IntegrityError, NotFoundError, UsageError } from '../../core/errors.js';
-import { parsePositiveInt } from '../../core/duration.js';
-import { writePrivateFile } from '../../core/files.js';
-import { loadConfig } from '../../core/config.js';
-import { openHome, type Home } from '../../core/home.js';
+import { IntegrityError, NotFoundError, UsageError } from '../../kernel/errors.js';
+import { parsePositiveInt } from '../../kernel/duration.js';
+import { writePrivateFile } from '../../kernel/files.js';
+import { loadConfig } from '../../store/config-file.js';
+import { openHome, type Home } from '../../app/home.js';
 import { auditStats, csvHeader, csvLine, exportRows, lastRows, maxSeq, parseActions, parseIpFilter, parseTimeArg, queryAudit, rowJson, rowsAfter, type AuditFilter } from '../../audit/query.js';
 import { verifyChainParallel, type VerifyReport } from '../../audit/verify.js';
 import { readHead } from '../../audit/head.js';
 import { archiveBefore, verifyArchive, assertArchiveReadable, type ArchiveReport } from '../../audit/archive.js';
-import type { AuditRow } from '../../audit/log.js';
+import type { AuditRow } from '../../audit/writer.js';
 
 const VIEW = { permission: 'audit.view', readonly: true } as const;
 

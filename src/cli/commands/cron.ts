@@ -3,9 +3,9 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { ctxOf, osUser, type Ctx } from '../context.js';
 import { line, paint, printJson } from '../render.js';
-import { crontabLine, envFileTemplate, parseEvery, serviceUnit, timerUnit, type CronSpec } from '../../core/cron.js';
-import { writePrivateFile } from '../../core/files.js';
-import { UsageError } from '../../core/errors.js';
+import { crontabLine, envFileTemplate, parseEvery, serviceUnit, timerUnit, type CronSpec } from '../../domain/schedule.js';
+import { writePrivateFile } from '../../kernel/files.js';
+import { UsageError } from '../../kernel/errors.js';
 
 interface Opts {
   every: string;

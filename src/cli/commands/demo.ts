@@ -9,24 +9,24 @@ import { spawnSync } from 'node:child_process';
 import type { Command } from 'commander';
 import { ctxOf, type Ctx } from '../context.js';
 import { line, paint, printJson, statusColour, table } from '../render.js';
-import { initSoftwareHome, openUnsealed, type Home } from '../../core/home.js';
-import { issueKey, keyView, listKeys, recoverKeyText, revokeKey, verifyKeyText, getKey } from '../../core/keys.js';
-import { generateApiKey } from '../../core/derive.js';
-import { homeStatus } from '../../core/status.js';
-import { rotateEmergency, rotateKey } from '../../core/rotation.js';
-import { recentAudit } from '../../audit/log.js';
+import { initSoftwareHome, openUnsealed, type Home } from '../../app/home.js';
+import { issueKey, keyView, listKeys, recoverKeyText, revokeKey, verifyKeyText, getKey } from '../../app/keys.js';
+import { generateApiKey } from '../../domain/derivation.js';
+import { homeStatus } from '../../app/status.js';
+import { rotateEmergency, rotateKey } from '../../app/rotation.js';
+import { recentAudit } from '../../audit/writer.js';
 import { verifyChain } from '../../audit/verify.js';
 import { readHead } from '../../audit/head.js';
 import Database from 'better-sqlite3';
-import { writePrivateFile } from '../../core/files.js';
+import { writePrivateFile } from '../../kernel/files.js';
 import { passphrasesFromFiles } from '../secrets.js';
-import type { UnsealInputs } from '../../master/index.js';
+import type { UnsealInputs } from '../../master/unseal.js';
 import { gatewayOptions, startGateway } from '../../gateway/server.js';
 import { startStubUpstream } from '../../gateway/stub-upstream.js';
-import { addOperator, checkOperator, confirmEnrolment } from '../../core/operators.js';
-import { secretFromUri, totpCode } from '../../core/totp.js';
-import { policyMatrix } from '../../core/policy.js';
-import { PERMISSIONS } from '../../core/config.js';
+import { addOperator, checkOperator, confirmEnrolment } from '../../app/operators.js';
+import { secretFromUri, totpCode } from '../../domain/totp.js';
+import { policyMatrix } from '../../app/policy.js';
+import { PERMISSIONS } from '../../domain/roles.js';
 
 export function register(program: Command): void {
   program
@@ -197,8 +197,8 @@ async function hsmDemo(root: string, env: Home['env'], say: (s?: string) => void
       say(c.dim(`   skipped: softhsm2-util could not create a token (${t.stderr.trim().split('\n')[0]})`));
       return { skipped: 'token init failed' };
     }
-    const { initPkcs11Home } = await import('../../core/hsm.js');
-    const { hsmInfo } = await import('../../master/pkcs11-backend.js');
+    const { initPkcs11Home } = await import('../../app/hsm.js');
+    const { hsmInfo } = await import('../../master/pkcs11/backend.js');
     const r = await initPkcs11Home({ home: path.join(root, 'hsm-home'), module, tokenLabel: 'dsk-demo', pin: async () => Buffer.from(pin) }, env);
     const info = await hsmInfo({ module, tokenLabel: 'dsk-demo', keyLabel: r.key_label, pin: async () => Buffer.from(pin) });
     const a = (info.key as { attributes: Record<string, unknown> }).attributes;

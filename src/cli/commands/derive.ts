@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { line, printJson } from '../render.js';
 import { readSecretFile } from '../secrets.js';
-import { generateApiKey } from '../../core/derive.js';
-import { UsageError } from '../../core/errors.js';
+import { generateApiKey } from '../../domain/derivation.js';
+import { UsageError } from '../../kernel/errors.js';
 
 export function register(program: Command): void {
   program

@@ -3,11 +3,11 @@ import { ctxOf, type Ctx } from '../context.js';
 import { line, printJson } from '../render.js';
 import { withHome, withUnsealed } from '../session.js';
 import { withUnsealOptions } from '../secrets.js';
-import { assertExportable, checkK8sName, envLines, exportKey, k8sSecret, type ExportFormat } from '../../core/export.js';
-import { getKey } from '../../core/keys.js';
-import { writePrivateFile } from '../../core/files.js';
-import { UsageError } from '../../core/errors.js';
-import { iso } from '../../core/clock.js';
+import { assertExportable, checkK8sName, envLines, exportKey, k8sSecret, type ExportFormat } from '../../app/export.js';
+import { getKey } from '../../app/keys.js';
+import { writePrivateFile } from '../../kernel/files.js';
+import { UsageError } from '../../kernel/errors.js';
+import { iso } from '../../kernel/clock.js';
 
 interface Opts {
   name: string;

@@ -4,8 +4,9 @@ import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { line, paint, printJson, table } from '../render.js';
 import { canPrompt, readSecretFile, unsealInputs, withUnsealOptions } from '../secrets.js';
-import { homePath, loadConfig } from '../../core/config.js';
-import { UsageError } from '../../core/errors.js';
+import { homePath } from '../../kernel/home-layout.js';
+import { loadConfig } from '../../store/config-file.js';
+import { UsageError } from '../../kernel/errors.js';
 import { withHome } from '../session.js';
 
 export function register(program: Command): void {
@@ -36,7 +37,7 @@ Examples:
       let origin: string | undefined;
       // Defaults come from the home's master_key.hsm when it describes the same module.
       if (fs.existsSync(homePath(ctx.home, 'config')) && loadConfig(ctx.home).backend === 'pkcs11') {
-        const { readHsmFile } = await import('../../master/pkcs11-backend.js');
+        const { readHsmFile } = await import('../../master/pkcs11/backend.js');
         const f = readHsmFile(ctx.home);
         if (!module || path.resolve(module) === f.module) {
           module = f.module;
@@ -52,7 +53,7 @@ Examples:
         if (canPrompt()) return unsealInputs({}).pin();
         return null;
       };
-      const { hsmInfo } = await import('../../master/pkcs11-backend.js');
+      const { hsmInfo } = await import('../../master/pkcs11/backend.js');
       const info = await hsmInfo({ module, tokenLabel, keyLabel, pin });
       if (origin) info.key_origin = origin;
       if (ctx.json) return printJson(info);
@@ -101,7 +102,7 @@ Every key issued before still verifies, because the rebuilt master key is the sa
     )
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const { recoverHsmHome } = await import('../../core/hsm.js');
+      const { recoverHsmHome } = await import('../../app/hsm.js');
       const r = await withHome(ctx, { permission: 'admin', sensitive: true }, (h) =>
         recoverHsmHome(h, { module: o.pkcs11Module, tokenLabel: o.tokenLabel, keyLabel: o.keyLabel, inputs: unsealInputs(o) }),
       );

@@ -2,13 +2,13 @@ import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { withUnsealed } from '../session.js';
 import { collect, withUnsealOptions } from '../secrets.js';
-import { keyOptionsFromFlags } from '../../gateway/keyindex.js';
-import { UsageError } from '../../core/errors.js';
+import { keyOptionsFromFlags } from '../../gateway/key-index.js';
+import { UsageError } from '../../kernel/errors.js';
 import { policyFromFlags } from '../keyopts.js';
 import fs from 'node:fs';
 import { assertOutFree, showIssued, writeIssuedFile } from '../issued.js';
-import { issueKey, resolveSpec, type IssuedKey } from '../../core/keys.js';
-import { openHome } from '../../core/home.js';
+import { issueKey, resolveSpec, type IssuedKey } from '../../app/keys.js';
+import { openHome } from '../../app/home.js';
 
 export function register(program: Command): void {
   const cmd = program

@@ -3,9 +3,9 @@ import { ctxOf } from '../context.js';
 import { line, paint, printJson, statusColour, table } from '../render.js';
 import { withHome, withUnsealed } from '../session.js';
 import { withUnsealOptions } from '../secrets.js';
-import { assertRevocable, getKey, keyView, KEY_STATUSES, listKeys, revokeKey, type KeyStatus } from '../../core/keys.js';
-import { UsageError } from '../../core/errors.js';
-import { humanAge } from '../../core/duration.js';
+import { assertRevocable, getKey, keyView, KEY_STATUSES, listKeys, revokeKey, type KeyStatus } from '../../app/keys.js';
+import { UsageError } from '../../kernel/errors.js';
+import { humanAge } from '../../kernel/duration.js';
 
 export function register(program: Command): void {
   const keys = program.command('keys').description('list, show and revoke keys');

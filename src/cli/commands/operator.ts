@@ -1,15 +1,15 @@
 /**
  * dsk operator: the people and jobs allowed to run this CLI, their roles and TOTP second factors.
- * Thin: parse, pre-check without unsealing, call src/core/operators.ts, render.
+ * Thin: parse, pre-check without unsealing, call src/app/operators.ts, render.
  */
 import type { Command } from 'commander';
 import { ctxOf, type Ctx } from '../context.js';
 import { line, paint, printJson, table } from '../render.js';
 import { ADMIN_SENSITIVE, preflight, withHome, withUnsealed } from '../session.js';
 import { canPrompt, withUnsealOptions } from '../secrets.js';
-import { type Home } from '../../core/home.js';
-import { addOperator, confirmEnrolment, getOperator, listOperators, operatorSummary, operatorView, preflightAdd, removeOperator, resetOtp, validateOperatorName, type AddedOperator } from '../../core/operators.js';
-import { NotFoundError } from '../../core/errors.js';
+import { type Home } from '../../app/home.js';
+import { addOperator, confirmEnrolment, getOperator, listOperators, operatorSummary, operatorView, preflightAdd, removeOperator, resetOtp, validateOperatorName, type AddedOperator } from '../../app/operators.js';
+import { NotFoundError } from '../../kernel/errors.js';
 
 
 function mustExist(h: Home, name: string): void {

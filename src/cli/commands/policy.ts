@@ -7,9 +7,9 @@ import { ctxOf, type Ctx } from '../context.js';
 import { line, paint, printJson, table } from '../render.js';
 import { ADMIN_SENSITIVE, preflight, withHome, withUnsealed } from '../session.js';
 import { withUnsealOptions } from '../secrets.js';
-import { PERMISSIONS } from '../../core/config.js';
-import { addRole, parseOnOff, policyMatrix, preflightAddRole, preflightRemoveRole, preflightSet, removeRole, setPermission, type MatrixRow } from '../../core/policy.js';
-import { operatorSummary } from '../../core/operators.js';
+import { PERMISSIONS } from '../../domain/roles.js';
+import { addRole, parseOnOff, policyMatrix, preflightAddRole, preflightRemoveRole, preflightSet, removeRole, setPermission, type MatrixRow } from '../../app/policy.js';
+import { operatorSummary } from '../../app/operators.js';
 
 
 function matrixTable(ctx: Ctx, rows: MatrixRow[]): string {

@@ -5,12 +5,12 @@ import { withHome, withUnsealed, type Access } from '../session.js';
 import { collect, passphrasesFromFiles, withUnsealOptions } from '../secrets.js';
 import { showIssued } from '../issued.js';
 import { checkDelivery, deliverer, hasDelivery, type Delivered, type DeliveryFlags } from '../delivery.js';
-import { assertRotatable, checkEmergencyTarget, emergencyTargets, rotateDue, rotateEmergency, rotateKey, type RotationReport } from '../../core/rotation.js';
-import { replaceMasterKey } from '../../core/master-rotation.js';
-import { getKey } from '../../core/keys.js';
-import { acquireLock } from '../../core/lock.js';
-import { parseDuration, parsePositiveInt } from '../../core/duration.js';
-import { UnavailableError, UsageError } from '../../core/errors.js';
+import { assertRotatable, checkEmergencyTarget, emergencyTargets, rotateDue, rotateEmergency, rotateKey, type RotationReport } from '../../app/rotation.js';
+import { replaceMasterKey } from '../../app/master-rotation.js';
+import { getKey } from '../../app/keys.js';
+import { acquireLock } from '../../kernel/lock.js';
+import { parseDuration, parsePositiveInt } from '../../kernel/duration.js';
+import { UnavailableError, UsageError } from '../../kernel/errors.js';
 
 interface Opts extends DeliveryFlags {
   due?: boolean;

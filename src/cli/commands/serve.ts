@@ -3,9 +3,9 @@ import { ctxOf } from '../context.js';
 import { withUnsealed } from '../session.js';
 import { readSecretFile, withUnsealOptions } from '../secrets.js';
 import { printJson } from '../render.js';
-import { loadConfig } from '../../core/config.js';
+import { loadConfig } from '../../store/config-file.js';
 import { gatewayOptions, startGateway } from '../../gateway/server.js';
-import { parsePositiveInt } from '../../core/duration.js';
+import { parsePositiveInt } from '../../kernel/duration.js';
 
 export function register(program: Command): void {
   const cmd = program

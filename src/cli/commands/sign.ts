@@ -3,9 +3,9 @@ import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { line, printJson } from '../render.js';
 import { readSecretFile } from '../secrets.js';
-import { UsageError } from '../../core/errors.js';
-import { ioError } from '../../core/files.js';
-import { parseApiKey } from '../../core/keyformat.js';
+import { UsageError } from '../../kernel/errors.js';
+import { ioError } from '../../kernel/files.js';
+import { parseApiKey } from '../../domain/key-text.js';
 import { signHeaders } from '../../gateway/signature.js';
 
 export function register(program: Command): void {

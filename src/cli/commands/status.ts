@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { line, paint, printJson } from '../render.js';
 import { withHome } from '../session.js';
-import { homeStatus } from '../../core/status.js';
+import { homeStatus } from '../../app/status.js';
 
 export function register(program: Command): void {
   program

@@ -3,9 +3,9 @@ import { ctxOf } from '../context.js';
 import { withUnsealed } from '../session.js';
 import { withUnsealOptions } from '../secrets.js';
 import { line, printJson } from '../render.js';
-import { parseDuration } from '../../core/duration.js';
-import { isKeyId } from '../../core/keyformat.js';
-import { UsageError } from '../../core/errors.js';
+import { parseDuration } from '../../kernel/duration.js';
+import { isKeyId } from '../../domain/key-text.js';
+import { UsageError } from '../../kernel/errors.js';
 import { issueKeyToken, JWT_MAX_TTL_MS } from '../../gateway/jwt.js';
 
 export function register(program: Command): void {

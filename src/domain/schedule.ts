@@ -4,8 +4,8 @@
  * (DSK_PASSPHRASE_FILES or DSK_HSM_PIN), never from the unit or the crontab themselves, so the
  * job definitions hold no secret and can be read by anyone.
  */
-import { UsageError } from './errors.js';
-import { parseDuration } from './duration.js';
+import { UsageError } from '../kernel/errors.js';
+import { parseDuration } from '../kernel/duration.js';
 
 export interface CronSpec {
   everyMs: number;

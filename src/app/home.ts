@@ -4,19 +4,23 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { CONFIG_FORMAT, DEFAULT_POLICY, DEFAULT_ROLES, homePath, loadConfig, saveConfig, type DskConfig } from './config.js';
-import { AuthError, ConflictError, UsageError } from './errors.js';
-import { assertPrivate, ioError, writePrivateFile } from './files.js';
-import { systemClock, systemRandom, type Clock, type RandomSource } from './clock.js';
-import { inTransaction, openDatabase, type DB } from '../store/db.js';
-import { AuditWriter, type AuditEvent } from '../audit/log.js';
+import { CONFIG_FORMAT, type DskConfig } from '../domain/config.js';
+import { DEFAULT_POLICY } from '../domain/policy.js';
+import { DEFAULT_ROLES } from '../domain/roles.js';
+import { homePath } from '../kernel/home-layout.js';
+import { loadConfig, saveConfig } from '../store/config-file.js';
+import { AuthError, ConflictError, UsageError } from '../kernel/errors.js';
+import { assertPrivate, ioError, writePrivateFile } from '../kernel/files.js';
+import { systemClock, systemRandom, type Clock, type RandomSource } from '../kernel/clock.js';
+import { inTransaction, openDatabase, type DB } from '../store/sqlite.js';
+import { AuditWriter, type AuditEvent } from '../audit/writer.js';
 import { publishHead } from '../audit/head.js';
 import { keyCheckValue, PURPOSE, type MasterKey } from '../master/backend.js';
-import { unsealMaster, type UnsealInputs } from '../master/index.js';
+import { unsealMaster, type UnsealInputs } from '../master/unseal.js';
 import { MASTER_KEY_BYTES, validatePassphrases, validateSplit, writeFragments, METADATA_FORMAT, type FragmentMetadata, type Passphrase } from '../master/fragments.js';
 import { makeKdfParams } from '../master/kdf.js';
 import { SoftwareMasterKey } from '../master/software.js';
-import { wipe } from './crypto.js';
+import { wipe } from '../kernel/crypto.js';
 import { completePendingReplacement } from '../master/replacement.js';
 
 export interface Env {

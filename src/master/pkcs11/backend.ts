@@ -14,13 +14,13 @@
  * and needs no second token object (see docs/hsm.md).
  */
 import fs from 'node:fs';
-import { homePath } from '../core/config.js';
-import { IntegrityError, NotFoundError } from '../core/errors.js';
-import { writePrivateFile } from '../core/files.js';
-import { wipe } from '../core/crypto.js';
-import { keyCheckValue, type MasterKey } from './backend.js';
-import type { UnsealInputs } from './index.js';
-import { Pkcs11Module, type MechanismName, type Pkcs11Session } from './pkcs11.js';
+import { homePath } from '../../kernel/home-layout.js';
+import { IntegrityError, NotFoundError } from '../../kernel/errors.js';
+import { writePrivateFile } from '../../kernel/files.js';
+import { wipe } from '../../kernel/crypto.js';
+import { keyCheckValue, type MasterKey } from '../backend.js';
+import type { UnsealInputs } from '../unseal.js';
+import { Pkcs11Module, type MechanismName, type Pkcs11Session } from './module.js';
 
 export const HSM_FORMAT = 'dsk-hsm/1';
 export const DEFAULT_KEY_LABEL = 'dsk-master';

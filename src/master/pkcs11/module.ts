@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pkcs11js from 'pkcs11js';
-import { AuthError, ConflictError, IntegrityError, NotFoundError, UnavailableError, type DskError } from '../core/errors.js';
+import { AuthError, ConflictError, IntegrityError, NotFoundError, UnavailableError, type DskError } from '../../kernel/errors.js';
 
 const P = pkcs11js;
 type Handle = Buffer;

@@ -11,10 +11,10 @@
  *
  * Rows are appended inside the caller's transaction, so a state change and its row commit together.
  */
-import type { DB } from '../store/db.js';
-import { hmacSha256, sha256Hex } from '../core/crypto.js';
-import type { Clock } from '../core/clock.js';
-import { UsageError } from '../core/errors.js';
+import type { DB } from '../store/sqlite.js';
+import { hmacSha256, sha256Hex } from '../kernel/crypto.js';
+import type { Clock } from '../kernel/clock.js';
+import { UsageError } from '../kernel/errors.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 

@@ -18,16 +18,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Home, writeSoftwareFragments } from './home.js';
-import { IntegrityError, UnavailableError } from './errors.js';
-import { open, seal, constantTimeEqual, wipe } from './crypto.js';
-import { homePath } from './config.js';
+import { IntegrityError, UnavailableError } from '../kernel/errors.js';
+import { open, seal, constantTimeEqual, wipe } from '../kernel/crypto.js';
+import { homePath } from '../kernel/home-layout.js';
 import { keyCheckValue, PURPOSE } from '../master/backend.js';
 import { MASTER_KEY_BYTES, readMetadata, validatePassphrases, validateSplit, type Passphrase } from '../master/fragments.js';
 import { makeKdfParams } from '../master/kdf.js';
 import { MASTER_STATE_SCHEMA, STAGING_DIR, swapFragments } from '../master/replacement.js';
-import { rowMac } from '../audit/log.js';
+import { rowMac } from '../audit/writer.js';
 import { issueSuccessors, planDue, revokeForEmergency, type OnIssued, type RotationReport } from './rotation.js';
-import { iso } from './clock.js';
+import { iso } from '../kernel/clock.js';
 import { secretAad } from './keys.js';
 
 export async function replaceMasterKey(home: Home, o: { passphrases: Passphrase[]; threshold?: number; reason: string | null; onIssued?: OnIssued }): Promise<RotationReport> {

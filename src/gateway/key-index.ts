@@ -6,9 +6,9 @@
  * a real change. A revocation is therefore enforced within about 250 ms (the brief asks for 1 s).
  */
 import net from 'node:net';
-import type { Home } from '../core/home.js';
-import type { KeyRow } from '../core/keys.js';
-import { openSigningSecret } from '../core/keys.js';
+import type { Home } from '../app/home.js';
+import type { KeyRow } from '../app/keys.js';
+import { openSigningSecret } from '../app/keys.js';
 
 export interface KeyOptions {
   require_signature?: boolean;

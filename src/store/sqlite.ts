@@ -11,9 +11,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { homePath } from '../core/config.js';
-import { ioError } from '../core/files.js';
-import { UnavailableError } from '../core/errors.js';
+import { homePath } from '../kernel/home-layout.js';
+import { ioError } from '../kernel/files.js';
+import { UnavailableError } from '../kernel/errors.js';
 
 export type DB = Database.Database;
 
@@ -50,7 +50,7 @@ CREATE INDEX IF NOT EXISTS keys_name ON keys(name);
 CREATE INDEX IF NOT EXISTS keys_replaces ON keys(replaces);
 `;
 
-/** CLI operators (src/core/operators.ts): role, sealed TOTP secret, replay guard, lockout. */
+/** CLI operators (src/app/operators.ts): role, sealed TOTP secret, replay guard, lockout. */
 export const OPERATORS_SCHEMA = `
 CREATE TABLE IF NOT EXISTS operators (
   name          TEXT PRIMARY KEY,

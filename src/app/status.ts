@@ -3,10 +3,10 @@ import path from 'node:path';
 import type { Home } from './home.js';
 import { countByStatus } from './keys.js';
 import { planDue } from './rotation.js';
-import { auditHead } from '../audit/log.js';
+import { auditHead } from '../audit/writer.js';
 import { readHead } from '../audit/head.js';
 import { readMetadata } from '../master/fragments.js';
-import { homePath } from './config.js';
+import { homePath } from '../kernel/home-layout.js';
 import { operatorSummary } from './operators.js';
 
 export function homeStatus(h: Home) {

@@ -3,15 +3,16 @@
  * key and a fresh salt; only SHA-256 of the key text is stored, and the signing secret is sealed
  * under a key derived from the master key.
  */
-import { AuthError, ConflictError, IntegrityError, NotFoundError, UsageError } from './errors.js';
-import { constantTimeEqual, open, seal, sha256Hex } from './crypto.js';
-import { finishSeedDerivation, SALT_BYTES, SEED_ITERATIONS } from './derive.js';
-import { formatApiKey, isKeyId, parseApiKey } from './keyformat.js';
-import { assertRole, policyMs } from './config.js';
-import { iso } from './clock.js';
+import { AuthError, ConflictError, IntegrityError, NotFoundError, UsageError } from '../kernel/errors.js';
+import { constantTimeEqual, open, seal, sha256Hex } from '../kernel/crypto.js';
+import { finishSeedDerivation, SALT_BYTES, SEED_ITERATIONS } from '../domain/derivation.js';
+import { formatApiKey, isKeyId, parseApiKey } from '../domain/key-text.js';
+import { assertRole } from '../domain/config.js';
+import { policyMs } from '../domain/policy.js';
+import { iso } from '../kernel/clock.js';
 import type { Home } from './home.js';
 import type { MasterKey } from '../master/backend.js';
-import type { RandomSource } from './clock.js';
+import type { RandomSource } from '../kernel/clock.js';
 
 export type KeyStatus = 'active' | 'grace' | 'retired' | 'revoked' | 'expired';
 export const KEY_STATUSES: KeyStatus[] = ['active', 'grace', 'retired', 'revoked', 'expired'];

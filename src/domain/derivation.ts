@@ -7,7 +7,7 @@
  *
  * The first step is pluggable so an HSM can run it inside the token (the master key never leaves).
  */
-import { hmacSha256, pbkdf2Sha256, wipe } from './crypto.js';
+import { hmacSha256, pbkdf2Sha256, wipe } from '../kernel/crypto.js';
 
 export const SEED_ITERATIONS = 100_000;
 export const SEED_MESSAGE = Buffer.from('deepseek_api_key');

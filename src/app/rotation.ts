@@ -18,10 +18,11 @@
  * Every function here takes the Home (clock, random source, master key) it is given: nothing reads
  * the wall clock, so schedules, grace and expiry are tested with a fixed clock.
  */
-import { ConflictError, UsageError } from './errors.js';
+import { ConflictError, UsageError } from '../kernel/errors.js';
 import { getKey, insertKey, issuedView, prepareKeyMaterial, resolveSpec, type IssuedKey, type KeyMaterial, type KeyRow, type KeySpec } from './keys.js';
-import { assertRole, policyMs } from './config.js';
-import { iso } from './clock.js';
+import { assertRole } from '../domain/config.js';
+import { policyMs } from '../domain/policy.js';
+import { iso } from '../kernel/clock.js';
 import type { Home } from './home.js';
 
 export type Trigger = 'MANUAL' | 'SCHEDULED' | 'THRESHOLD' | 'EMERGENCY';

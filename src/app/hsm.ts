@@ -11,18 +11,18 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { DEFAULT_POLICY } from './config.js';
-import { homePath } from './config.js';
-import { ConflictError, IntegrityError, NotFoundError, UsageError } from './errors.js';
+import type { DEFAULT_POLICY } from '../domain/policy.js';
+import { homePath } from '../kernel/home-layout.js';
+import { ConflictError, IntegrityError, NotFoundError, UsageError } from '../kernel/errors.js';
 import { buildHome, Home, type Env } from './home.js';
-import { wipe } from './crypto.js';
-import { writePrivateFile } from './files.js';
+import { wipe } from '../kernel/crypto.js';
+import { writePrivateFile } from '../kernel/files.js';
 import { keyCheckValue, PURPOSE } from '../master/backend.js';
 import { MASTER_KEY_BYTES, validatePassphrases, validateSplit, type Passphrase } from '../master/fragments.js';
 import { makeKdfParams } from '../master/kdf.js';
-import { unsealFromFragments, type UnsealInputs } from '../master/index.js';
+import { unsealFromFragments, type UnsealInputs } from '../master/unseal.js';
 import { writeSoftwareFragments } from './home.js';
-import { DEFAULT_KEY_LABEL, HSM_FORMAT, openTokenSession, Pkcs11MasterKey, readHsmFile, writeHsmFile, type HsmFile } from '../master/pkcs11-backend.js';
+import { DEFAULT_KEY_LABEL, HSM_FORMAT, openTokenSession, Pkcs11MasterKey, readHsmFile, writeHsmFile, type HsmFile } from '../master/pkcs11/backend.js';
 
 export interface HsmInitOptions {
   home: string;

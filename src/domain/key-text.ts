@@ -11,7 +11,7 @@
  * The CRC is not a security control (anyone can compute it); the secret is. Only SHA-256 of the
  * whole text is stored.
  */
-import { zlibCrc32 } from './crc32.js';
+import { zlibCrc32 } from '../kernel/crc32.js';
 
 export const KEY_PREFIX = 'dsk';
 export const KEY_ID_LENGTH = 12;

@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import crypto from 'node:crypto';
-import { homePath } from './config.js';
+import { homePath } from './home-layout.js';
 import { ConflictError } from './errors.js';
 import { ioError } from './files.js';
 

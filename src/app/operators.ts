@@ -1,6 +1,6 @@
 /**
  * Operators of the CLI: the seed's role matrix (section 2.3) applied to the people and jobs that run
- * dsk, and a TOTP second factor (RFC 6238, src/core/totp.ts) for sensitive commands (section 3.2,
+ * dsk, and a TOTP second factor (RFC 6238, src/domain/totp.ts) for sensitive commands (section 3.2,
  * step 2: changing the service's keys needs a second factor).
  *
  * Bootstrap ("open mode"): a fresh home has no enrolled admin, and every command runs as before,
@@ -18,12 +18,13 @@
  * TOTP secrets are sealed (AES-256-GCM) under the home's seal key with the operator name bound in
  * as associated data, so a sealed secret cannot be moved to another operator's row.
  */
-import { open, seal, wipe } from './crypto.js';
-import { AuthError, ConflictError, IntegrityError, NotFoundError, UsageError } from './errors.js';
-import { assertRole, type Permission } from './config.js';
+import { open, seal, wipe } from '../kernel/crypto.js';
+import { AuthError, ConflictError, IntegrityError, NotFoundError, UsageError } from '../kernel/errors.js';
+import { assertRole } from '../domain/config.js';
+import { type Permission } from '../domain/roles.js';
 import { openHome, type Home } from './home.js';
-import { isTotpCodeShape, totpUri, TOTP_SECRET_BYTES, verifyTotp } from './totp.js';
-import { OPERATORS_SCHEMA } from '../store/db.js';
+import { isTotpCodeShape, totpUri, TOTP_SECRET_BYTES, verifyTotp } from '../domain/totp.js';
+import { OPERATORS_SCHEMA } from '../store/sqlite.js';
 
 /** Failed codes that lock an operator, the window they are counted in, and the lock (Vault's defaults). */
 export const LOCKOUT_THRESHOLD = 5;

@@ -8,9 +8,11 @@
  * for a change that is not in dsk.json (visible, harmless), never a change without its row.
  * Each row carries the SHA-256 of the new dsk.json so an auditor can tell which file it produced.
  */
-import { DEFAULT_ROLES, PERMISSIONS, saveConfig, type DskConfig, type Permission } from './config.js';
-import { ConflictError, NotFoundError, UsageError } from './errors.js';
-import { sha256Hex } from './crypto.js';
+import { DEFAULT_ROLES, PERMISSIONS, type Permission } from '../domain/roles.js';
+import { saveConfig } from '../store/config-file.js';
+import { type DskConfig } from '../domain/config.js';
+import { ConflictError, NotFoundError, UsageError } from '../kernel/errors.js';
+import { sha256Hex } from '../kernel/crypto.js';
 import { listOperators } from './operators.js';
 import type { Home } from './home.js';
 

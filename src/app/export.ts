@@ -5,9 +5,9 @@
  * the format and never the material.
  */
 import { stringify } from 'yaml';
-import { ConflictError, UsageError } from './errors.js';
+import { ConflictError, UsageError } from '../kernel/errors.js';
 import { getKey, openSigningSecret, recoverKeyText, type KeyRow } from './keys.js';
-import { iso } from './clock.js';
+import { iso } from '../kernel/clock.js';
 import type { Home } from './home.js';
 
 export type ExportFormat = 'k8s' | 'env';

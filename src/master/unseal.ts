@@ -1,11 +1,12 @@
 /** Loads the master key of a home from whichever backend it uses. */
 import path from 'node:path';
-import { homePath, type DskConfig } from '../core/config.js';
-import { IntegrityError, UsageError } from '../core/errors.js';
+import { homePath } from '../kernel/home-layout.js';
+import { type DskConfig } from '../domain/config.js';
+import { IntegrityError, UsageError } from '../kernel/errors.js';
 import { keyCheckValue, type MasterKey } from './backend.js';
 import { openFragments, readMetadata, type Passphrase } from './fragments.js';
 import { SoftwareMasterKey } from './software.js';
-import { wipe } from '../core/crypto.js';
+import { wipe } from '../kernel/crypto.js';
 
 /** Secret inputs, asked for lazily so nothing prompts unless that backend needs it. */
 export interface UnsealInputs {
@@ -37,7 +38,7 @@ export async function unsealMaster(home: string, config: DskConfig, inputs: Unse
     return master;
   }
   if (config.backend === 'pkcs11') {
-    const { openPkcs11Master } = await import('./pkcs11-backend.js');
+    const { openPkcs11Master } = await import('./pkcs11/backend.js');
     return openPkcs11Master(path.resolve(home), inputs);
   }
   throw new UsageError(`unknown backend '${String(config.backend)}' in dsk.json`);
