@@ -69,11 +69,11 @@ describe('dsk audit (read side)', () => {
   it('query: bad flags exit 2 before touching the store', () => {
     const snap = snapshot(h.home);
     for (const [args, msg] of [
-      [['--ip', '10.0.0.0/33'], "invalid --ip '10.0.0.0/33'"],
+      [['--ip', '10.0.0.0/33'], "--ip: invalid address filter '10.0.0.0/33'"],
       [['--since', 'yesterday'], "invalid --since 'yesterday'"],
       [['--since', '1d', '--until', '2d'], '--until must be later than --since'],
       [['--key', 'nothex'], "invalid --key 'nothex'"],
-      [['--action', 'drop table'], 'invalid --action'],
+      [['--action', 'drop table'], '--action: invalid action'],
       [['--limit', '0'], 'invalid --limit'],
       [['--csv', '--json'], 'mutually exclusive'],
     ] as const) {

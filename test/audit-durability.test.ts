@@ -92,7 +92,7 @@ describe.skipIf(!SQLITE)('audit durability', () => {
     // directory where SQLite must create audit.db's rollback journal.
     fs.mkdirSync(path.join(home, 'audit_log', 'audit.db-journal'));
     const snap = snapshot(home);
-    const r = dsk(['keygen', '--name', 'blocked', '--role', 'developer', '--json'], { env });
+    const r = dsk(['keygen', '--name', 'blocked', '--role', 'developer'], { env });
     expect(r.code, r.stderr).toBe(7);
     expect(r.stderr).toMatch(/dsk: error: cannot use the store \(keys\.db \+ audit_log\/audit\.db\): I\/O error \(SQLITE_[A-Z_]+\); nothing was changed/);
     expect(r.stdout).toBe('');
@@ -102,7 +102,7 @@ describe.skipIf(!SQLITE)('audit durability', () => {
     expect(json(dsk(['audit', 'verify', '--json'], { env })).ok).toBe(true);
   });
 
-  it('fail closed: when audit.db stays locked past the busy timeout, the commit fails, exit 7, no key', async () => {
+  it('fail closed: when audit.db stays locked past the busy timeout, the commit fails, exit 6 (lock held), no key', async () => {
     const { home, env } = makeHome();
     const before = keyCount(home);
     const rowsBefore = rows(auditDb(home)).length;
@@ -122,7 +122,7 @@ describe.skipIf(!SQLITE)('audit durability', () => {
     try {
       await new Promise<void>((resolve) => holder.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve()));
       const r = dsk(['keygen', '--name', 'blocked', '--role', 'developer', '--json'], { env: { ...env, DSK_BUSY_TIMEOUT_MS: '300' } });
-      expect(r.code, r.stderr).toBe(7);
+      expect(r.code, r.stderr).toBe(6);
       expect(r.stderr).toContain('stayed locked by another process');
       expect(r.stdout).toBe('');
     } finally {

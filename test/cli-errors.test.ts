@@ -38,17 +38,17 @@ describe('dsk init: refuses, and leaves nothing behind when it fails', () => {
     const short = writePass(dir, 'short.pass', 'short');
     const loose = writePass(dir, 'loose.pass', 'a-long-enough-passphrase', 0o644);
     it.each([
-      ['a --fragment-dir that is a file', [...passArgs(pass), '--fragment-dir', aFile], 2, `--fragment-dir ${aFile} is not a directory`],
+      ['a --fragment-dir that is a file', [...passArgs(pass), '--fragment-dir', aFile], 2, `--fragment-dir: fragment directory ${aFile} is not a directory`],
       ['a too-short passphrase', [...passArgs([...pass.slice(0, 4), short])], 2, `passphrase #5 (file ${short}) is shorter than 8 characters`],
-      ['4 passphrases for 5 shares', passArgs(pass.slice(0, 4)), 2, 'need 5 custodian passphrases (one per fragment), got 4'],
-      ['6 passphrases for 5 shares', passArgs([...pass, short]), 2, 'need 5 custodian passphrases (one per fragment), got 6'],
+      ['4 passphrases for 5 shares', passArgs(pass.slice(0, 4)), 2, '--passphrase-file: need 5 custodian passphrases (one per fragment), got 4'],
+      ['6 passphrases for 5 shares', passArgs([...pass, short]), 2, '--passphrase-file: need 5 custodian passphrases (one per fragment), got 6'],
       ['the same passphrase for two custodians', passArgs([...pass.slice(0, 4), pass[0]]), 2, 'custodians #1 and #5 have the same passphrase'],
       ['a group-readable passphrase file', passArgs([...pass.slice(0, 4), loose]), 5, `${loose} is accessible by group or others (mode 644); refusing to use it`],
       ['a missing passphrase file', passArgs([...pass.slice(0, 4), path.join(dir, 'nope')]), 4, `${path.join(dir, 'nope')}: no such file or directory`],
-      ['threshold above shares', ['--shares', '3', '--threshold', '4', ...passArgs(pass.slice(0, 3))], 2, '--threshold must be between 2 and --shares (3), got 4'],
+      ['threshold above shares', ['--shares', '3', '--threshold', '4', ...passArgs(pass.slice(0, 3))], 2, '--threshold: threshold must be between 2 and the number of shares (3), got 4'],
       ['a non-numeric share count', ['--shares', 'five', ...passArgs(pass)], 2, "invalid --shares 'five'"],
-      ['a KDF cost below the floor', ['--kdf-cost', '100000', ...passArgs(pass)], 2, '--kdf-cost for pbkdf2 must be between 600000 and 10000000 iterations'],
-      ['an unknown KDF', ['--kdf', 'md5', ...passArgs(pass)], 2, "unknown --kdf 'md5'"],
+      ['a KDF cost below the floor', ['--kdf-cost', '100000', ...passArgs(pass)], 2, '--kdf-cost: the pbkdf2 cost must be between 600000 and 10000000 iterations'],
+      ['an unknown KDF', ['--kdf', 'md5', ...passArgs(pass)], 2, "--kdf: unknown kdf 'md5'"],
       ['an unknown backend', ['--backend', 'tpm', ...passArgs(pass)], 2, "unknown --backend 'tpm'"],
       ['an unknown flag', ['--sharez', '5', ...passArgs(pass)], 2, "unknown option '--sharez'"],
     ])('%s → exit %i', (_n, args, code, message) => {
@@ -183,7 +183,7 @@ describe('a home and its keys', () => {
   });
 
   it.each([
-    ['an unknown role', ['keygen', '--name', 'x', '--role', 'superuser'], 2, "unknown role 'superuser'"],
+    ['an unknown role', ['keygen', '--name', 'x', '--role', 'superuser'], 4, "unknown role 'superuser'"],
     ['a bad --expires', ['keygen', '--name', 'x', '--role', 'developer', '--expires', '30days'], 2, "invalid --expires '30days': expected a whole number followed by s, m, h or d"],
     ['a negative --expires', ['keygen', '--name', 'x', '--role', 'developer', '--expires', '-1d'], 2, "invalid --expires '-1d'"],
     ['a zero --rotate-every', ['keygen', '--name', 'x', '--role', 'developer', '--rotate-every', '0d'], 2, "invalid --rotate-every '0d': must be greater than zero"],

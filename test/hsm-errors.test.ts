@@ -35,10 +35,10 @@ describe.skipIf(!HSM)('dsk init --backend pkcs11: refusals', () => {
     ['no --pkcs11-module', ['--token-label', 'dsk-err'], /needs --pkcs11-module/],
     ['software-only --shares', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--shares', '3'], /--shares is for the software backend/],
     ['half the recovery flags', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--recovery-shares', '3'], /both --recovery-shares and --recovery-threshold/],
-    ['a too-long token label', ['--pkcs11-module', MODULE, '--token-label', 'x'.repeat(33)], /--token-label must be 1 to 32 bytes/],
+    ['a too-long token label', ['--pkcs11-module', MODULE, '--token-label', 'x'.repeat(33)], /--token-label: a token label must be 1 to 32 bytes/],
     ['recovery-only --kdf without recovery', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--kdf', 'scrypt'], /need --recovery-shares/],
     ['--recover points at hsm recover', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--recover'], /use dsk hsm recover/],
-    ['a bad key label', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--key-label', ' lead'], /--key-label must be/],
+    ['a bad key label', ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--key-label', ' lead'], /--key-label: a key label must be/],
   ])('usage: %s (2)', (_n, args, msg) => {
     const r = init(h, home, args);
     expect(r.code).toBe(2);
@@ -149,7 +149,7 @@ describe.skipIf(!HSM)('an existing pkcs11 home whose token goes wrong', () => {
     const before = fs.readFileSync(path.join(home, 'keys.db'));
     const r = keygen({ DSK_HSM_PIN: '9999' });
     expect(r.code).toBe(3);
-    expect(r.stderr).toContain('dsk: error: C_Login: CKR_PIN_INCORRECT');
+    expect(JSON.parse(r.stderr).error).toMatchObject({ code: 'ERR_PIN', message: expect.stringContaining('C_Login: CKR_PIN_INCORRECT') });
     expect(keyCount()).toBe(0);
     expect(fs.readFileSync(path.join(home, 'keys.db')).equals(before)).toBe(true);
   });
@@ -198,7 +198,7 @@ describe.skipIf(!HSM)('an existing pkcs11 home whose token goes wrong', () => {
     expect(tool(['--delete-object', '--type', 'secrkey', '--label', 'dsk-master']).code).toBe(0);
     const missing = keygen();
     expect(missing.code).toBe(4);
-    expect(missing.stderr).toContain("dsk: error: token 'dsk-home' holds no key labelled 'dsk-master'");
+    expect(JSON.parse(missing.stderr).error.message).toContain("token 'dsk-home' holds no key labelled 'dsk-master'");
     const gen = tool(['--keygen', '--key-type', 'GENERIC:32', '--label', 'dsk-master', '--id', keyId, '--extractable']);
     expect(gen.code).toBe(0);
     const unsafe = keygen();

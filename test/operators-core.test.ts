@@ -160,7 +160,7 @@ describe('operators (core, injected clock)', () => {
       ['OTP_FAILURE', 'replayed'],
       ['OTP_FAILURE', 'wrong_or_stale'],
     ]);
-    await rejects(verifyOperatorOtp(h, 'alice', '12a456'), 'ERR_USAGE', 2);
+    await rejects(verifyOperatorOtp(h, 'alice', '12a456'), 'ERR_OTP_SHAPE', 2);
   });
 
   it('locks after 5 failures in 15 minutes, refuses everything while locked, and lets go after 15 minutes', async () => {

@@ -216,7 +216,7 @@ describe('rotate --emergency', () => {
     expect(getKey(h, a.id).replaced_by).not.toBeNull();
     await expect(rotateEmergency(h, { ids: [a.id] })).rejects.toMatchObject({ exitCode: 6 });
     await expect(rotateEmergency(h, {})).rejects.toMatchObject({ exitCode: 2 });
-    await expect(rotateEmergency(h, { role: 'nosuch' })).rejects.toMatchObject({ exitCode: 2 });
+    await expect(rotateEmergency(h, { role: 'nosuch' })).rejects.toMatchObject({ code: 'ERR_ROLE_UNKNOWN', exitCode: 4 });
   });
 
   it('--all revokes keys in grace too, and each original ends with exactly one active key', async () => {

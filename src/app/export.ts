@@ -31,14 +31,14 @@ export async function exportKey(home: Home, id: string, format: ExportFormat): P
 
 export function assertExportable(row: KeyRow): void {
   if (row.status !== 'active' && row.status !== 'grace')
-    throw new ConflictError('ERR_KEY_STATE', `key ${row.id} is ${row.status}; only active keys and keys in grace can be exported`, row.replaced_by ? `export its successor: dsk export k8s ${row.replaced_by}` : undefined);
+    throw new ConflictError('ERR_KEY_STATE', `key ${row.id} is ${row.status}; only active keys and keys in grace can be exported`, { hint: row.replaced_by ? `export its successor: dsk export k8s ${row.replaced_by}` : undefined });
 }
 
 /** DNS-1123 subdomain, as Kubernetes requires for object names and namespaces. */
 const K8S_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 export function checkK8sName(v: string, what: string): void {
-  if (!K8S_NAME.test(v)) throw new UsageError(`invalid ${what} '${v}': use lower-case letters, digits, '-' and '.' (a DNS-1123 name)`);
+  if (!K8S_NAME.test(v)) throw new UsageError('ERR_K8S_NAME', `invalid ${what} '${v}': use lower-case letters, digits, '-' and '.' (a DNS-1123 name)`);
 }
 
 /** Label values allow [A-Za-z0-9_.-] only, so the rotation time is also given in compact form. */

@@ -137,7 +137,7 @@ export interface InitResult {
 /** Refuses an existing home (exit 6) before any work. */
 export function assertNoHome(home: string): void {
   if (fs.existsSync(home) && (!fs.statSync(home).isDirectory() || fs.readdirSync(home).length > 0))
-    throw new ConflictError('ERR_HOME_EXISTS', `${home} already exists and is not empty`, 'choose another --home, or remove it if you really mean to start over');
+    throw new ConflictError('ERR_HOME_EXISTS', `${home} already exists and is not empty`, { hint: 'choose another home directory, or remove it if you really mean to start over' });
 }
 
 /**
@@ -160,7 +160,7 @@ export async function buildHome<T>(
     createdParent = fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') throw new UsageError(`cannot create ${home}: a parent path is not a directory`, 'choose another --home');
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new UsageError('ERR_HOME_PARENT', `cannot create ${home}: a parent path is not a directory`, { hint: 'choose another home directory' });
     throw ioError(e, parent);
   }
   const staging = path.join(parent, `.${path.basename(home)}.init-${crypto.randomBytes(4).toString('hex')}`);
@@ -208,7 +208,7 @@ export async function initSoftwareHome(opts: InitOptions, env: Env): Promise<Ini
   const kdf = makeKdfParams(opts.kdf, opts.kdfCost, env.random(16));
   if (opts.fragmentDirs.length) {
     for (const d of opts.fragmentDirs)
-      if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) throw new UsageError(`--fragment-dir ${d} is not a directory`, 'create it first (mode 0700)');
+      if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) throw new UsageError('ERR_FRAGMENT_DIR', `fragment directory ${d} is not a directory`, { hint: 'create it first (mode 0700)' });
   }
   return buildHome(opts.home, env, 'software', opts.policy, async (staging, homeId, written) => {
     const r = await writeSoftwareFragments({ dir: staging, storeId: homeId, key: env.random(MASTER_KEY_BYTES), ...opts, kdf, written });

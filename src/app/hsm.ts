@@ -48,8 +48,8 @@ export interface HsmInitResult {
 }
 
 export function validateLabels(tokenLabel: string, keyLabel: string): void {
-  if (!tokenLabel || Buffer.byteLength(tokenLabel) > 32) throw new UsageError(`--token-label must be 1 to 32 bytes (a PKCS#11 token label)`);
-  if (!/^[\x21-\x7e][\x20-\x7e]{0,63}$/.test(keyLabel)) throw new UsageError(`--key-label must be 1 to 64 printable ASCII characters`);
+  if (!tokenLabel || Buffer.byteLength(tokenLabel) > 32) throw new UsageError('ERR_TOKEN_LABEL', `a token label must be 1 to 32 bytes (PKCS#11 CK_TOKEN_INFO.label)`);
+  if (!/^[\x21-\x7e][\x20-\x7e]{0,63}$/.test(keyLabel)) throw new UsageError('ERR_KEY_LABEL', `a key label must be 1 to 64 printable ASCII characters`);
 }
 
 export async function initPkcs11Home(o: HsmInitOptions, env: Env): Promise<HsmInitResult> {
@@ -62,14 +62,14 @@ export async function initPkcs11Home(o: HsmInitOptions, env: Env): Promise<HsmIn
     validatePassphrases(rec.passphrases, rec.shares);
     kdf = makeKdfParams(rec.kdf, rec.kdfCost, env.random(16));
     for (const d of rec.fragmentDirs)
-      if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) throw new UsageError(`--fragment-dir ${d} is not a directory`, 'create it first (mode 0700)');
+      if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) throw new UsageError('ERR_FRAGMENT_DIR', `fragment directory ${d} is not a directory`, { hint: 'create it first (mode 0700)' });
   }
   const home = path.resolve(o.home);
   const { session, release } = await openTokenSession(o.module, o.tokenLabel, rec ? ['CKM_SHA256_HMAC'] : ['CKM_SHA256_HMAC', 'CKM_GENERIC_SECRET_KEY_GEN'], o.pin);
   let created: Buffer | null = null;
   try {
     if (session.findKeys(keyLabel).length)
-      throw new ConflictError('ERR_KEY_EXISTS', `token '${o.tokenLabel}' already holds a key labelled '${keyLabel}'`, 'use another --key-label; dsk never reuses or overwrites a key object');
+      throw new ConflictError('ERR_KEY_EXISTS', `token '${o.tokenLabel}' already holds a key labelled '${keyLabel}'`, { hint: 'use another key label; dsk never reuses or overwrites a key object' });
     return await buildHome(home, env, 'pkcs11', o.policy, async (staging, homeId, written) => {
       const keyId = env.random(8);
       let fragments: string[] = [];
@@ -93,7 +93,7 @@ export async function initPkcs11Home(o: HsmInitOptions, env: Env): Promise<HsmIn
       // The home's own close() must not end the session: this function still needs it to undo.
       const master = new Pkcs11MasterKey(session, created, () => {});
       const kcv = await keyCheckValue(master);
-      if (fragmentKcv !== null && fragmentKcv !== kcv) throw new IntegrityError('ERR_KCV', 'the imported key does not match the key its recovery fragments hold', 'this is a token fault; try another token');
+      if (fragmentKcv !== null && fragmentKcv !== kcv) throw new IntegrityError('ERR_KCV', 'the imported key does not match the key its recovery fragments hold', { hint: 'this is a token fault; try another token' });
       const tok = session.token;
       const file: HsmFile = {
         format: HSM_FORMAT,
@@ -156,11 +156,11 @@ export interface HsmRecoverOptions {
 export async function recoverHsmHome(sealed: Home, o: HsmRecoverOptions) {
   const home = sealed.dir;
   const env = sealed.env;
-  if (sealed.config.backend !== 'pkcs11') throw new UsageError(`${home} uses the ${sealed.config.backend} backend; hsm recover is for pkcs11 homes`);
+  if (sealed.config.backend !== 'pkcs11') throw new UsageError('ERR_NOT_PKCS11_HOME', `${home} uses the ${sealed.config.backend} backend; hsm recover is for pkcs11 homes`);
   const old = readHsmFile(home);
   const fragDir = homePath(home, 'fragments');
   if (!fs.existsSync(path.join(fragDir, 'metadata.json')))
-    throw new NotFoundError('ERR_NO_RECOVERY', `${home} has no recovery fragments (it was created without --recovery-shares)`, 'without fragments the key existed only in the token and cannot be rebuilt');
+    throw new NotFoundError('ERR_NO_RECOVERY', `${home} has no recovery fragments (it was created without recovery shares)`, { hint: 'without fragments the key existed only in the token and cannot be rebuilt' });
   const module = o.module ?? old.module;
   const tokenLabel = o.tokenLabel ?? old.token_label;
   const keyLabel = o.keyLabel ?? old.key_label;
@@ -174,11 +174,11 @@ export async function recoverHsmHome(sealed: Home, o: HsmRecoverOptions) {
     const u = await unsealFromFragments(fragDir, o.inputs);
     key = u.key;
     if (u.kcv !== old.key_check_value)
-      throw new IntegrityError('ERR_KCV', 'the recovery fragments hold a different key than master_key.hsm records', 'these fragments belong to another home');
+      throw new IntegrityError('ERR_KCV', 'the recovery fragments hold a different key than master_key.hsm records', { hint: 'these fragments belong to another home' });
     session = await openTokenSession(module, tokenLabel, ['CKM_SHA256_HMAC'], o.inputs.pin);
     const s = session.session;
     if (s.findKeys(keyLabel).length)
-      throw new ConflictError('ERR_KEY_EXISTS', `token '${tokenLabel}' already holds a key labelled '${keyLabel}'`, 'if it is the right key nothing needs recovering; otherwise use another --key-label');
+      throw new ConflictError('ERR_KEY_EXISTS', `token '${tokenLabel}' already holds a key labelled '${keyLabel}'`, { hint: 'if it is the right key nothing needs recovering; otherwise use another key label' });
     const keyId = env.random(8);
     created = s.importKey(keyLabel, keyId, key);
     wipe(key);
@@ -186,7 +186,7 @@ export async function recoverHsmHome(sealed: Home, o: HsmRecoverOptions) {
     const attrs = s.checkKey(created, 'imported');
     const master = new Pkcs11MasterKey(s, created, () => {});
     const kcv = await keyCheckValue(master);
-    if (kcv !== old.key_check_value) throw new IntegrityError('ERR_KCV', 'the key imported into the token does not match its key check value', 'this is a token fault; try another token');
+    if (kcv !== old.key_check_value) throw new IntegrityError('ERR_KCV', 'the key imported into the token does not match its key check value', { hint: 'this is a token fault; try another token' });
     const file: HsmFile = { ...old, module: s.module.path, token_label: s.token.label, token_serial: s.token.serial, key_label: keyLabel, key_id: attrs.id, origin: 'imported' };
     const h = new Home(home, sealed.config, sealed.db, env, master, null, await master.hmac(PURPOSE.AUDIT_CHAIN));
     h.tx(() => {

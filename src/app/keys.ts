@@ -104,7 +104,7 @@ export function openSigningSecret(sealKey: Buffer, row: Pick<KeyRow, 'id' | 'sec
 }
 
 export function resolveSpec(home: Home, spec: KeySpec): Required<Omit<KeySpec, 'options'>> & { options: Record<string, unknown> } {
-  if (!spec.name || spec.name.length > 128 || /[\x00-\x1f]/.test(spec.name)) throw new UsageError('--name must be 1 to 128 printable characters');
+  if (!spec.name || spec.name.length > 128 || /[\x00-\x1f]/.test(spec.name)) throw new UsageError('ERR_KEY_NAME', 'a key name must be 1 to 128 printable characters');
   assertRole(home.config, spec.role);
   const p = policyMs(home.config.policy);
   return {
@@ -165,9 +165,9 @@ export async function issueKey(home: Home, spec: KeySpec, opts: { deliver?: (k: 
 }
 
 export function getKey(home: Home, id: string): KeyRow {
-  if (!isKeyId(id)) throw new UsageError(`'${id}' is not a key id (12 hex characters, as shown by dsk keys list)`, undefined, 'ERR_KEY_ID');
+  if (!isKeyId(id)) throw new UsageError('ERR_KEY_ID', `'${id}' is not a key id (12 hex characters, as shown by dsk keys list)`);
   const row = home.db.prepare('SELECT * FROM keys WHERE id = ?').get(id) as KeyRow | undefined;
-  if (!row) throw new NotFoundError('ERR_KEY_NOT_FOUND', `no key with id ${id}`, 'dsk keys list shows the ids');
+  if (!row) throw new NotFoundError('ERR_KEY_NOT_FOUND', `no key with id ${id}`, { hint: 'dsk keys list shows the ids' });
   return row;
 }
 
@@ -226,7 +226,7 @@ export function countByStatus(home: Home): Record<KeyStatus, number> {
 /** Refuses (exit 6) to revoke a key that is already out of use. */
 export function assertRevocable(row: KeyRow): void {
   if (row.status === 'revoked' || row.status === 'retired' || row.status === 'expired')
-    throw new ConflictError('ERR_KEY_STATE', `key ${row.id} is already ${row.status}`, 'only active keys and keys in grace can be revoked');
+    throw new ConflictError('ERR_KEY_STATE', `key ${row.id} is already ${row.status}`, { hint: 'only active keys and keys in grace can be revoked' });
 }
 
 /** dsk keys revoke: immediate, no grace. */

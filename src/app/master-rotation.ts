@@ -33,7 +33,7 @@ import { secretAad } from './keys.js';
 export async function replaceMasterKey(home: Home, o: { passphrases: Passphrase[]; threshold?: number; reason: string | null; onIssued?: OnIssued }): Promise<RotationReport> {
   const { master: oldMaster, sealKey: oldSeal, auditKey: oldAudit } = home.requireUnsealed();
   if (home.config.backend !== 'software')
-    throw new UnavailableError('ERR_BACKEND', `master key replacement is not yet supported for ${home.config.backend}`, 'revoke and reissue keys with dsk rotate --emergency --all; replace the token key with the HSM vendor tools');
+    throw new UnavailableError('ERR_BACKEND', `master key replacement is not yet supported for ${home.config.backend}`, { hint: 'revoke and reissue keys with dsk rotate --emergency --all; replace the token key with the HSM vendor tools' });
   const oldMeta = readMetadata(homePath(home.dir, 'fragments'));
   const shares = o.passphrases.length;
   const threshold = o.threshold ?? Math.min(oldMeta.threshold, shares);
@@ -69,7 +69,7 @@ export async function replaceMasterKey(home: Home, o: { passphrases: Passphrase[
       const remac = home.db.prepare('UPDATE audit.events SET mac = ? WHERE seq = ?');
       for (const r of rows) {
         if (!constantTimeEqual(rowMac(oldAudit, r.hash), r.mac))
-          throw new IntegrityError('ERR_AUDIT_MAC', `audit row #${r.seq} fails its MAC under the current master key; refusing to re-key a tampered log (nothing was changed)`, 'run dsk audit verify');
+          throw new IntegrityError('ERR_AUDIT_MAC', `audit row #${r.seq} fails its MAC under the current master key; refusing to re-key a tampered log (nothing was changed)`, { hint: 'run dsk audit verify' });
         remac.run(rowMac(newAudit, r.hash), r.seq);
       }
       home.db.exec(MASTER_STATE_SCHEMA);

@@ -80,7 +80,7 @@ export function getOperator(h: Home, name: string): OperatorRow | undefined {
 
 function mustGet(h: Home, name: string): OperatorRow {
   const r = getOperator(h, name);
-  if (!r) throw new NotFoundError('ERR_NO_OPERATOR', `no operator '${name}'`, 'see dsk operator list');
+  if (!r) throw new NotFoundError('ERR_NO_OPERATOR', `no operator '${name}'`, { hint: 'see dsk operator list' });
   return r;
 }
 
@@ -103,11 +103,7 @@ export function operatorsEnforced(h: Home): boolean {
   const admins = enrolledAdmins(h);
   if (admins > 0) return true;
   if (enforcedMarker(h))
-    throw new IntegrityError(
-      'ERR_OPERATORS_TAMPERED',
-      'the audit log says operator checks are on, but keys.db has no enrolled admin left',
-      'keys.db was edited outside dsk: restore it from a backup and run dsk audit verify',
-    );
+    throw new IntegrityError('ERR_OPERATORS_TAMPERED', 'the audit log says operator checks are on, but keys.db has no enrolled admin left', { hint: 'keys.db was edited outside dsk: restore it from a backup and run dsk audit verify' });
   return false;
 }
 
@@ -169,7 +165,7 @@ export async function checkOperator(h: Home, actor: string, access: OperatorAcce
     return deny(
       h,
       { operator: actor, permission, reason: 'not_an_operator' },
-      new AuthError('ERR_NOT_OPERATOR', `'${actor}' is not a registered operator of this home`, `an admin can add you: dsk operator add ${actor} --role ROLE (or set --actor / DSK_ACTOR)`),
+      new AuthError('ERR_NOT_OPERATOR', `'${actor}' is not a registered operator of this home`, { hint: `an admin can add you: dsk operator add ${actor} --role ROLE (or set --actor / DSK_ACTOR)` }),
     );
   const now = h.env.clock.now();
   if (op.lock_until != null && op.lock_until > now) {
@@ -177,7 +173,7 @@ export async function checkOperator(h: Home, actor: string, access: OperatorAcce
     return deny(
       h,
       { operator: actor, role: op.role, permission, reason: 'locked', until },
-      new AuthError('ERR_OPERATOR_LOCKED', `operator '${actor}' is locked until ${until} after ${LOCKOUT_THRESHOLD} failed one-time codes`, 'wait, or ask an admin: dsk operator reset-otp ' + actor),
+      new AuthError('ERR_OPERATOR_LOCKED', `operator '${actor}' is locked until ${until} after ${LOCKOUT_THRESHOLD} failed one-time codes`, { hint: 'wait, or ask an admin: dsk operator reset-otp ' + actor }),
     );
   }
   const automationGrant = op.role === AUTOMATION_ROLE && !!access.automationAllowed;
@@ -185,20 +181,16 @@ export async function checkOperator(h: Home, actor: string, access: OperatorAcce
     return deny(
       h,
       { operator: actor, role: op.role, permission, reason: 'missing_permission' },
-      new AuthError('ERR_PERMISSION', `operator '${actor}' (role ${op.role}) lacks the ${access.permission} permission this command needs`, 'see dsk policy show; an admin can change the role: dsk operator add/remove, dsk policy set'),
+      new AuthError('ERR_PERMISSION', `operator '${actor}' (role ${op.role}) lacks the ${access.permission} permission this command needs`, { hint: 'see dsk policy show; an admin can change the role: dsk operator add/remove, dsk policy set' }),
     );
   if (!access.sensitive || automationGrant) return { mode: 'enforced', operator: op, needsOtp: false };
   if (op.role === AUTOMATION_ROLE || secondFactor(op) !== 'enrolled')
     return deny(
       h,
       { operator: actor, role: op.role, permission, reason: 'second_factor_required' },
-      new AuthError(
-        'ERR_OTP_NOT_ENROLLED',
-        op.role === AUTOMATION_ROLE
+      new AuthError('ERR_OTP_NOT_ENROLLED', op.role === AUTOMATION_ROLE
           ? `the automation role may not run this sensitive command; it needs a person with a second factor`
-          : `operator '${actor}' has no confirmed second factor, which this sensitive command needs`,
-        op.role === AUTOMATION_ROLE ? 'run it as a human operator with --otp' : secondFactor(op) === 'pending' ? `confirm the enrolment: dsk operator confirm ${actor} --code CODE` : `an admin can enrol one: dsk operator reset-otp ${actor}`,
-      ),
+          : `operator '${actor}' has no confirmed second factor, which this sensitive command needs`, { hint: op.role === AUTOMATION_ROLE ? 'run it as a human operator with --otp' : secondFactor(op) === 'pending' ? `confirm the enrolment: dsk operator confirm ${actor} --code CODE` : `an admin can enrol one: dsk operator reset-otp ${actor}` }),
     );
   return { mode: 'enforced', operator: op, needsOtp: true };
 }
@@ -206,7 +198,7 @@ export async function checkOperator(h: Home, actor: string, access: OperatorAcce
 function openTotpSecret(h: Home, op: OperatorRow): Buffer {
   const { sealKey } = h.requireUnsealed();
   const s = op.totp_sealed ? open(sealKey, op.totp_sealed, totpAad(op.name)) : null;
-  if (!s) throw new IntegrityError('ERR_SECRET_SEAL', `the second-factor secret of operator '${op.name}' does not open: the store was altered or belongs to another master key`, `an admin can re-enrol it: dsk operator reset-otp ${op.name}`);
+  if (!s) throw new IntegrityError('ERR_SECRET_SEAL', `the second-factor secret of operator '${op.name}' does not open: the store was altered or belongs to another master key`, { hint: `an admin can re-enrol it: dsk operator reset-otp ${op.name}` });
   return s;
 }
 
@@ -222,16 +214,16 @@ function totpAad(name: string): Buffer {
 export async function verifyOperatorOtp(h: Home, name: string, code: string | null, purpose: 'command' | 'enrolment' = 'command', permission: string | null = null): Promise<number> {
   const op = mustGet(h, name);
   if (code == null)
-    return deny(h, { operator: name, role: op.role, permission: permission ?? purpose, reason: 'no_code' }, new AuthError('ERR_NO_OTP', `this command needs a one-time code from the authenticator app of operator '${name}', and there is no terminal to ask on`, 'give --otp CODE or DSK_OTP=CODE'));
+    return deny(h, { operator: name, role: op.role, permission: permission ?? purpose, reason: 'no_code' }, new AuthError('ERR_NO_OTP', `this command needs a one-time code from the authenticator app of operator '${name}', and there is no terminal to ask on`, { hint: 'give --otp CODE or DSK_OTP=CODE' }));
   code = code.trim();
-  if (!isTotpCodeShape(code)) throw new UsageError('a one-time code is 6 digits', 'type the code your authenticator app shows now');
+  if (!isTotpCodeShape(code)) throw new UsageError('ERR_OTP_SHAPE', 'a one-time code is 6 digits', { hint: 'type the code your authenticator app shows now' });
   const now = h.env.clock.now();
   if (op.lock_until != null && op.lock_until > now) {
     const until = new Date(op.lock_until).toISOString();
     return deny(
       h,
       { operator: name, role: op.role, permission: permission ?? purpose, reason: 'locked', until },
-      new AuthError('ERR_OPERATOR_LOCKED', `operator '${name}' is locked until ${until} after ${LOCKOUT_THRESHOLD} failed one-time codes`, `wait, or ask an admin: dsk operator reset-otp ${name}`),
+      new AuthError('ERR_OPERATOR_LOCKED', `operator '${name}' is locked until ${until} after ${LOCKOUT_THRESHOLD} failed one-time codes`, { hint: `wait, or ask an admin: dsk operator reset-otp ${name}` }),
     );
   }
   const secret = openTotpSecret(h, op);
@@ -266,12 +258,8 @@ export async function verifyOperatorOtp(h: Home, name: string, code: string | nu
     }
   });
   if (lockedUntil != null)
-    throw new AuthError('ERR_OPERATOR_LOCKED', `${reason === 'replayed' ? 'one-time code already used' : 'wrong one-time code'}; operator '${name}' is now locked until ${new Date(lockedUntil).toISOString()}`, `wait 15 minutes, or ask an admin: dsk operator reset-otp ${name}`);
-  throw new AuthError(
-    replayed ? 'ERR_OTP_REPLAYED' : 'ERR_OTP_INVALID',
-    replayed ? `one-time code already used (failure ${failures} of ${LOCKOUT_THRESHOLD})` : `wrong or expired one-time code (failure ${failures} of ${LOCKOUT_THRESHOLD})`,
-    replayed ? 'wait for the next code (30 s)' : "use the code your authenticator shows now; check the host's clock",
-  );
+    throw new AuthError('ERR_OPERATOR_LOCKED', `${reason === 'replayed' ? 'one-time code already used' : 'wrong one-time code'}; operator '${name}' is now locked until ${new Date(lockedUntil).toISOString()}`, { hint: `wait 15 minutes, or ask an admin: dsk operator reset-otp ${name}` });
+  throw new AuthError(replayed ? 'ERR_OTP_REPLAYED' : 'ERR_OTP_INVALID', replayed ? `one-time code already used (failure ${failures} of ${LOCKOUT_THRESHOLD})` : `wrong or expired one-time code (failure ${failures} of ${LOCKOUT_THRESHOLD})`, { hint: replayed ? 'wait for the next code (30 s)' : "use the code your authenticator shows now; check the host's clock" });
 }
 
 /** checkOperator + verifyOperatorOtp for callers that already hold an unsealed home. */
@@ -298,14 +286,14 @@ function newSecret(h: Home, name: string): { sealed: Buffer; uri: string } {
 }
 
 export function validateOperatorName(name: string): void {
-  if (!NAME_RE.test(name)) throw new UsageError(`invalid operator name '${name}': use letters, digits and . _ @ + - (at most 64)`);
+  if (!NAME_RE.test(name)) throw new UsageError('ERR_OPERATOR_NAME', `invalid operator name '${name}': use letters, digits and . _ @ + - (at most 64)`);
 }
 
 /** Checks made before unsealing, so a bad name or role costs nobody a passphrase. */
 export function preflightAdd(h: Home, name: string, role: string): void {
   validateOperatorName(name);
   assertRole(h.config, role);
-  if (getOperator(h, name)) throw new ConflictError('ERR_OPERATOR_EXISTS', `operator '${name}' already exists`, `remove it first (dsk operator remove ${name}) or reset its second factor (dsk operator reset-otp ${name})`);
+  if (getOperator(h, name)) throw new ConflictError('ERR_OPERATOR_EXISTS', `operator '${name}' already exists`, { hint: `remove it first (dsk operator remove ${name}) or reset its second factor (dsk operator reset-otp ${name})` });
 }
 
 /** dsk operator add. Roles that need a second factor get a pending TOTP enrolment (see confirmEnrolment). */
@@ -315,7 +303,7 @@ export function addOperator(h: Home, name: string, role: string): AddedOperator 
   const totp = roleNeedsTotp(h, role) ? newSecret(h, name) : null;
   return h.tx(() => {
     ensureTables(h);
-    if (getOperator(h, name)) throw new ConflictError('ERR_OPERATOR_EXISTS', `operator '${name}' already exists`, `see dsk operator list`);
+    if (getOperator(h, name)) throw new ConflictError('ERR_OPERATOR_EXISTS', `operator '${name}' already exists`, { hint: `see dsk operator list` });
     h.db
       .prepare('INSERT INTO operators (name, role, totp_sealed, enrolled_at, created_at, created_by, last_otp_step, lock_until) VALUES (?, ?, ?, NULL, ?, ?, NULL, NULL)')
       .run(name, role, totp?.sealed ?? null, now, h.env.actor);
@@ -330,10 +318,10 @@ export function addOperator(h: Home, name: string, role: string): AddedOperator 
  */
 export async function confirmEnrolment(h: Home, name: string, code: string | null): Promise<{ operator: OperatorRow; enforced_now: boolean }> {
   const op = mustGet(h, name);
-  if (secondFactor(op) === 'none') throw new ConflictError('ERR_NO_ENROLMENT', `operator '${name}' has no second factor to confirm`, `an admin can enrol one: dsk operator reset-otp ${name}`);
-  if (secondFactor(op) === 'enrolled') throw new ConflictError('ERR_ALREADY_ENROLLED', `operator '${name}' has already confirmed its second factor`, `to replace it: dsk operator reset-otp ${name}`);
+  if (secondFactor(op) === 'none') throw new ConflictError('ERR_NO_ENROLMENT', `operator '${name}' has no second factor to confirm`, { hint: `an admin can enrol one: dsk operator reset-otp ${name}` });
+  if (secondFactor(op) === 'enrolled') throw new ConflictError('ERR_ALREADY_ENROLLED', `operator '${name}' has already confirmed its second factor`, { hint: `to replace it: dsk operator reset-otp ${name}` });
   if (code == null)
-    throw new AuthError('ERR_NO_OTP', `confirming needs the code ${name}'s authenticator shows, and there is no terminal to ask on`, `give --code CODE`);
+    throw new AuthError('ERR_NO_OTP', `confirming needs the code ${name}'s authenticator shows, and there is no terminal to ask on`, { hint: `give --code CODE` });
   await verifyOperatorOtp(h, name, code, 'enrolment');
   const now = h.env.clock.now();
   return h.tx(() => {
@@ -348,7 +336,7 @@ export async function confirmEnrolment(h: Home, name: string, code: string | nul
 
 function assertNotLastAdmin(h: Home, op: OperatorRow, what: string): void {
   if (op.role === ADMIN_ROLE && secondFactor(op) === 'enrolled' && enrolledAdmins(h) <= 1)
-    throw new ConflictError('ERR_LAST_ADMIN', `cannot ${what} '${op.name}': it is the only enrolled admin`, 'add and enrol another admin first, so someone can still run sensitive commands');
+    throw new ConflictError('ERR_LAST_ADMIN', `cannot ${what} '${op.name}': it is the only enrolled admin`, { hint: 'add and enrol another admin first, so someone can still run sensitive commands' });
 }
 
 export function removeOperator(h: Home, name: string): OperatorRow {

@@ -8,7 +8,7 @@
  * for a change that is not in dsk.json (visible, harmless), never a change without its row.
  * Each row carries the SHA-256 of the new dsk.json so an auditor can tell which file it produced.
  */
-import { DEFAULT_ROLES, PERMISSIONS, type Permission } from '../domain/roles.js';
+import { assertRoleExists, DEFAULT_ROLES, PERMISSIONS, type Permission } from '../domain/roles.js';
 import { saveConfig } from '../store/config-file.js';
 import { type DskConfig } from '../domain/config.js';
 import { ConflictError, NotFoundError, UsageError } from '../kernel/errors.js';
@@ -31,21 +31,21 @@ export function policyMatrix(config: DskConfig): MatrixRow[] {
 }
 
 export function assertPermission(p: string): asserts p is Permission {
-  if (!(PERMISSIONS as readonly string[]).includes(p)) throw new UsageError(`unknown permission '${p}'`, `use one of ${PERMISSIONS.join(', ')}`);
+  if (!(PERMISSIONS as readonly string[]).includes(p)) throw new UsageError('ERR_PERMISSION_UNKNOWN', `unknown permission '${p}'`, { hint: `use one of ${PERMISSIONS.join(', ')}` });
 }
 
 function assertKnownRole(config: DskConfig, role: string): void {
-  if (!Object.hasOwn(config.roles, role)) throw new NotFoundError('ERR_NO_ROLE', `no role '${role}'`, `known roles: ${Object.keys(config.roles).join(', ')}`);
+  assertRoleExists(config.roles, role);
 }
 
 export function parseOnOff(v: string): boolean {
   if (v === 'on' || v === 'yes' || v === 'true') return true;
   if (v === 'off' || v === 'no' || v === 'false') return false;
-  throw new UsageError(`expected on or off, got '${v}'`);
+  throw new UsageError('ERR_ON_OFF', `expected on or off, got '${v}'`);
 }
 
 export function validateRoleName(name: string): void {
-  if (!/^[a-z][a-z0-9_-]{0,31}$/.test(name)) throw new UsageError(`invalid role name '${name}': lower-case letters, digits, _ and -, starting with a letter (at most 32)`);
+  if (!/^[a-z][a-z0-9_-]{0,31}$/.test(name)) throw new UsageError('ERR_ROLE_NAME', `invalid role name '${name}': lower-case letters, digits, _ and -, starting with a letter (at most 32)`);
 }
 
 function applyChange(h: Home, details: Record<string, unknown>, roles: Record<string, Permission[]>): MatrixRow[] {
@@ -88,7 +88,7 @@ export function setPermission(h: Home, role: string, permission: string, on: boo
 
 export function preflightAddRole(config: DskConfig, name: string, from: string | undefined): void {
   validateRoleName(name);
-  if (Object.hasOwn(config.roles, name)) throw new ConflictError('ERR_ROLE_EXISTS', `role '${name}' already exists`, `change it with dsk policy set ${name} PERMISSION on|off`);
+  if (Object.hasOwn(config.roles, name)) throw new ConflictError('ERR_ROLE_EXISTS', `role '${name}' already exists`, { hint: `change it with dsk policy set ${name} PERMISSION on|off` });
   if (from !== undefined) assertKnownRole(config, from);
 }
 
@@ -101,10 +101,10 @@ export function addRole(h: Home, name: string, from: string | undefined): Matrix
 
 export function preflightRemoveRole(h: Home, name: string): void {
   assertKnownRole(h.config, name);
-  if (Object.hasOwn(DEFAULT_ROLES, name)) throw new ConflictError('ERR_BUILTIN_ROLE', `role '${name}' is one of the seed's built-in roles and cannot be removed`, `change its permissions instead: dsk policy set ${name} PERMISSION off`);
+  if (Object.hasOwn(DEFAULT_ROLES, name)) throw new ConflictError('ERR_BUILTIN_ROLE', `role '${name}' is one of the seed's built-in roles and cannot be removed`, { hint: `change its permissions instead: dsk policy set ${name} PERMISSION off` });
   const ops = listOperators(h).filter((o) => o.role === name).length;
   const keys = (h.db.prepare("SELECT count(*) AS n FROM keys WHERE role = ? AND status IN ('active','grace')").get(name) as { n: number }).n;
-  if (ops || keys) throw new ConflictError('ERR_ROLE_IN_USE', `role '${name}' is in use by ${ops} operator(s) and ${keys} live key(s)`, 'remove or re-role them first');
+  if (ops || keys) throw new ConflictError('ERR_ROLE_IN_USE', `role '${name}' is in use by ${ops} operator(s) and ${keys} live key(s)`, { hint: 'remove or re-role them first' });
 }
 
 export function removeRole(h: Home, name: string): MatrixRow[] {

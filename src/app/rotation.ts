@@ -208,7 +208,7 @@ function commitRotation(home: Home, oldId: string, trigger: Trigger, m: KeyMater
 }
 
 function graceFor(home: Home, graceMs: number | undefined): number {
-  if (graceMs !== undefined && (!Number.isFinite(graceMs) || graceMs < 0)) throw new UsageError('--grace must not be negative');
+  if (graceMs !== undefined && (!Number.isFinite(graceMs) || graceMs < 0)) throw new UsageError('ERR_GRACE', 'a grace period must not be negative');
   return graceMs ?? policyMs(home.config.policy).graceMs;
 }
 
@@ -236,14 +236,14 @@ export async function rotateKey(home: Home, id: string, opts: { graceMs?: number
   const now = home.env.clock.now();
   const r = await issueSuccessors(home, [{ id, trigger: 'MANUAL' }], graceMs, opts.onIssued);
   const a = r.actions[0];
-  if (a.action === 'skip') throw new ConflictError('ERR_KEY_STATE', `key ${id} cannot be rotated: ${a.reason}`, 'another run rotated it first; dsk keys show it');
+  if (a.action === 'skip') throw new ConflictError('ERR_KEY_STATE', `key ${id} cannot be rotated: ${a.reason}`, { hint: 'another run rotated it first; dsk keys show it' });
   return { now: iso(now)!, dry_run: false, actions: r.actions, warnings: [], issued: r.issued };
 }
 
 export function assertRotatable(row: KeyRow): void {
   if (row.status === 'active' && !row.replaced_by) return;
   const why = row.replaced_by ? `it was already rotated (successor ${row.replaced_by})` : `it is ${row.status}`;
-  throw new ConflictError('ERR_KEY_STATE', `key ${row.id} cannot be rotated: ${why}`, row.replaced_by ? `rotate the successor instead: dsk rotate ${row.replaced_by}` : 'only active keys can be rotated; issue a new one with dsk keygen');
+  throw new ConflictError('ERR_KEY_STATE', `key ${row.id} cannot be rotated: ${why}`, { hint: row.replaced_by ? `rotate the successor instead: dsk rotate ${row.replaced_by}` : 'only active keys can be rotated; issue a new one with dsk keygen' });
 }
 
 export interface EmergencyTarget {
@@ -257,8 +257,8 @@ export interface EmergencyTarget {
 /** Exactly one selector; checked before any I/O. */
 export function checkEmergencyTarget(t: EmergencyTarget): void {
   const chosen = [t.all, t.ids?.length, t.role, t.owner].filter(Boolean).length;
-  if (chosen === 0) throw new UsageError('--emergency needs a target: --all, key ids, --role R or --owner O', 'for example: dsk rotate --emergency --role automation');
-  if (chosen > 1) throw new UsageError('give only one emergency target: --all, key ids, --role or --owner');
+  if (chosen === 0) throw new UsageError('ERR_EMERGENCY_TARGET_MISSING', 'an emergency rotation needs a target: all keys, key ids, a role or an owner');
+  if (chosen > 1) throw new UsageError('ERR_EMERGENCY_TARGET_MANY', 'an emergency rotation takes one target: all keys, key ids, a role or an owner');
 }
 
 export function emergencyTargets(home: Home, t: EmergencyTarget): KeyRow[] {
@@ -266,7 +266,7 @@ export function emergencyTargets(home: Home, t: EmergencyTarget): KeyRow[] {
   if (t.ids?.length) {
     const rows = [...new Set(t.ids)].map((id) => getKey(home, id));
     for (const r of rows)
-      if (r.status !== 'active' && r.status !== 'grace') throw new ConflictError('ERR_KEY_STATE', `key ${r.id} is already ${r.status}`, 'an emergency rotation revokes active keys and keys in grace');
+      if (r.status !== 'active' && r.status !== 'grace') throw new ConflictError('ERR_KEY_STATE', `key ${r.id} is already ${r.status}`, { hint: 'an emergency rotation revokes active keys and keys in grace' });
     return rows;
   }
   if (t.role) assertRole(home.config, t.role);

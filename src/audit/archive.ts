@@ -61,14 +61,14 @@ const COLS = AUDIT_COLUMNS;
 export function archiveBefore(h: Home, before: number, out: string): ArchiveResult {
   const { auditKey } = h.requireUnsealed();
   const report = verifyChain(h.db, readHead(h.dir), auditKey);
-  if (report.breach) throw new IntegrityError('ERR_AUDIT_CHAIN', `refusing to archive a broken chain: ${report.breach.message}`, 'run dsk audit verify and investigate first');
+  if (report.breach) throw new IntegrityError('ERR_AUDIT_CHAIN', `refusing to archive a broken chain: ${report.breach.message}`, { hint: 'run dsk audit verify and investigate first' });
   const cutoff = new Date(before).toISOString();
   const firstSeq = report.first_seq;
   const firstLater = (h.db.prepare('SELECT min(seq) AS s FROM audit.events WHERE ts >= ?').get(cutoff) as { s: number | null }).s;
   // Archive the longest prefix older than the cutoff (clocks of several writers may disagree a little).
   const lastSeq = firstLater === null ? report.last_seq : firstLater - 1;
   if (firstSeq === null || lastSeq === null || lastSeq < firstSeq) return { archived: 0, file: null, first_seq: null, last_seq: null, last_hash: null, sha256: null, checkpoint_seq: null };
-  if (fs.existsSync(out)) throw new ConflictError('ERR_FILE_EXISTS', `${out} already exists`, 'choose a new file name for each archive');
+  if (fs.existsSync(out)) throw new ConflictError('ERR_FILE_EXISTS', `${out} already exists`, { hint: 'choose a new file name for each archive' });
 
   const members: Buffer[] = [];
   let lines: string[] = [];
@@ -94,7 +94,7 @@ export function archiveBefore(h: Home, before: number, out: string): ArchiveResu
   try {
     h.tx(() => {
       const now = h.db.prepare('SELECT min(seq) AS first, (SELECT hash FROM audit.events WHERE seq = ?) AS last_hash FROM audit.events').get(lastSeq) as { first: number; last_hash: string | null };
-      if (now.first !== firstSeq || now.last_hash !== lastHash) throw new ConflictError('ERR_AUDIT_CHANGED', 'the audit log changed while archiving (another archive ran?)', 'run the archive again');
+      if (now.first !== firstSeq || now.last_hash !== lastHash) throw new ConflictError('ERR_AUDIT_CHANGED', 'the audit log changed while archiving (another archive ran?)', { hint: 'run the archive again' });
       // Append first, so the checkpoint chains onto the newest row even when every row is archived.
       h.audit({ action: 'AUDIT_ARCHIVE', details: { first_seq: firstSeq, last_seq: lastSeq, first_prev_hash: firstPrev, last_hash: lastHash, rows: n, file: path.basename(out), sha256: digest } });
       h.db.prepare('DELETE FROM audit.events WHERE seq <= ?').run(lastSeq);
@@ -118,7 +118,7 @@ export interface ArchiveReport extends Omit<VerifyReport, 'head_file' | 'start'>
 export function verifyArchive(file: string, auditKey: Buffer | null, home: Home | null): ArchiveReport {
   let data: Buffer;
   try {
-    if (fs.statSync(file).size > MAX_ARCHIVE_BYTES) throw new UsageError(`${file} is larger than ${MAX_ARCHIVE_BYTES} bytes; not a dsk audit archive`);
+    if (fs.statSync(file).size > MAX_ARCHIVE_BYTES) throw new UsageError('ERR_ARCHIVE_TOO_LARGE', `${file} is larger than ${MAX_ARCHIVE_BYTES} bytes; not a dsk audit archive`);
     data = fs.readFileSync(file);
   } catch (e) {
     if ((e as { exitCode?: number }).exitCode) throw e;
@@ -181,7 +181,7 @@ export function verifyArchive(file: string, auditKey: Buffer | null, home: Home 
   if (!rep.breach && (w.last_seq !== header.last_seq || w.head_hash !== header.last_hash || w.rows !== header.rows))
     rep.breach = { seq: (w.last_seq ?? header.first_seq - 1) + 1, kind: 'truncated', message: `the archive holds rows up to ${w.last_seq ?? 'none'} but its header names ${header.first_seq} to ${header.last_seq}` };
   if (!rep.breach && home) {
-    if (home.config.home_id !== header.home_id) throw new UsageError(`${path.basename(file)} belongs to another home (${header.home_id})`);
+    if (home.config.home_id !== header.home_id) throw new UsageError('ERR_ARCHIVE_FOREIGN', `${path.basename(file)} belongs to another home (${header.home_id})`);
     const cps = home.db.prepare("SELECT seq, details FROM audit.events WHERE action = 'AUDIT_ARCHIVE'").all() as Pick<AuditRow, 'seq' | 'details'>[];
     for (const cp of cps) {
       const d = JSON.parse(cp.details) as { last_seq: number; last_hash: string; first_seq: number; first_prev_hash: string };

@@ -39,21 +39,21 @@ export function parseTimeArg(text: string, now: number, what: string): number {
     if (mo < 1 || mo > 12 || da < 1 || da > 31) ms = NaN;
   } else ms = NaN;
   if (!Number.isFinite(ms))
-    throw new UsageError(`invalid ${what} '${text}': expected a duration (24h, 7d) or a date (2026-01-31, 2026-01-31T08:00, 2026-01-31T08:00Z)`, undefined, 'ERR_TIME');
+    throw new UsageError('ERR_TIME', `invalid ${what} '${text}': expected a duration (24h, 7d) or a date (2026-01-31, 2026-01-31T08:00, 2026-01-31T08:00Z)`);
   return ms;
 }
 
 export function parseIpFilter(text: string): Cidr {
   const c = parseCidr(text);
-  if (!c) throw new UsageError(`invalid --ip '${text}': expected an address or CIDR block (10.0.0.0/8, 192.168.1.7, 2001:db8::/32)`, undefined, 'ERR_CIDR');
+  if (!c) throw new UsageError('ERR_CIDR', `invalid address filter '${text}': expected an address or CIDR block (10.0.0.0/8, 192.168.1.7, 2001:db8::/32)`);
   return c;
 }
 
 const ACTION = /^[A-Z][A-Z0-9_]{0,63}$/;
 export function parseActions(text: string): string[] {
   const list = text.split(',').map((a) => a.trim().toUpperCase()).filter(Boolean);
-  if (!list.length) throw new UsageError(`invalid --action '${text}'`, 'for example KEY_CREATE or KEY_REVOKE,KEY_ROTATION');
-  for (const a of list) if (!ACTION.test(a)) throw new UsageError(`invalid --action '${a}': action names are upper-case letters, digits and _`);
+  if (!list.length) throw new UsageError('ERR_ACTION', `invalid action list '${text}'`, { hint: 'for example KEY_CREATE or KEY_REVOKE,KEY_ROTATION' });
+  for (const a of list) if (!ACTION.test(a)) throw new UsageError('ERR_ACTION', `invalid action '${a}': action names are upper-case letters, digits and _`);
   return list;
 }
 

@@ -86,7 +86,7 @@ export class AuditWriter {
     // Typically a leaked key pasted into --reason or --name: the caller's input, so exit 2, and the
     // surrounding transaction rolls back.
     if (SECRET_SHAPES.test(details) || SECRET_SHAPES.test(e.actor))
-      throw new UsageError('refusing to record something shaped like an API key or signing secret in the audit log', 'refer to a key by its id (dsk keys list shows it), never by the key itself', 'ERR_SECRET_IN_AUDIT');
+      throw new UsageError('ERR_SECRET_IN_AUDIT', 'refusing to record something shaped like an API key or signing secret in the audit log', { hint: 'refer to a key by its id (dsk keys list shows it), never by the key itself' });
     const last = this.#last.get() as { seq: number; hash: string } | undefined;
     const row: AuditRow = {
       seq: (last?.seq ?? 0) + 1,

@@ -30,7 +30,7 @@ export function resolveHome(opt: string | undefined): string {
 export function ctxOf(cmd: Command): Ctx {
   const g = cmd.optsWithGlobals() as { home?: string; json?: boolean; color?: boolean; actor?: string; otp?: string };
   const actor = g.actor ?? process.env.DSK_ACTOR ?? osUser();
-  if (!/^[\w.@+-]{1,64}$/.test(actor)) throw new UsageError(`invalid --actor '${actor}': use letters, digits and . _ @ + - (at most 64)`);
+  if (!/^[\w.@+-]{1,64}$/.test(actor)) throw new UsageError('ERR_ACTOR', `invalid --actor '${actor}': use letters, digits and . _ @ + - (at most 64)`);
   const color = g.color !== false && !process.env.NO_COLOR && !!process.stdout.isTTY;
   return { home: resolveHome(g.home), json: !!g.json, color, actor, env: defaultEnv(actor), otp: g.otp ?? process.env.DSK_OTP };
 }

@@ -27,8 +27,8 @@ export interface Delivered {
 /** Checks delivery flags before any work (exit 2 on a bad directory). */
 export function checkDelivery(f: DeliveryFlags): void {
   if (f.outDir !== undefined && !(fs.existsSync(f.outDir) && fs.statSync(f.outDir).isDirectory()))
-    throw new UsageError(`--out-dir ${f.outDir} is not a directory`, 'create it first (mode 0700)');
-  if (f.exec !== undefined && !f.exec.trim()) throw new UsageError('--exec needs a command');
+    throw new UsageError('ERR_NOT_A_DIRECTORY', `--out-dir ${f.outDir} is not a directory`, { hint: 'create it first (mode 0700)' });
+  if (f.exec !== undefined && !f.exec.trim()) throw new UsageError('ERR_FLAG_MISSING', '--exec needs a command');
 }
 
 export function hasDelivery(f: DeliveryFlags): boolean {

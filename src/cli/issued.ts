@@ -13,7 +13,7 @@ export function writeIssuedFile(out: string, k: IssuedKey): void {
 
 /** Fails early (exit 6), before any unsealing, when --out names an existing file. */
 export function assertOutFree(out: string | undefined): void {
-  if (out && fs.existsSync(out)) throw new ConflictError('ERR_FILE_EXISTS', `${out} already exists`, 'choose another path or remove the file first');
+  if (out && fs.existsSync(out)) throw new ConflictError('ERR_FILE_EXISTS', `${out} already exists`, { hint: 'choose another path or remove the file first' });
 }
 
 /** `alreadyWritten`: the caller wrote --out itself (inside the issuing transaction). */

@@ -2,8 +2,8 @@
  * dsk's entry point. Loads only the command that runs (start-up time matters for cron and
  * scripts), maps every error to the brief's exit codes, and prints `dsk: error: …` / `dsk: hint: …`.
  */
-import { Command, CommanderError, Option } from 'commander';
-import { ExitCode, isDskError } from '../kernel/errors.js';
+import { Command, Option } from 'commander';
+import { reportError } from './errors.js';
 import { VERSION } from './version.js';
 
 type Loader = () => Promise<{ register(program: Command): void }>;
@@ -74,6 +74,12 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** `--json` among the global options or the command's (not after `--`). */
+export function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
+}
+
 export async function main(argv: string[]): Promise<void> {
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
     process.stdout.write(VERSION + '\n');
@@ -96,27 +102,6 @@ export async function main(argv: string[]): Promise<void> {
     }
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
-    process.exitCode = reportError(e);
+    process.exitCode = reportError(e, wantsJson(argv));
   }
-}
-
-export function reportError(e: unknown): number {
-  if (e instanceof CommanderError) {
-    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0) return ExitCode.OK;
-    return ExitCode.USAGE; // commander already printed the message
-  }
-  if (isDskError(e)) {
-    process.stderr.write(`dsk: error: ${e.message}\n`);
-    if (e.hint) process.stderr.write(`dsk: hint: ${e.hint}\n`);
-    if (process.env.DSK_DEBUG === '1') process.stderr.write(`${e.stack}\n`);
-    return e.exitCode;
-  }
-  const err = e as Error;
-  if (err?.name === 'ExitPromptError' || err?.name === 'AbortPromptError') {
-    process.stderr.write('dsk: error: cancelled\n');
-    return ExitCode.USAGE;
-  }
-  process.stderr.write(`dsk: error: internal error: ${err?.message ?? String(e)}\n`);
-  process.stderr.write(process.env.DSK_DEBUG === '1' ? `${err?.stack}\n` : 'dsk: hint: this is a bug; rerun with DSK_DEBUG=1 for the stack trace and report it\n');
-  return ExitCode.INTERNAL;
 }

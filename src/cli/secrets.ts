@@ -26,16 +26,16 @@ function stripNewline(b: Buffer): Buffer {
 export function readSecretFile(file: string, what: string, opts: { raw?: boolean } = {}): Buffer {
   const trim = (b: Buffer) => (opts.raw ? b : stripNewline(b));
   if (file === '-') {
-    if (stdinUsed) throw new UsageError(`only one secret can come from stdin ('-')`);
+    if (stdinUsed) throw new UsageError('ERR_STDIN_TWICE', `only one secret can come from stdin ('-')`);
     stdinUsed = true;
     const data = trim(fs.readFileSync(0));
-    if (!data.length) throw new UsageError(`${what} from stdin is empty`);
+    if (!data.length) throw new UsageError('ERR_SECRET_EMPTY', `${what} from stdin is empty`);
     return data;
   }
   try {
     assertPrivate(file, 'file');
     const data = trim(fs.readFileSync(file));
-    if (!data.length) throw new UsageError(`${what} file ${file} is empty`);
+    if (!data.length) throw new UsageError('ERR_SECRET_EMPTY', `${what} file ${file} is empty`);
     return data;
   } catch (e) {
     if ((e as { exitCode?: number }).exitCode) throw e;
@@ -89,7 +89,7 @@ export function unsealInputs(flags: SecretFlags): UnsealInputs {
       const files = passphraseFilesFrom(flags.passphraseFile);
       if (files.length) return passphrasesFromFiles(files);
       if (!canPrompt())
-        throw new AuthError('ERR_NO_PASSPHRASE', `unsealing needs ${threshold} of ${shares} custodian passphrases and there is no terminal to ask on`, 'use --passphrase-file (repeatable) or DSK_PASSPHRASE_FILES=f1:f2:f3');
+        throw new AuthError('ERR_NO_PASSPHRASE', `unsealing needs ${threshold} of ${shares} custodian passphrases and there is no terminal to ask on`, { hint: 'use --passphrase-file (repeatable) or DSK_PASSPHRASE_FILES=f1:f2:f3' });
       const out: Passphrase[] = [];
       for (let i = 1; i <= threshold; i++) out.push({ source: `prompt #${i}`, value: await promptSecret(`custodian passphrase ${i} of ${threshold}:`) });
       return out;
@@ -97,7 +97,7 @@ export function unsealInputs(flags: SecretFlags): UnsealInputs {
     async pin() {
       if (flags.pinFile) return readSecretFile(flags.pinFile, 'PIN');
       if (process.env.DSK_HSM_PIN) return Buffer.from(process.env.DSK_HSM_PIN);
-      if (!canPrompt()) throw new AuthError('ERR_NO_PIN', 'the HSM needs its user PIN and there is no terminal to ask on', 'use --pin-file FILE or DSK_HSM_PIN');
+      if (!canPrompt()) throw new AuthError('ERR_NO_PIN', 'the HSM needs its user PIN and there is no terminal to ask on', { hint: 'use --pin-file FILE or DSK_HSM_PIN' });
       return promptSecret('HSM user PIN:');
     },
   };

@@ -1,6 +1,5 @@
 /** dsk.json: configuration and policy. Never holds a secret. */
-import { UsageError } from '../kernel/errors.js';
-import { DEFAULT_ROLES, roleExists, type Roles } from './roles.js';
+import { assertRoleExists, DEFAULT_ROLES, type Roles } from './roles.js';
 import { DEFAULT_POLICY, type Policy } from './policy.js';
 
 export const CONFIG_FORMAT = 'dsk-config/1';
@@ -26,6 +25,5 @@ export function withDefaults(c: DskConfig): DskConfig {
 }
 
 export function assertRole(c: Pick<DskConfig, 'roles'>, role: string): void {
-  if (!roleExists(c.roles, role))
-    throw new UsageError(`unknown role '${role}'`, `known roles: ${Object.keys(c.roles).join(', ')}`, 'ERR_ROLE');
+  assertRoleExists(c.roles, role);
 }

@@ -23,13 +23,13 @@ const DAY = 24 * HOUR;
 
 export function parseEvery(text: string): number {
   const ms = parseDuration(text, '--every');
-  if (ms < MIN) throw new UsageError(`--every ${text} is shorter than cron's one-minute resolution`, 'use 1m or more; 1h is typical');
+  if (ms < MIN) throw new UsageError('ERR_SCHEDULE_TOO_SHORT', `a schedule of ${text} is shorter than cron's one-minute resolution`, { hint: 'use 1m or more; 1h is typical' });
   return ms;
 }
 
 /** The five cron time fields for "every N"; refuses periods cron cannot express evenly. */
 export function cronSchedule(ms: number): string {
-  const bad = () => new UsageError(`cron cannot run exactly every ${ms / MIN} minutes`, 'use minutes dividing 60 (5m, 15m, 30m), hours dividing 24 (1h, 6h, 12h), or whole days');
+  const bad = () => new UsageError('ERR_SCHEDULE_UNEVEN', `cron cannot run exactly every ${ms / MIN} minutes`, { hint: 'use minutes dividing 60 (5m, 15m, 30m), hours dividing 24 (1h, 6h, 12h), or whole days' });
   if (ms % DAY === 0) return ms === DAY ? '17 3 * * *' : `17 3 */${ms / DAY} * *`;
   if (ms % HOUR === 0) {
     const h = ms / HOUR;

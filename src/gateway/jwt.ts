@@ -82,7 +82,7 @@ export async function verifyToken(token: string, key: Buffer, keyId: string, now
 export async function issueKeyToken(home: import('../app/home.js').Home, id: string, ttlMs: number) {
   const { getKey, checkUsable } = await import('../app/keys.js');
   const { ConflictError, UsageError } = await import('../kernel/errors.js');
-  if (ttlMs > JWT_MAX_TTL_MS) throw new UsageError(`--ttl is at most 24h: tokens are meant to be short-lived`, 'issue a new token when it expires');
+  if (ttlMs > JWT_MAX_TTL_MS) throw new UsageError('ERR_TOKEN_TTL', `a token lifetime is at most 24h: tokens are meant to be short-lived`, { hint: 'issue a new token when it expires' });
   const { master } = home.requireUnsealed();
   const now = home.env.clock.now();
   const row = getKey(home, id);

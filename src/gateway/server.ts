@@ -97,20 +97,20 @@ const DEFAULTS = {
 export function gatewayOptions(config: Record<string, unknown> | undefined, flags: Partial<Record<string, unknown>>): GatewayOptions {
   const g = (config ?? {}) as Record<string, any>;
   const upstream = (flags.upstream as string) ?? g.upstream;
-  if (!upstream) throw new UsageError('no upstream: pass --upstream URL or set gateway.upstream in dsk.json', 'for example --upstream http://127.0.0.1:11434');
+  if (!upstream) throw new UsageError('ERR_NO_UPSTREAM', 'no upstream: pass --upstream URL or set gateway.upstream in dsk.json', { hint: 'for example --upstream http://127.0.0.1:11434' });
   let u: URL;
   try {
     u = new URL(upstream);
   } catch {
-    throw new UsageError(`invalid --upstream '${upstream}': expected an http:// or https:// URL`);
+    throw new UsageError('ERR_UPSTREAM_URL', `invalid --upstream '${upstream}': expected an http:// or https:// URL`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`invalid --upstream '${upstream}': expected an http:// or https:// URL`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError('ERR_UPSTREAM_URL', `invalid --upstream '${upstream}': expected an http:// or https:// URL`);
   const listen = String(flags.listen ?? g.listen ?? DEFAULTS.listen);
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
-  if (!m || Number(m[3]) > 65535) throw new UsageError(`invalid --listen '${listen}': expected HOST:PORT`, 'for example 127.0.0.1:8080 or [::1]:8080 (port 0 picks a free one)');
+  if (!m || Number(m[3]) > 65535) throw new UsageError('ERR_LISTEN_ADDRESS', `invalid --listen '${listen}': expected HOST:PORT`, { hint: 'for example 127.0.0.1:8080 or [::1]:8080 (port 0 picks a free one)' });
   const num = (v: unknown, what: string, min = 1): number => {
     const n = typeof v === 'string' ? Number(v) : (v as number);
-    if (typeof n !== 'number' || !Number.isFinite(n) || n < min) throw new UsageError(`invalid ${what} '${String(v)}': expected a number ≥ ${min}`);
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < min) throw new UsageError('ERR_NUMBER', `invalid ${what} '${String(v)}': expected a number ≥ ${min}`);
     return n;
   };
   const dur = (v: unknown, what: string) => (typeof v === 'number' ? v : parseDuration(String(v), what));
@@ -118,14 +118,14 @@ export function gatewayOptions(config: Record<string, unknown> | undefined, flag
   const bf = { ...DEFAULTS.brute_force, ...(g.brute_force ?? {}) };
   const routes: Record<string, Permission> = { ...DEFAULT_ROUTES, ...(g.routes ?? {}) };
   for (const [r, p] of Object.entries(routes)) {
-    if (!/^(\*|[A-Z]+) \/\S*$/.test(r)) throw new UsageError(`gateway.routes: invalid route '${r}'`, "use 'METHOD /path', '* /path' or a trailing /* for a prefix");
-    if (!(PERMISSIONS as readonly string[]).includes(p)) throw new UsageError(`gateway.routes: '${r}' maps to unknown permission '${p}'`, `known: ${PERMISSIONS.join(', ')}`);
+    if (!/^(\*|[A-Z]+) \/\S*$/.test(r)) throw new UsageError('ERR_ROUTE', `gateway.routes: invalid route '${r}'`, { hint: "use 'METHOD /path', '* /path' or a trailing /* for a prefix" });
+    if (!(PERMISSIONS as readonly string[]).includes(p)) throw new UsageError('ERR_ROUTE_PERMISSION', `gateway.routes: '${r}' maps to unknown permission '${p}'`, { hint: `known: ${PERMISSIONS.join(', ')}` });
   }
   const tlsCert = (flags.tlsCert as string) ?? g.tls_cert;
   const tlsKey = (flags.tlsKey as string) ?? g.tls_key;
   const clientCa = (flags.clientCa as string) ?? g.client_ca;
-  if (!!tlsCert !== !!tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
-  if (clientCa && !tlsCert) throw new UsageError('--client-ca needs --tls-cert and --tls-key');
+  if (!!tlsCert !== !!tlsKey) throw new UsageError('ERR_FLAGS_TOGETHER', '--tls-cert and --tls-key go together');
+  if (clientCa && !tlsCert) throw new UsageError('ERR_FLAGS_TOGETHER', '--client-ca needs --tls-cert and --tls-key');
   return {
     upstream: u.toString().replace(/\/$/, ''),
     host: m[1] ?? m[2],
@@ -586,9 +586,9 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     await stopBackground();
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL')
-      throw new UnavailableError('ERR_LISTEN', `cannot listen on ${o.host}:${o.port} (${code})`, code === 'EADDRINUSE' ? 'another process holds the port: choose another --listen' : 'check the address and your permission to bind it');
+      throw new UnavailableError('ERR_LISTEN', `cannot listen on ${o.host}:${o.port} (${code})`, { hint: code === 'EADDRINUSE' ? 'another process holds the port: choose another --listen' : 'check the address and your permission to bind it' });
     if ((e as { exitCode?: number }).exitCode) throw e;
-    throw new UsageError(`cannot start TLS: ${(e as Error).message.split('\n')[0]}`, 'check that --tls-cert and --tls-key are PEM files that belong together');
+    throw new UsageError('ERR_TLS', `cannot start TLS: ${(e as Error).message.split('\n')[0]}`, { hint: 'check that --tls-cert and --tls-key are PEM files that belong together' });
   }
   const addr = server.address() as AddressInfo;
   const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;

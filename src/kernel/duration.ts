@@ -7,14 +7,10 @@ const DURATION = /^(\d{1,9})(s|m|h|d)$/;
 export function parseDuration(text: string, what = 'duration', allowZero = false): number {
   const m = DURATION.exec(text.trim());
   if (!m) {
-    throw new UsageError(
-      `invalid ${what} '${text}': expected a whole number followed by s, m, h or d`,
-      'for example 90d, 48h, 15m or 30s',
-      'ERR_DURATION',
-    );
+    throw new UsageError('ERR_DURATION', `invalid ${what} '${text}': expected a whole number followed by s, m, h or d`, { hint: 'for example 90d, 48h, 15m or 30s' });
   }
   const ms = Number(m[1]) * UNIT_MS[m[2]];
-  if (!allowZero && ms === 0) throw new UsageError(`invalid ${what} '${text}': must be greater than zero`, undefined, 'ERR_DURATION');
+  if (!allowZero && ms === 0) throw new UsageError('ERR_DURATION', `invalid ${what} '${text}': must be greater than zero`);
   return ms;
 }
 
@@ -35,8 +31,8 @@ export function humanAge(ms: number): string {
 }
 
 export function parsePositiveInt(text: string, what: string, max = Number.MAX_SAFE_INTEGER): number {
-  if (!/^\d{1,15}$/.test(text.trim())) throw new UsageError(`invalid ${what} '${text}': expected a positive whole number`);
+  if (!/^\d{1,15}$/.test(text.trim())) throw new UsageError('ERR_NUMBER', `invalid ${what} '${text}': expected a positive whole number`);
   const n = Number(text);
-  if (n < 1 || n > max) throw new UsageError(`invalid ${what} '${text}': must be between 1 and ${max}`);
+  if (n < 1 || n > max) throw new UsageError('ERR_NUMBER_RANGE', `invalid ${what} '${text}': must be between 1 and ${max}`);
   return n;
 }

@@ -1,7 +1,11 @@
 /**
- * One error hierarchy for the whole of dsk. Each class carries a stable `code` (for scripts and
- * tests) and the exit code the brief fixes. Messages are one line, lower-case, and never contain a
- * secret; `hint` says what to do next.
+ * One error hierarchy for the whole of dsk, built one way: `new XError(code, message, { hint, cause })`.
+ *
+ * `code` is stable (scripts and tests branch on it) and names one failure; each code belongs to one
+ * class, and each class to one exit code of the brief, so a code always means the same exit status
+ * (test/errors.test.ts checks every code in src/). Messages are one line, lower-case, never contain
+ * a secret, and name no command-line flag: wording about flags belongs to the CLI. `hint` says what
+ * to do next; `cause` keeps the underlying error for DSK_DEBUG=1.
  */
 export const ExitCode = {
   OK: 0,
@@ -15,64 +19,53 @@ export const ExitCode = {
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
+export interface DskErrorOptions {
+  /** The next step for the user. */
+  hint?: string;
+  /** The error this one explains (an errno, an SQLite or PKCS#11 failure). */
+  cause?: unknown;
+}
+
 export abstract class DskError extends Error {
   abstract readonly exitCode: ExitCodeValue;
   readonly code: string;
   readonly hint?: string;
-  constructor(code: string, message: string, hint?: string) {
-    super(message);
+  constructor(code: string, message: string, opts: DskErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
-    this.hint = hint;
+    this.hint = opts.hint;
   }
 }
 
 /** Exit 2: unknown command, bad flag, malformed value. */
 export class UsageError extends DskError {
   readonly exitCode = ExitCode.USAGE;
-  constructor(message: string, hint?: string, code = 'ERR_USAGE') {
-    super(code, message, hint);
-  }
 }
 
 /** Exit 3: wrong passphrase or PIN, too few fragments, bad or expired key, missing permission. */
 export class AuthError extends DskError {
   readonly exitCode = ExitCode.AUTH;
-  constructor(code: string, message: string, hint?: string) {
-    super(code, message, hint);
-  }
 }
 
 /** Exit 4: home, key id, token, module file. */
 export class NotFoundError extends DskError {
   readonly exitCode = ExitCode.NOT_FOUND;
-  constructor(code: string, message: string, hint?: string) {
-    super(code, message, hint);
-  }
 }
 
-/** Exit 5: tampered fragment, broken audit chain, bad checksum. */
+/** Exit 5: tampered fragment, broken audit chain, bad checksum, unsafe permissions. */
 export class IntegrityError extends DskError {
   readonly exitCode = ExitCode.INTEGRITY;
-  constructor(code: string, message: string, hint?: string) {
-    super(code, message, hint);
-  }
 }
 
-/** Exit 6: home exists, lock held, key in a state that forbids the action. */
+/** Exit 6: home exists, lock held, store busy, key in a state that forbids the action. */
 export class ConflictError extends DskError {
   readonly exitCode = ExitCode.CONFLICT;
-  constructor(code: string, message: string, hint?: string) {
-    super(code, message, hint);
-  }
 }
 
 /** Exit 7: PKCS#11 module fails to load, store not writable, upstream down. */
 export class UnavailableError extends DskError {
   readonly exitCode = ExitCode.UNAVAILABLE;
-  constructor(code: string, message: string, hint?: string) {
-    super(code, message, hint);
-  }
 }
 
 export function isDskError(e: unknown): e is DskError {

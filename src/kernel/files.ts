@@ -60,7 +60,7 @@ export function writePrivateFile(dest: string, data: string | Buffer, opts: { ex
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     if ((e as NodeJS.ErrnoException).code === 'EEXIST')
-      throw new ConflictError('ERR_FILE_EXISTS', `${dest} already exists`, 'choose another path or remove the file first');
+      throw new ConflictError('ERR_FILE_EXISTS', `${dest} already exists`, { hint: 'choose another path or remove the file first' });
     throw ioError(e, dest);
   }
   if (opts.syncDir !== false) fsyncDir(path.dirname(dest));
@@ -68,11 +68,11 @@ export function writePrivateFile(dest: string, data: string | Buffer, opts: { ex
 
 export function ioError(e: unknown, where: string): Error {
   const code = (e as NodeJS.ErrnoException)?.code;
-  if (code === 'ENOENT') return new NotFoundError('ERR_NOT_FOUND', `${where}: no such file or directory`);
+  if (code === 'ENOENT') return new NotFoundError('ERR_NOT_FOUND', `${where}: no such file or directory`, { cause: e });
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
-    return new UnavailableError('ERR_NOT_WRITABLE', `${where}: permission denied or read-only`, 'check the ownership and mode of the path');
-  if (code === 'ENOSPC') return new UnavailableError('ERR_DISK_FULL', `${where}: no space left on device`);
-  if (code === 'EEXIST') return new ConflictError('ERR_FILE_EXISTS', `${where} already exists`);
+    return new UnavailableError('ERR_NOT_WRITABLE', `${where}: permission denied or read-only`, { hint: 'check the ownership and mode of the path', cause: e });
+  if (code === 'ENOSPC') return new UnavailableError('ERR_DISK_FULL', `${where}: no space left on device`, { cause: e });
+  if (code === 'EEXIST') return new ConflictError('ERR_FILE_EXISTS', `${where} already exists`, { cause: e });
   return e instanceof Error ? e : new Error(String(e));
 }
 
@@ -86,11 +86,7 @@ export function assertPrivate(p: string, kind: 'home' | 'file'): void {
   }
   if ((st.mode & 0o077) !== 0) {
     const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
-    throw new IntegrityError(
-      'ERR_UNSAFE_PERMISSIONS',
-      `${p} is accessible by group or others (mode ${mode}); refusing to use it`,
-      `run: chmod ${kind === 'home' ? '700' : '600'} ${p}`,
-    );
+    throw new IntegrityError('ERR_UNSAFE_PERMISSIONS', `${p} is accessible by group or others (mode ${mode}); refusing to use it`, { hint: `run: chmod ${kind === 'home' ? '700' : '600'} ${p}` });
   }
 }
 

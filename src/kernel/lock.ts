@@ -118,7 +118,7 @@ export async function acquireLock(home: string, opts: { purpose: string; wait?: 
     const r = tryAcquire(p, opts.purpose, now());
     if ('release' in r) return r;
     if (!opts.wait || Date.now() >= deadline)
-      throw new ConflictError('ERR_LOCKED', `another dsk run holds the lock on this home (pid ${r.pid}, ${r.purpose}, since ${r.acquired_at})`, 'wait for it to finish, or pass --wait; a lock left by a killed run is taken over automatically');
+      throw new ConflictError('ERR_LOCKED', `another dsk run holds the lock on this home (pid ${r.pid}, ${r.purpose}, since ${r.acquired_at})`, { hint: 'wait for it to finish, or pass --wait; a lock left by a killed run is taken over automatically' });
     await new Promise((res) => setTimeout(res, 100));
   }
 }

@@ -62,20 +62,20 @@ function aad(storeId: string, index: number, threshold: number, shares: number):
 }
 
 export function validateSplit(shares: number, threshold: number): void {
-  if (!Number.isInteger(shares) || shares < 2 || shares > 255) throw new UsageError(`--shares must be between 2 and 255, got ${shares}`);
+  if (!Number.isInteger(shares) || shares < 2 || shares > 255) throw new UsageError('ERR_SHARES', `shares must be between 2 and 255, got ${shares}`);
   if (!Number.isInteger(threshold) || threshold < 2 || threshold > shares)
-    throw new UsageError(`--threshold must be between 2 and --shares (${shares}), got ${threshold}`);
+    throw new UsageError('ERR_THRESHOLD', `threshold must be between 2 and the number of shares (${shares}), got ${threshold}`);
 }
 
 export function validatePassphrases(list: Passphrase[], shares: number): void {
   if (list.length !== shares)
-    throw new UsageError(`need ${shares} custodian passphrases (one per fragment), got ${list.length}`, 'give --passphrase-file once per custodian');
+    throw new UsageError('ERR_PASSPHRASE_COUNT', `need ${shares} custodian passphrases (one per fragment), got ${list.length}`, { hint: 'give one passphrase per custodian' });
   list.forEach((p, i) => {
     if (p.value.length < MIN_PASSPHRASE_LENGTH)
-      throw new UsageError(`passphrase #${i + 1} (${p.source}) is shorter than ${MIN_PASSPHRASE_LENGTH} characters`);
+      throw new UsageError('ERR_PASSPHRASE_SHORT', `passphrase #${i + 1} (${p.source}) is shorter than ${MIN_PASSPHRASE_LENGTH} characters`);
     for (let j = 0; j < i; j++)
       if (constantTimeEqual(p.value, list[j].value))
-        throw new UsageError(`custodians #${j + 1} and #${i + 1} have the same passphrase; each custodian needs their own`);
+        throw new UsageError('ERR_PASSPHRASE_DUPLICATE', `custodians #${j + 1} and #${i + 1} have the same passphrase; each custodian needs their own`);
   });
 }
 
@@ -127,12 +127,12 @@ export async function writeFragments(opts: {
 export function readMetadata(fragmentsDir: string): FragmentMetadata {
   const p = path.join(fragmentsDir, 'metadata.json');
   const text = readTextIfExists(p);
-  if (text == null) throw new NotFoundError('ERR_NO_METADATA', `${p} not found`, 'is this a home created with the software backend or with recovery fragments?');
+  if (text == null) throw new NotFoundError('ERR_NO_METADATA', `${p} not found`, { hint: 'is this a home created with the software backend or with recovery fragments?' });
   let m: FragmentMetadata;
   try {
     m = JSON.parse(text);
   } catch {
-    throw new IntegrityError('ERR_METADATA', `${p} is not valid JSON`, 'restore it from a backup');
+    throw new IntegrityError('ERR_METADATA', `${p} is not valid JSON`, { hint: 'restore it from a backup' });
   }
   if (m.format !== METADATA_FORMAT || typeof m.store_id !== 'string' || !Array.isArray(m.fragments))
     throw new IntegrityError('ERR_METADATA', `${p} is not a dsk fragment metadata file`);
@@ -161,7 +161,7 @@ function loadFragments(meta: FragmentMetadata, fragmentsDir: string, extraDirs: 
       if (text == null) continue;
       found = true;
       if (!constantTimeEqual(sha256Hex(text), entry.sha256)) {
-        problems.push(new IntegrityError('ERR_FRAGMENT_TAMPERED', `fragment ${p} does not match its checksum in metadata.json: it was modified or replaced`, 'restore this fragment from its custodian or a backup'));
+        problems.push(new IntegrityError('ERR_FRAGMENT_TAMPERED', `fragment ${p} does not match its checksum in metadata.json: it was modified or replaced`, { hint: 'restore this fragment from its custodian or a backup' }));
         continue;
       }
       let f: FragmentFile;
@@ -194,7 +194,7 @@ function loadFragments(meta: FragmentMetadata, fragmentsDir: string, extraDirs: 
 export async function openFragments(meta: FragmentMetadata, fragmentsDir: string, passphrases: Passphrase[], extraDirs: string[] = []): Promise<Buffer> {
   const { usable, problems, missing } = loadFragments(meta, fragmentsDir, extraDirs);
   if (passphrases.length === 0)
-    throw new AuthError('ERR_NO_PASSPHRASE', `unsealing needs ${meta.threshold} custodian passphrases and none was given`, 'use --passphrase-file (repeatable) or DSK_PASSPHRASE_FILES, or run on a terminal to be prompted');
+    throw new AuthError('ERR_NO_PASSPHRASE', `unsealing needs ${meta.threshold} custodian passphrases and none was given`, { hint: 'use --passphrase-file (repeatable) or DSK_PASSPHRASE_FILES, or run on a terminal to be prompted' });
   const keks = await Promise.all(passphrases.map((p) => deriveKek(p.value, meta.kdf)));
   const opened = new Map<number, { share: Buffer; by: number }>();
   const failures: string[] = [];
@@ -208,7 +208,7 @@ export async function openFragments(meta: FragmentMetadata, fragmentsDir: string
         const prior = opened.get(frag.index);
         if (prior) {
           wipe(share);
-          throw new AuthError('ERR_DUPLICATE_FRAGMENT', `passphrases #${prior.by + 1} and #${j + 1} (${passphrases[j].source}) both open fragment #${frag.index}; each must be a different custodian's`, 'remove the duplicate and add another custodian\'s passphrase');
+          throw new AuthError('ERR_DUPLICATE_FRAGMENT', `passphrases #${prior.by + 1} and #${j + 1} (${passphrases[j].source}) both open fragment #${frag.index}; each must be a different custodian's`, { hint: 'remove the duplicate and add another custodian\'s passphrase' });
         }
         opened.set(frag.index, { share, by: j });
         break;
@@ -227,7 +227,7 @@ export async function openFragments(meta: FragmentMetadata, fragmentsDir: string
       const hint = missing.length
         ? `pass --fragment-dir DIR where the missing fragments are now, or another custodian's passphrase`
         : `${meta.threshold} of ${meta.shares} custodians must each give their passphrase`;
-      throw new AuthError('ERR_UNSEAL', `cannot unseal: ${why}${miss}`, hint);
+      throw new AuthError('ERR_UNSEAL', `cannot unseal: ${why}${miss}`, { hint: hint });
     }
     const shares = [...opened.values()].slice(0, meta.threshold).map((o) => new Uint8Array(o.share));
     const key = Buffer.from(await combine(shares));

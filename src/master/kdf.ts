@@ -24,21 +24,21 @@ export function makeKdfParams(name: string, cost: number | undefined, salt: Buff
   if (name === 'pbkdf2' || name === 'pbkdf2-sha256') {
     const iterations = cost ?? PBKDF2_DEFAULT_ITERATIONS;
     if (!Number.isInteger(iterations) || iterations < PBKDF2_MIN_ITERATIONS || iterations > PBKDF2_MAX_ITERATIONS)
-      throw new UsageError(`--kdf-cost for pbkdf2 must be between ${PBKDF2_MIN_ITERATIONS} and ${PBKDF2_MAX_ITERATIONS} iterations`);
+      throw new UsageError('ERR_KDF_COST', `the pbkdf2 cost must be between ${PBKDF2_MIN_ITERATIONS} and ${PBKDF2_MAX_ITERATIONS} iterations`);
     return { name: 'pbkdf2-sha256', iterations, salt: s };
   }
   if (name === 'scrypt') {
     const logN = cost ?? SCRYPT_DEFAULT_LOG_N;
     if (!Number.isInteger(logN) || logN < SCRYPT_MIN_LOG_N || logN > SCRYPT_MAX_LOG_N)
-      throw new UsageError(`--kdf-cost for scrypt is log2(N) and must be between ${SCRYPT_MIN_LOG_N} and ${SCRYPT_MAX_LOG_N}`);
+      throw new UsageError('ERR_KDF_COST', `the scrypt cost is log2(N) and must be between ${SCRYPT_MIN_LOG_N} and ${SCRYPT_MAX_LOG_N}`);
     return { name: 'scrypt', log_n: logN, r: 8, p: 1, salt: s };
   }
-  throw new UsageError(`unknown --kdf '${name}'`, 'use pbkdf2 or scrypt');
+  throw new UsageError('ERR_KDF_UNKNOWN', `unknown kdf '${name}'`, { hint: 'use pbkdf2 or scrypt' });
 }
 
 /** Checks parameters read from disk; a value outside the bounds means the file was edited. */
 export function checkKdfParams(p: unknown, where: string): KdfParams {
-  const bad = (why: string) => new IntegrityError('ERR_KDF_PARAMS', `${where}: kdf parameters rejected (${why})`, 'restore metadata.json from a backup');
+  const bad = (why: string) => new IntegrityError('ERR_KDF_PARAMS', `${where}: kdf parameters rejected (${why})`, { hint: 'restore metadata.json from a backup' });
   if (!p || typeof p !== 'object') throw bad('missing');
   const k = p as Record<string, unknown>;
   if (typeof k.salt !== 'string' || Buffer.from(k.salt, 'base64').length < 16) throw bad('salt');

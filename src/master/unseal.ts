@@ -33,7 +33,7 @@ export async function unsealMaster(home: string, config: DskConfig, inputs: Unse
     wipe(key);
     if ((await keyCheckValue(master)) !== kcv) {
       await master.close();
-      throw new IntegrityError('ERR_KCV', 'the rebuilt master key does not match its key check value: fragments or metadata.json were altered', 'restore key_fragments/ from a backup');
+      throw new IntegrityError('ERR_KCV', 'the rebuilt master key does not match its key check value: fragments or metadata.json were altered', { hint: 'restore key_fragments/ from a backup' });
     }
     return master;
   }
@@ -41,5 +41,5 @@ export async function unsealMaster(home: string, config: DskConfig, inputs: Unse
     const { openPkcs11Master } = await import('./pkcs11/backend.js');
     return openPkcs11Master(path.resolve(home), inputs);
   }
-  throw new UsageError(`unknown backend '${String(config.backend)}' in dsk.json`);
+  throw new UsageError('ERR_BACKEND_UNKNOWN', `unknown backend '${String(config.backend)}' in dsk.json`);
 }

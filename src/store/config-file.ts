@@ -7,19 +7,19 @@ import { CONFIG_FORMAT, withDefaults, type DskConfig } from '../domain/config.js
 
 export function loadConfig(home: string): DskConfig {
   const p = homePath(home, 'config');
-  if (!fs.existsSync(home)) throw new NotFoundError('ERR_NO_HOME', `no dsk home at ${home}`, 'run dsk init, or point --home / DSK_HOME at an existing home');
+  if (!fs.existsSync(home)) throw new NotFoundError('ERR_NO_HOME', `no dsk home at ${home}`, { hint: 'run dsk init, or point --home / DSK_HOME at an existing home' });
   assertPrivate(home, 'home');
   let text: string;
   try {
     text = fs.readFileSync(p, 'utf8');
   } catch {
-    throw new NotFoundError('ERR_NO_HOME', `${home} is not a dsk home (no dsk.json)`, 'run dsk init, or point --home at an existing home');
+    throw new NotFoundError('ERR_NO_HOME', `${home} is not a dsk home (no dsk.json)`, { hint: 'run dsk init, or point --home at an existing home' });
   }
   let c: DskConfig;
   try {
     c = JSON.parse(text);
   } catch {
-    throw new IntegrityError('ERR_CONFIG', `${p} is not valid JSON`, 'restore it from a backup');
+    throw new IntegrityError('ERR_CONFIG', `${p} is not valid JSON`, { hint: 'restore it from a backup' });
   }
   if (c.format !== CONFIG_FORMAT) throw new IntegrityError('ERR_CONFIG', `${p}: unknown format ${String(c.format)}`);
   return withDefaults(c);

@@ -13,7 +13,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { homePath } from '../kernel/home-layout.js';
 import { ioError } from '../kernel/files.js';
-import { UnavailableError } from '../kernel/errors.js';
+import { ConflictError, UnavailableError } from '../kernel/errors.js';
 
 export type DB = Database.Database;
 
@@ -153,13 +153,13 @@ export function mapSqliteError(e: unknown, where: string): Error {
   const code = (e as { code?: string })?.code ?? '';
   const nothing = 'nothing was changed';
   if (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY') || code === 'SQLITE_LOCKED' || code.startsWith('SQLITE_LOCKED'))
-    return new UnavailableError('ERR_STORE_BUSY', `${where} stayed locked by another process for ${busyTimeoutMs() / 1000}s (${code}); ${nothing}`, 'try again in a moment; a long-running dsk or sqlite3 process may hold the lock');
+    return new ConflictError('ERR_STORE_BUSY', `${where} stayed locked by another process for ${busyTimeoutMs() / 1000}s (${code}); ${nothing}`, { hint: 'try again in a moment; a long-running dsk or sqlite3 process may hold the lock', cause: e });
   if (code === 'SQLITE_FULL')
-    return new UnavailableError('ERR_STORE_FULL', `cannot write ${where}: no space left on device (${code}); ${nothing}`, 'free disk space, then retry');
+    return new UnavailableError('ERR_STORE_FULL', `cannot write ${where}: no space left on device (${code}); ${nothing}`, { hint: 'free disk space, then retry', cause: e });
   if (code.startsWith('SQLITE_READONLY') || code === 'SQLITE_PERM' || code === 'SQLITE_AUTH')
-    return new UnavailableError('ERR_STORE_UNWRITABLE', `cannot write ${where}: it is read-only (${code}); ${nothing}`, 'check that keys.db, audit_log/audit.db and their directories are writable by this user');
+    return new UnavailableError('ERR_STORE_UNWRITABLE', `cannot write ${where}: it is read-only (${code}); ${nothing}`, { hint: 'check that keys.db, audit_log/audit.db and their directories are writable by this user', cause: e });
   if (code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_IOERR') || code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT')
-    return new UnavailableError('ERR_STORE_UNWRITABLE', `cannot use ${where}: I/O error (${code}); ${nothing}`, 'check the disk, and that no stray file or directory sits at audit_log/audit.db-journal or keys.db-journal');
+    return new UnavailableError('ERR_STORE_UNWRITABLE', `cannot use ${where}: I/O error (${code}); ${nothing}`, { hint: 'check the disk, and that no stray file or directory sits at audit_log/audit.db-journal or keys.db-journal', cause: e });
   return e instanceof Error ? e : new Error(String(e));
 }
 

@@ -49,7 +49,7 @@ Examples:
     )
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      if (o.csv && ctx.json) throw new UsageError('--csv and --json are mutually exclusive');
+      if (o.csv && ctx.json) throw new UsageError('ERR_FLAGS_EXCLUSIVE', '--csv and --json are mutually exclusive');
       const now = ctx.env.clock.now();
       const f = filterFrom({ ...o, actor: actorFilter(cmd) }, now);
       f.limit = parsePositiveInt(String(o.limit), '--limit', 1_000_000);
@@ -129,7 +129,7 @@ Examples:
     .addHelpText('after', '\nExamples:\n  dsk audit export --format jsonl --since 24h | vector --config siem.toml\n  dsk audit export --format csv --since 2026-01-01 --out audit-jan.csv')
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      if (o.format !== 'jsonl' && o.format !== 'csv') throw new UsageError(`invalid --format '${o.format}': use jsonl or csv`);
+      if (o.format !== 'jsonl' && o.format !== 'csv') throw new UsageError('ERR_EXPORT_FORMAT', `invalid --format '${o.format}': use jsonl or csv`);
       const f = filterFrom({ since: o.since, until: o.until }, ctx.env.clock.now());
       const { text, n } = await withHome(ctx, VIEW, (h) => {
         const parts: string[] = o.format === 'csv' ? [csvHeader()] : [];
@@ -212,11 +212,11 @@ function filterFrom(o: { since?: string; until?: string; action?: string; actor?
   const f: AuditFilter = {};
   if (o.since !== undefined) f.since = parseTimeArg(o.since, now, '--since');
   if (o.until !== undefined) f.until = parseTimeArg(o.until, now, '--until');
-  if (f.since != null && f.until != null && f.until <= f.since) throw new UsageError('--until must be later than --since');
+  if (f.since != null && f.until != null && f.until <= f.since) throw new UsageError('ERR_TIME_RANGE', '--until must be later than --since');
   if (o.action !== undefined) f.actions = parseActions(o.action);
   if (o.actor !== undefined) f.actor = o.actor;
   if (o.key !== undefined) {
-    if (!/^[0-9a-f]{12}$/.test(o.key)) throw new UsageError(`invalid --key '${o.key}': a key id is 12 hex characters`);
+    if (!/^[0-9a-f]{12}$/.test(o.key)) throw new UsageError('ERR_KEY_ID', `invalid --key '${o.key}': a key id is 12 hex characters`);
     f.keyId = o.key;
   }
   if (o.ip !== undefined) f.ip = parseIpFilter(o.ip);
@@ -274,9 +274,9 @@ function renderVerify(ctx: Ctx, rep: VerifyReport | ArchiveReport, strict: boole
     } else line(c.yellow(`  structure only; MACs not checked: unseal to check (--passphrase-file …, DSK_PASSPHRASE_FILES or DSK_HSM_PIN)`));
   }
   if (rep.breach)
-    throw new IntegrityError(`ERR_AUDIT_${rep.breach.kind.toUpperCase()}`, `${what} broken at seq ${rep.breach.seq} (${rep.breach.kind}): ${rep.breach.message}`, 'restore audit_log/ from a backup and investigate who could write it; dsk audit query shows the rows around it');
+    throw new IntegrityError(`ERR_AUDIT_${rep.breach.kind.toUpperCase()}`, `${what} broken at seq ${rep.breach.seq} (${rep.breach.kind}): ${rep.breach.message}`, { hint: 'restore audit_log/ from a backup and investigate who could write it; dsk audit query shows the rows around it' });
   if (strictFail)
-    throw new IntegrityError('ERR_AUDIT_UNAUTHENTICATED', rep.macs_checked ? `rows ${rep.unauthenticated!.from}–${rep.unauthenticated!.to} are not covered by a MAC` : 'MACs were not checked (no unseal input)', 'unseal to check MACs; any keyed write (for example dsk keygen) covers earlier unkeyed rows');
+    throw new IntegrityError('ERR_AUDIT_UNAUTHENTICATED', rep.macs_checked ? `rows ${rep.unauthenticated!.from}–${rep.unauthenticated!.to} are not covered by a MAC` : 'MACs were not checked (no unseal input)', { hint: 'unseal to check MACs; any keyed write (for example dsk keygen) covers earlier unkeyed rows' });
 }
 
 /** Runs `poll` every 250 ms until SIGINT or SIGTERM, then returns (the caller closes the store). */

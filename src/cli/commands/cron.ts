@@ -79,7 +79,7 @@ export function register(program: Command): void {
       const ctx = ctxOf(c);
       const dir = path.resolve(o.dir!);
       const s = spec(ctx, o, path.join(dir, 'dsk-rotate.env'));
-      if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new UsageError(`--dir ${dir} is not a directory`);
+      if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new UsageError('ERR_NOT_A_DIRECTORY', `--dir ${dir} is not a directory`);
       const units: [string, string][] = [
         ['dsk-rotate.service', serviceUnit(s)],
         ['dsk-rotate.timer', timerUnit(s)],

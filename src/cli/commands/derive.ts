@@ -25,12 +25,12 @@ Equivalent Python (the seed's function):
     )
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      if (!/^([0-9a-fA-F]{2})*$/.test(o.salt)) throw new UsageError(`--salt must be hex (an even number of 0-9a-f characters)`);
+      if (!/^([0-9a-fA-F]{2})*$/.test(o.salt)) throw new UsageError('ERR_SALT_HEX', `--salt must be hex (an even number of 0-9a-f characters)`);
       const salt = Buffer.from(o.salt, 'hex');
       let mk = readSecretFile(o.masterKeyFile, 'master key', { raw: !o.hex });
       if (o.hex) {
         const t = mk.toString().trim();
-        if (!/^([0-9a-fA-F]{2})+$/.test(t)) throw new UsageError('--hex given but the master key file is not hex');
+        if (!/^([0-9a-fA-F]{2})+$/.test(t)) throw new UsageError('ERR_MASTER_KEY_HEX', '--hex given but the master key file is not hex');
         mk.fill(0);
         mk = Buffer.from(t, 'hex');
       }

@@ -46,7 +46,7 @@ Examples:
           if (tokenLabel === f.token_label && keyLabel === f.key_label) origin = f.origin;
         }
       }
-      if (!module) throw new UsageError('no PKCS#11 module: give --pkcs11-module PATH (or --home of a pkcs11 home)');
+      if (!module) throw new UsageError('ERR_NO_MODULE', 'no PKCS#11 module: give --pkcs11-module PATH (or --home of a pkcs11 home)');
       const pin = async () => {
         if (o.pinFile) return readSecretFile(o.pinFile, 'PIN');
         if (process.env.DSK_HSM_PIN) return Buffer.from(process.env.DSK_HSM_PIN);

@@ -13,10 +13,10 @@ const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 async function initHsm(ctx: Ctx, o: Record<string, any>, cmd: Command): Promise<void> {
   for (const f of ['shares', 'threshold'])
-    if (cmd.getOptionValueSource(f) === 'cli') throw new UsageError(`--${f} is for the software backend`, 'with --backend pkcs11 use --recovery-shares and --recovery-threshold');
-  if (!o.pkcs11Module) throw new UsageError('--backend pkcs11 needs --pkcs11-module PATH', 'e.g. --pkcs11-module /usr/lib/softhsm/libsofthsm2.so');
-  if (!o.tokenLabel) throw new UsageError('--backend pkcs11 needs --token-label LABEL', 'list the tokens with: dsk hsm info --pkcs11-module PATH');
-  if ((o.recoveryShares === undefined) !== (o.recoveryThreshold === undefined)) throw new UsageError('give both --recovery-shares and --recovery-threshold, or neither');
+    if (cmd.getOptionValueSource(f) === 'cli') throw new UsageError('ERR_FLAG_BACKEND', `--${f} is for the software backend`, { hint: 'with --backend pkcs11 use --recovery-shares and --recovery-threshold' });
+  if (!o.pkcs11Module) throw new UsageError('ERR_FLAG_MISSING', '--backend pkcs11 needs --pkcs11-module PATH', { hint: 'e.g. --pkcs11-module /usr/lib/softhsm/libsofthsm2.so' });
+  if (!o.tokenLabel) throw new UsageError('ERR_FLAG_MISSING', '--backend pkcs11 needs --token-label LABEL', { hint: 'list the tokens with: dsk hsm info --pkcs11-module PATH' });
+  if ((o.recoveryShares === undefined) !== (o.recoveryThreshold === undefined)) throw new UsageError('ERR_FLAGS_TOGETHER', 'give both --recovery-shares and --recovery-threshold, or neither');
   const { initPkcs11Home, validateLabels } = await import('../../app/hsm.js');
   validateLabels(o.tokenLabel, o.keyLabel);
   let recovery;
@@ -30,11 +30,11 @@ async function initHsm(ctx: Ctx, o: Record<string, any>, cmd: Command): Promise<
     if (files.length) passphrases = passphrasesFromFiles(files);
     else if (canPrompt()) {
       for (let i = 1; i <= shares; i++) passphrases.push({ source: `prompt #${i}`, value: await promptNewPassphrase(`recovery custodian ${i} of ${shares}`) });
-    } else throw new AuthError('ERR_NO_PASSPHRASE', `recovery needs ${shares} custodian passphrases and there is no terminal to ask on`, 'give --passphrase-file once per custodian');
+    } else throw new AuthError('ERR_NO_PASSPHRASE', `recovery needs ${shares} custodian passphrases and there is no terminal to ask on`, { hint: 'give --passphrase-file once per custodian' });
     recovery = { shares, threshold, passphrases, fragmentDirs: o.fragmentDir, kdf: o.kdf, kdfCost };
   } else {
     if (o.passphraseFile.length || o.fragmentDir.length || o.kdfCost !== undefined || cmd.getOptionValueSource('kdf') === 'cli')
-      throw new UsageError('--passphrase-file, --fragment-dir and --kdf/--kdf-cost need --recovery-shares with --backend pkcs11');
+      throw new UsageError('ERR_FLAG_BACKEND', '--passphrase-file, --fragment-dir and --kdf/--kdf-cost need --recovery-shares with --backend pkcs11');
     assertNoHome(ctx.home);
   }
   const inputs = unsealInputs({ pinFile: o.pinFile });
@@ -93,11 +93,11 @@ flags there is no other copy: lose the token, lose every key (see docs/hsm.md).`
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       if (o.recover)
-        throw new UsageError('init creates a new home; to rebuild a lost token key use dsk hsm recover', 'run it on the existing home: dsk --home DIR hsm recover --token-label NEW --passphrase-file … (docs/hsm.md)');
+        throw new UsageError('ERR_INIT_RECOVER', 'init creates a new home; to rebuild a lost token key use dsk hsm recover', { hint: 'run it on the existing home: dsk --home DIR hsm recover --token-label NEW --passphrase-file … (docs/hsm.md)' });
       if (o.backend === 'pkcs11') return initHsm(ctx, o, cmd);
-      if (o.backend !== 'software') throw new UsageError(`unknown --backend '${o.backend}'`, 'use software or pkcs11');
+      if (o.backend !== 'software') throw new UsageError('ERR_BACKEND_UNKNOWN', `unknown --backend '${o.backend}'`, { hint: 'use software or pkcs11' });
       for (const f of ['pkcs11Module', 'tokenLabel', 'pinFile', 'recoveryShares', 'recoveryThreshold'])
-        if (o[f] !== undefined) throw new UsageError(`--${kebab(f)} needs --backend pkcs11`);
+        if (o[f] !== undefined) throw new UsageError('ERR_FLAG_BACKEND', `--${kebab(f)} needs --backend pkcs11`);
       const shares = parsePositiveInt(o.shares, '--shares', 255);
       const threshold = parsePositiveInt(o.threshold, '--threshold', 255);
       const kdfCost = o.kdfCost === undefined ? undefined : parsePositiveInt(o.kdfCost, '--kdf-cost');
@@ -108,7 +108,7 @@ flags there is no other copy: lose the token, lose every key (see docs/hsm.md).`
       else if (canPrompt()) {
         passphrases = [];
         for (let i = 1; i <= shares; i++) passphrases.push({ source: `prompt #${i}`, value: await promptNewPassphrase(`custodian ${i} of ${shares}`) });
-      } else throw new AuthError('ERR_NO_PASSPHRASE', `init needs ${shares} custodian passphrases and there is no terminal to ask on`, 'give --passphrase-file once per custodian');
+      } else throw new AuthError('ERR_NO_PASSPHRASE', `init needs ${shares} custodian passphrases and there is no terminal to ask on`, { hint: 'give --passphrase-file once per custodian' });
       const r = await initSoftwareHome({ home: ctx.home, shares, threshold, passphrases, fragmentDirs: o.fragmentDir, kdf: o.kdf, kdfCost }, ctx.env);
       for (const p of passphrases) p.value.fill(0);
       if (ctx.json) return printJson(r);

@@ -28,7 +28,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExamples:\n  dsk keygen --name chat-frontend --role developer --owner web-team --expires 30d\n  dsk keygen --name nightly-batch --role automation --out batch.key --json\n  dsk keygen --name office-bot --role automation --require-signature --allow-cidr 10.0.0.0/8 --rate-limit 5:20')
     .action(async (o, c: Command) => {
       const ctx = ctxOf(c);
-      const options = keyOptionsFromFlags(o, (m, h) => new UsageError(m, h));
+      const options = keyOptionsFromFlags(o, (m, h) => new UsageError('ERR_KEY_OPTION', m, { hint: h }));
       const spec = { name: o.name, role: o.role, owner: o.owner, ...policyFromFlags(o), ...(Object.keys(options).length ? { options: options as Record<string, unknown> } : {}) };
       // Reject a bad role or name before asking anyone for a passphrase.
       const pre = openHome(ctx.home, ctx.env, { readonly: true });

@@ -19,7 +19,7 @@ export function register(program: Command): void {
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const status = o.status ? (String(o.status).split(',') as KeyStatus[]) : undefined;
-      for (const s of status ?? []) if (!KEY_STATUSES.includes(s)) throw new UsageError(`unknown --status '${s}'`, `use ${KEY_STATUSES.join(', ')}`);
+      for (const s of status ?? []) if (!KEY_STATUSES.includes(s)) throw new UsageError('ERR_STATUS_UNKNOWN', `unknown --status '${s}'`, { hint: `use ${KEY_STATUSES.join(', ')}` });
       const rows = await withHome(ctx, { permission: null, readonly: true }, (h) => ({ rows: listKeys(h, { status, role: o.role, owner: o.owner }), now: h.env.clock.now() }));
       if (ctx.json) return printJson(rows.rows.map(keyView));
       if (!rows.rows.length) return line('no keys');

@@ -14,7 +14,7 @@ import { NotFoundError } from '../../kernel/errors.js';
 
 function mustExist(h: Home, name: string): void {
   validateOperatorName(name);
-  if (!getOperator(h, name)) throw new NotFoundError('ERR_NO_OPERATOR', `no operator '${name}'`, 'see dsk operator list');
+  if (!getOperator(h, name)) throw new NotFoundError('ERR_NO_OPERATOR', `no operator '${name}'`, { hint: 'see dsk operator list' });
 }
 
 /** The code an operator's authenticator shows: --code, DSK_OTP/--otp when confirming oneself, or a prompt. */

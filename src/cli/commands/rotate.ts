@@ -117,7 +117,7 @@ deliver them with --out-dir or --exec, or later with dsk export.`,
       render(ctx, report, delivered, o);
       const failed = delivered.filter((d) => d.error);
       if (failed.length)
-        throw new UnavailableError('ERR_DELIVERY', `delivery failed for ${failed.length} new key(s): ${failed.map((d) => `${d.key_id} (${d.error})`).join('; ')}`, 'the keys were rotated; deliver them again with dsk export k8s|env ID');
+        throw new UnavailableError('ERR_DELIVERY', `delivery failed for ${failed.length} new key(s): ${failed.map((d) => `${d.key_id} (${d.error})`).join('; ')}`, { hint: 'the keys were rotated; deliver them again with dsk export k8s|env ID' });
     });
 }
 
@@ -126,10 +126,10 @@ type Mode = 'manual' | 'due' | 'emergency';
 /** Every bad flag combination is refused before any I/O. */
 function checkFlags(ids: string[], o: Opts): Mode {
   const modes = [o.due && 'due', o.emergency && 'emergency'].filter(Boolean) as Mode[];
-  if (modes.length > 1) throw new UsageError('--due and --emergency cannot be combined');
+  if (modes.length > 1) throw new UsageError('ERR_FLAGS_EXCLUSIVE', '--due and --emergency cannot be combined');
   const mode: Mode = modes[0] ?? 'manual';
   const only = (flag: string, set: unknown, allowed: Mode[]) => {
-    if (set && !allowed.includes(mode)) throw new UsageError(`${flag} only applies to ${allowed.map((m) => (m === 'manual' ? 'dsk rotate ID' : `--${m}`)).join(' or ')}`);
+    if (set && !allowed.includes(mode)) throw new UsageError('ERR_FLAG_NOT_APPLICABLE', `${flag} only applies to ${allowed.map((m) => (m === 'manual' ? 'dsk rotate ID' : `--${m}`)).join(' or ')}`);
   };
   only('--dry-run', o.dryRun, ['due']);
   only('--all', o.all, ['emergency']);
@@ -144,18 +144,18 @@ function checkFlags(ids: string[], o: Opts): Mode {
   only('--out', o.out !== undefined, ['manual']);
   only('--print-keys', o.printKeys, ['due', 'emergency']);
   if (mode === 'manual') {
-    if (ids.length === 0) throw new UsageError('give a key id to rotate, or --due, or --emergency', 'dsk rotate --help shows examples');
-    if (ids.length > 1) throw new UsageError('dsk rotate takes one key id; for several at once use --emergency ID…');
-    if (o.out && hasDelivery(o)) throw new UsageError('--out cannot be combined with --out-dir or --exec');
+    if (ids.length === 0) throw new UsageError('ERR_ROTATE_TARGET_MISSING', 'give a key id to rotate, or --due, or --emergency', { hint: 'dsk rotate --help shows examples' });
+    if (ids.length > 1) throw new UsageError('ERR_ROTATE_TARGET_MANY', 'dsk rotate takes one key id; for several at once use --emergency ID…');
+    if (o.out && hasDelivery(o)) throw new UsageError('ERR_FLAGS_EXCLUSIVE', '--out cannot be combined with --out-dir or --exec');
   }
-  if (mode === 'due' && ids.length) throw new UsageError('--due takes no key ids');
+  if (mode === 'due' && ids.length) throw new UsageError('ERR_FLAG_NOT_APPLICABLE', '--due takes no key ids');
   if (mode === 'emergency') {
     if (o.master) {
-      if (!o.all || ids.length || o.role || o.owner) throw new UsageError('--master replaces the key every key derives from, so it needs --all and no other target');
-      if (o.reissue === false) throw new UsageError('--master reissues every key; --no-reissue cannot be combined with it');
-      if (!o.newPassphraseFile.length) throw new UsageError('--master needs the new custodian passphrases: --new-passphrase-file once per custodian');
+      if (!o.all || ids.length || o.role || o.owner) throw new UsageError('ERR_MASTER_TARGET', '--master replaces the key every key derives from, so it needs --all and no other target');
+      if (o.reissue === false) throw new UsageError('ERR_FLAGS_EXCLUSIVE', '--master reissues every key; --no-reissue cannot be combined with it');
+      if (!o.newPassphraseFile.length) throw new UsageError('ERR_FLAG_MISSING', '--master needs the new custodian passphrases: --new-passphrase-file once per custodian');
     } else {
-      if (o.newPassphraseFile.length || o.threshold !== undefined) throw new UsageError('--new-passphrase-file and --threshold only apply with --master');
+      if (o.newPassphraseFile.length || o.threshold !== undefined) throw new UsageError('ERR_FLAG_NOT_APPLICABLE', '--new-passphrase-file and --threshold only apply with --master');
     }
     checkEmergencyTarget({ all: o.all, ids, role: o.role, owner: o.owner });
   }

@@ -23,17 +23,17 @@ export function register(program: Command): void {
     .action(async (o, c: Command) => {
       const ctx = ctxOf(c);
       const method = String(o.method).toUpperCase();
-      if (!/^[A-Z]{1,16}$/.test(method)) throw new UsageError(`invalid --method '${o.method}'`);
-      if (!o.path.startsWith('/') || /[\s]/.test(o.path)) throw new UsageError(`invalid --path '${o.path}': must start with / and contain no spaces`);
+      if (!/^[A-Z]{1,16}$/.test(method)) throw new UsageError('ERR_HTTP_METHOD', `invalid --method '${o.method}'`);
+      if (!o.path.startsWith('/') || /[\s]/.test(o.path)) throw new UsageError('ERR_HTTP_PATH', `invalid --path '${o.path}': must start with / and contain no spaces`);
       let k: { id?: string; api_key?: string; api_secret?: string };
       try {
         k = JSON.parse(readSecretFile(o.keyFile, 'key').toString());
       } catch (e) {
         if ((e as { exitCode?: number }).exitCode) throw e;
-        throw new UsageError(`${o.keyFile} is not a key file (JSON as written by dsk keygen --out)`);
+        throw new UsageError('ERR_KEY_FILE', `${o.keyFile} is not a key file (JSON as written by dsk keygen --out)`);
       }
       const p = parseApiKey(String(k.api_key ?? ''));
-      if (!p.ok || typeof k.api_secret !== 'string' || !k.api_secret) throw new UsageError(`${o.keyFile} is not a key file (JSON with api_key and api_secret, as written by dsk keygen --out)`);
+      if (!p.ok || typeof k.api_secret !== 'string' || !k.api_secret) throw new UsageError('ERR_KEY_FILE', `${o.keyFile} is not a key file (JSON with api_key and api_secret, as written by dsk keygen --out)`);
       let body: Buffer = Buffer.alloc(0);
       if (o.bodyFile) {
         try {

@@ -18,9 +18,9 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExamples:\n  dsk token issue 3f2a9c1b7e4d --ttl 15m\n  TOKEN=$(dsk token issue 3f2a9c1b7e4d --ttl 1h --json | jq -r .token)')
     .action(async (id: string, o, c: Command) => {
       const ctx = ctxOf(c);
-      if (!isKeyId(id)) throw new UsageError(`'${id}' is not a key id (12 hex characters, as shown by dsk keys list)`, undefined, 'ERR_KEY_ID');
+      if (!isKeyId(id)) throw new UsageError('ERR_KEY_ID', `'${id}' is not a key id (12 hex characters, as shown by dsk keys list)`);
       const ttl = parseDuration(o.ttl, '--ttl');
-      if (ttl > JWT_MAX_TTL_MS) throw new UsageError('--ttl is at most 24h: tokens are meant to be short-lived', 'issue a new token when it expires');
+      if (ttl > JWT_MAX_TTL_MS) throw new UsageError('ERR_TOKEN_TTL', '--ttl is at most 24h: tokens are meant to be short-lived', { hint: 'issue a new token when it expires' });
       const t = await withUnsealed(ctx, o, { permission: 'key.manage' }, (h) => issueKeyToken(h, id, ttl));
       if (ctx.json) return printJson(t);
       line(t.token);

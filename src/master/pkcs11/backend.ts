@@ -46,13 +46,13 @@ export function readHsmFile(home: string): HsmFile {
   try {
     text = fs.readFileSync(p, 'utf8');
   } catch {
-    throw new NotFoundError('ERR_NO_HSM_FILE', `${p} is missing`, 'restore master_key.hsm from a backup of the home');
+    throw new NotFoundError('ERR_NO_HSM_FILE', `${p} is missing`, { hint: 'restore master_key.hsm from a backup of the home' });
   }
   let f: HsmFile;
   try {
     f = JSON.parse(text);
   } catch {
-    throw new IntegrityError('ERR_HSM_FILE', `${p} is not valid JSON`, 'restore it from a backup');
+    throw new IntegrityError('ERR_HSM_FILE', `${p} is not valid JSON`, { hint: 'restore it from a backup' });
   }
   const str = (v: unknown, max: number) => typeof v === 'string' && v.length > 0 && v.length <= max;
   if (
@@ -64,7 +64,7 @@ export function readHsmFile(home: string): HsmFile {
     !/^[0-9a-f]{16}$/.test(String(f.key_check_value)) ||
     (f.origin !== 'generated' && f.origin !== 'imported')
   )
-    throw new IntegrityError('ERR_HSM_FILE', `${p} is malformed or of an unknown format`, 'restore it from a backup');
+    throw new IntegrityError('ERR_HSM_FILE', `${p} is malformed or of an unknown format`, { hint: 'restore it from a backup' });
   return f;
 }
 
@@ -129,11 +129,11 @@ export async function openPkcs11Master(home: string, inputs: UnsealInputs): Prom
     const key = session.findKey(f.key_label, f.key_id);
     const attrs = session.checkKey(key, f.origin);
     if (attrs.id !== f.key_id)
-      throw new IntegrityError('ERR_KEY_ID', `key '${f.key_label}' in token '${f.token_label}' has id ${attrs.id || '(none)'}, master_key.hsm says ${f.key_id}`, 'the token holds a different key under this label');
+      throw new IntegrityError('ERR_TOKEN_KEY_ID', `key '${f.key_label}' in token '${f.token_label}' has id ${attrs.id || '(none)'}, master_key.hsm says ${f.key_id}`, { hint: 'the token holds a different key under this label' });
     const master = new Pkcs11MasterKey(session, key, release);
     if ((await keyCheckValue(master)) !== f.key_check_value) {
       await master.close();
-      throw new IntegrityError('ERR_KCV', `key '${f.key_label}' in token '${f.token_label}' does not match the key check value in master_key.hsm`, 'the token holds a different key under this label; check --home and the token');
+      throw new IntegrityError('ERR_KCV', `key '${f.key_label}' in token '${f.token_label}' does not match the key check value in master_key.hsm`, { hint: 'the token holds a different key under this label; check the home and the token' });
     }
     return master;
   } catch (e) {

@@ -36,20 +36,20 @@ export function pkcs11Error(e: unknown, fn: string, context = ''): DskError {
   const where = `${(e as { method?: string }).method || fn}: ${ckr}${context ? ` (${context})` : ''}`;
   switch (ckr) {
     case 'CKR_PIN_INCORRECT':
-      return new AuthError('ERR_PIN', `${where}: wrong user PIN`, 'check the PIN; each wrong attempt counts against the token, which locks after too many');
+      return new AuthError('ERR_PIN', `${where}: wrong user PIN`, { hint: 'check the PIN; each wrong attempt counts against the token, which locks after too many' });
     case 'CKR_PIN_LOCKED':
-      return new AuthError('ERR_PIN_LOCKED', `${where}: the user PIN is locked`, 'the security officer must unlock or reset the user PIN (e.g. softhsm2-util / the vendor tool)');
+      return new AuthError('ERR_PIN_LOCKED', `${where}: the user PIN is locked`, { hint: 'the security officer must unlock or reset the user PIN (e.g. softhsm2-util / the vendor tool)' });
     case 'CKR_PIN_LEN_RANGE':
     case 'CKR_PIN_INVALID':
-      return new AuthError('ERR_PIN', `${where}: the PIN is not acceptable to this token`, 'check the PIN file or DSK_HSM_PIN');
+      return new AuthError('ERR_PIN', `${where}: the PIN is not acceptable to this token`, { hint: 'check the PIN file or DSK_HSM_PIN' });
     case 'CKR_MECHANISM_INVALID':
-      return new UnavailableError('ERR_MECHANISM', `${where}: the token does not support this mechanism`, 'run dsk hsm info to see what the token supports');
+      return new UnavailableError('ERR_MECHANISM', `${where}: the token does not support this mechanism`, { hint: 'run dsk hsm info to see what the token supports' });
     case 'CKR_TOKEN_NOT_PRESENT':
     case 'CKR_DEVICE_REMOVED':
     case 'CKR_SLOT_ID_INVALID':
-      return new NotFoundError('ERR_TOKEN_NOT_FOUND', `${where}: the token is gone`, 'reconnect the token and retry');
+      return new NotFoundError('ERR_TOKEN_NOT_FOUND', `${where}: the token is gone`, { hint: 'reconnect the token and retry' });
     default:
-      return new UnavailableError('ERR_PKCS11', `${where}`, 'run dsk hsm info to check the module and token');
+      return new UnavailableError('ERR_PKCS11', `${where}`, { hint: 'run dsk hsm info to check the module and token' });
   }
 }
 
@@ -111,7 +111,7 @@ export function assertModuleFile(modulePath: string): string {
   try {
     st = fs.statSync(abs);
   } catch {
-    throw new NotFoundError('ERR_MODULE_NOT_FOUND', `PKCS#11 module ${abs}: no such file`, 'give the path of the vendor library, e.g. --pkcs11-module /usr/lib/softhsm/libsofthsm2.so');
+    throw new NotFoundError('ERR_MODULE_NOT_FOUND', `PKCS#11 module ${abs}: no such file`, { hint: 'give the path of the vendor library, e.g. /usr/lib/softhsm/libsofthsm2.so' });
   }
   if (!st.isFile()) throw new NotFoundError('ERR_MODULE_NOT_FOUND', `PKCS#11 module ${abs} is not a file`);
   return abs;
@@ -136,7 +136,7 @@ export class Pkcs11Module {
       lib.load(abs);
     } catch (e) {
       const why = String((e as Error).message ?? e).replace(abs + ': ', '');
-      throw new UnavailableError('ERR_MODULE_LOAD', `${abs} is not a loadable PKCS#11 library (${why})`, 'check the path points at the vendor PKCS#11 module (.so), built for this machine');
+      throw new UnavailableError('ERR_MODULE_LOAD', `${abs} is not a loadable PKCS#11 library (${why})`, { hint: 'check the path points at the vendor PKCS#11 module (.so), built for this machine' });
     }
     try {
       lib.C_Initialize();
@@ -200,12 +200,8 @@ export class Pkcs11Module {
     const all = this.tokens().filter((t) => t.initialized);
     const hits = all.filter((t) => t.label === label);
     if (!hits.length)
-      throw new NotFoundError(
-        'ERR_TOKEN_NOT_FOUND',
-        `no token labelled '${label}' in ${this.path}`,
-        all.length ? `tokens present: ${all.map((t) => `'${t.label}'`).join(', ')}` : 'the module reports no token; initialize one (e.g. softhsm2-util --init-token --free --label ...)',
-      );
-    if (hits.length > 1) throw new ConflictError('ERR_TOKEN_AMBIGUOUS', `${hits.length} tokens are labelled '${label}'`, 'relabel one of them so the label is unique');
+      throw new NotFoundError('ERR_TOKEN_NOT_FOUND', `no token labelled '${label}' in ${this.path}`, { hint: all.length ? `tokens present: ${all.map((t) => `'${t.label}'`).join(', ')}` : 'the module reports no token; initialize one (e.g. softhsm2-util --init-token --free --label ...)' });
+    if (hits.length > 1) throw new ConflictError('ERR_TOKEN_AMBIGUOUS', `${hits.length} tokens are labelled '${label}'`, { hint: 'relabel one of them so the label is unique' });
     return hits[0];
   }
 
@@ -219,7 +215,7 @@ export class Pkcs11Module {
     const t = this.findToken(label);
     const mechs = this.mechanisms(t.slot);
     for (const m of need)
-      if (!mechs[m]) throw new UnavailableError('ERR_MECHANISM', `token '${label}' does not support ${m}`, 'dsk needs CKM_SHA256_HMAC (and CKM_GENERIC_SECRET_KEY_GEN to generate the key inside the token)');
+      if (!mechs[m]) throw new UnavailableError('ERR_MECHANISM', `token '${label}' does not support ${m}`, { hint: 'dsk needs CKM_SHA256_HMAC (and CKM_GENERIC_SECRET_KEY_GEN to generate the key inside the token)' });
     const h = call('C_OpenSession', () => this.lib.C_OpenSession(t.slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION));
     return new Pkcs11Session(this, h, t);
   }
@@ -306,14 +302,14 @@ export class Pkcs11Session {
    */
   login(pin: Buffer): void {
     const t = this.module.findToken(this.token.label);
-    if (t.user_pin_locked) throw new AuthError('ERR_PIN_LOCKED', `token '${t.label}': the user PIN is locked`, 'the security officer must unlock or reset the user PIN');
+    if (t.user_pin_locked) throw new AuthError('ERR_PIN_LOCKED', `token '${t.label}': the user PIN is locked`, { hint: 'the security officer must unlock or reset the user PIN' });
     try {
       this.module.lib.C_Login(this.#s, P.CKU_USER, pin.toString('utf8'));
     } catch (e) {
       if (ckrName(e) === 'CKR_USER_ALREADY_LOGGED_IN') return; // another session of this process logged in
       const err = pkcs11Error(e, 'C_Login');
       if (err.code === 'ERR_PIN' && this.#finalTry())
-        throw new AuthError(err.code, err.message, 'the token reports one try left before the user PIN locks: check the PIN before trying again');
+        throw new AuthError(err.code, err.message, { hint: 'the token reports one try left before the user PIN locks: check the PIN before trying again' });
       throw err;
     }
   }
@@ -341,8 +337,8 @@ export class Pkcs11Session {
     let hits = this.findKeys(label);
     if (id !== undefined && hits.length > 1) hits = hits.filter((h) => this.attributes(h).id === id);
     if (!hits.length)
-      throw new NotFoundError('ERR_KEY_NOT_FOUND', `token '${this.token.label}' holds no key labelled '${label}'`, 'the token may have been reset or replaced; with recovery fragments run dsk hsm recover');
-    if (hits.length > 1) throw new ConflictError('ERR_KEY_AMBIGUOUS', `token '${this.token.label}' holds ${hits.length} keys labelled '${label}'`, 'remove the stray objects or use another --key-label');
+      throw new NotFoundError('ERR_KEY_NOT_FOUND', `token '${this.token.label}' holds no key labelled '${label}'`, { hint: 'the token may have been reset or replaced; with recovery fragments run dsk hsm recover' });
+    if (hits.length > 1) throw new ConflictError('ERR_KEY_AMBIGUOUS', `token '${this.token.label}' holds ${hits.length} keys labelled '${label}'`, { hint: 'remove the stray objects or use another key label' });
     return hits[0];
   }
 
@@ -401,7 +397,7 @@ export class Pkcs11Session {
     if (origin === 'generated' && !a.never_extractable) bad.push('CKA_NEVER_EXTRACTABLE is false');
     if (!a.sign) bad.push('CKA_SIGN is false');
     if (bad.length)
-      throw new IntegrityError('ERR_KEY_UNSAFE', `key '${a.label}' in token '${this.token.label}' has unsafe attributes: ${bad.join(', ')}`, 'the key may have been exposed; rotate to a new master key (new home) and investigate');
+      throw new IntegrityError('ERR_KEY_UNSAFE', `key '${a.label}' in token '${this.token.label}' has unsafe attributes: ${bad.join(', ')}`, { hint: 'the key may have been exposed; rotate to a new master key (new home) and investigate' });
     return a;
   }
 
