@@ -71,7 +71,7 @@ Examples:
       );
       const key = info.key as Record<string, any> | undefined;
       if (!key) return line(c.dim('(give --token-label to look for the master key)'));
-      if (!key.checked) return line(`${c.bold('key')}       '${key.label}': not checked: ${key.reason}`);
+      if (!key.checked) return line(`${c.bold('key')}       '${key.label}': not checked: ${key.reason}; give --pin-file or DSK_HSM_PIN`);
       if (!key.present) return line(`${c.bold('key')}       '${key.label}': ${c.red('not present')} in token '${info.token_label}'`);
       const a = key.attributes as Record<string, unknown>;
       line(`${c.bold('key')}       '${key.label}' id ${a.id} ${a.key_type} ${a.value_len} bytes${origin ? `, origin ${origin}` : ''}`);
