@@ -7,7 +7,7 @@ import { canPrompt, readSecretFile, unsealInputs, withUnsealOptions } from '../s
 import { homePath } from '../../kernel/home-layout.js';
 import { loadConfig } from '../../store/config-file.js';
 import { UsageError } from '../../kernel/errors.js';
-import { withHome } from '../session.js';
+import { withSealedHome } from '../session.js';
 
 export function register(program: Command): void {
   const hsm = program
@@ -103,8 +103,9 @@ Every key issued before still verifies, because the rebuilt master key is the sa
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const { recoverHsmHome } = await import('../../app/hsm.js');
-      const r = await withHome(ctx, { permission: 'admin', sensitive: true }, (h) =>
-        recoverHsmHome(h, { module: o.pkcs11Module, tokenLabel: o.tokenLabel, keyLabel: o.keyLabel, inputs: unsealInputs(o) }),
+      // Not withUnsealed: the token that would unseal is the one being replaced (see withSealedHome).
+      const r = await withSealedHome(ctx, { permission: 'admin', sensitive: true }, (h, approve) =>
+        recoverHsmHome(h, { module: o.pkcs11Module, tokenLabel: o.tokenLabel, keyLabel: o.keyLabel, inputs: unsealInputs(o), authorize: approve }),
       );
       if (ctx.json) return printJson(r);
       const c = paint(ctx);
