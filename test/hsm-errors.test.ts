@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DSK, dsk, json, snapshot } from './helpers.js';
+import { DSK, dsk, json, passphraseFiles, snapshot } from './helpers.js';
 import { hasPkcs11Tool, MODULE, pkcs11Tool, requireSoftHsm, softHsm, USER_PIN, type SoftHsm } from './hsm-helpers.js';
 
 const HSM = requireSoftHsm();
@@ -44,6 +44,17 @@ describe.skipIf(!HSM)('dsk init --backend pkcs11: refusals', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(msg);
     expect(leftovers(h.dir)).toEqual([]);
+  });
+
+  it('recovery fragments to a directory that does not exist: 2 before the token is touched', () => {
+    const before = objects();
+    const pass = passphraseFiles(h.dir, 2, 'frag-dir');
+    const missing = path.join(h.dir, 'no-such-dir');
+    const r = init(h, home, ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--recovery-shares', '2', '--recovery-threshold', '2', ...pass.flatMap((p) => ['--passphrase-file', p]), '--fragment-dir', missing]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`dsk: error: --fragment-dir: fragment directory ${missing} is not a directory\ndsk: hint: create it first (mode 0700)`);
+    expect(leftovers(h.dir)).toEqual([]);
+    expect(objects()).toBe(before);
   });
 
   it('pkcs11 flags with the software backend are refused (2)', () => {

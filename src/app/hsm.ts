@@ -18,7 +18,7 @@ import { buildHome, Home, type Env } from './home.js';
 import { wipe } from '../kernel/crypto.js';
 import { writePrivateFile } from '../kernel/files.js';
 import { keyCheckValue, PURPOSE } from '../master/backend.js';
-import { MASTER_KEY_BYTES, validatePassphrases, validateSplit, type Passphrase } from '../master/fragments.js';
+import { assertFragmentDirs, MASTER_KEY_BYTES, validatePassphrases, validateSplit, type Passphrase } from '../master/fragments.js';
 import { makeKdfParams } from '../master/kdf.js';
 import { unsealFromFragments, type UnsealInputs } from '../master/unseal.js';
 import { writeSoftwareFragments } from './home.js';
@@ -62,8 +62,7 @@ export async function initPkcs11Home(o: HsmInitOptions, env: Env): Promise<HsmIn
     validateSplit(rec.shares, rec.threshold);
     validatePassphrases(rec.passphrases, rec.shares);
     kdf = makeKdfParams(rec.kdf, rec.kdfCost, env.random(16));
-    for (const d of rec.fragmentDirs)
-      if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) throw new UsageError('ERR_FRAGMENT_DIR', `fragment directory ${d} is not a directory`, { hint: 'create it first (mode 0700)' });
+    assertFragmentDirs(rec.fragmentDirs, 'write');
   }
   const home = path.resolve(o.home);
   const { session, release } = await openTokenSession(o.module, o.tokenLabel, rec ? ['CKM_SHA256_HMAC'] : ['CKM_SHA256_HMAC', 'CKM_GENERIC_SECRET_KEY_GEN'], o.pin);
