@@ -1,8 +1,9 @@
 /**
  * The CLI's handling of SIGINT and SIGTERM (src/cli/signals.ts), in a child process that signals
- * itself at a known point, so nothing depends on timing: with no PKCS#11 module initialized the
- * signal's default action runs; with one, it is finalized and the process exits 130 / 143; a command
- * that takes the next signal (dsk serve) gets the first one, and a second one interrupts.
+ * itself at a known point, so nothing depends on timing: with no PKCS#11 module initialized dsk
+ * does not listen (the default action, or another listener, decides); with one, it is finalized and
+ * the process exits 130 / 143, whoever else listens; a command that takes the next signal (dsk
+ * serve) gets the first one, and a second one interrupts.
  * The child runs the built modules (dist/), as the CLI tests do.
  */
 import { spawnSync } from 'node:child_process';
@@ -36,9 +37,16 @@ describe('signals', () => {
     }
   });
 
-  it('a command listening for the signal itself owns it', () => {
-    const r = child(`process.on('SIGTERM', () => { console.log('own handler'); process.exitCode = 0; process.exit(); }); process.kill(process.pid, 'SIGTERM');`);
-    expect([r.code, r.stdout]).toEqual([0, 'own handler\n']);
+  it('with no module open, dsk does not listen: another listener (audit tail -f, the prompt library) decides alone', () => {
+    const r = child(`console.log(process.listenerCount('SIGINT'), process.listenerCount('SIGTERM'));
+      process.on('SIGTERM', () => { console.log('own handler'); process.exit(0); }); process.kill(process.pid, 'SIGTERM');`);
+    expect([r.code, r.stdout]).toEqual([0, '0 0\nown handler\n']);
+  });
+
+  it('a taker without a module (dsk serve, software backend): the first signal is taken, a second has the default action', () => {
+    const r = child(`takeNextSignal((sig) => { console.log('draining on', sig); process.kill(process.pid, 'SIGINT'); });
+      process.kill(process.pid, 'SIGTERM');`);
+    expect([r.code, r.signal, r.stdout]).toEqual([null, 'SIGINT', 'draining on SIGTERM\n']);
   });
 
   describe.skipIf(!HSM)('with a PKCS#11 module initialized', () => {
@@ -52,6 +60,11 @@ describe('signals', () => {
       const r = child(`${load} process.kill(process.pid, '${sig}');`, h!.env);
       expect([r.code, r.signal, r.stdout]).toEqual([code, null, 'loaded 1\n']);
       expect(r.stderr).toBe(`dsk: error: interrupted (${sig}); the PKCS#11 module was finalized\n`);
+    });
+
+    it('another listener (a prompt waiting for the PIN) does not stop the interrupt', () => {
+      const r = child(`${load} process.on('SIGINT', () => console.log('prompt listener')); process.kill(process.pid, 'SIGINT');`, h!.env);
+      expect([r.code, r.stderr]).toEqual([130, 'dsk: error: interrupted (SIGINT); the PKCS#11 module was finalized\n']);
     });
 
     it('a command that takes the next signal gets the first; a second one interrupts', () => {

@@ -2,37 +2,47 @@
  * SIGINT and SIGTERM for the whole CLI: the only place below the entry point that ends the process
  * on a signal.
  *
- * A one-shot command interrupted while a PKCS#11 module is initialized (mid-derivation, say)
- * finalizes the module first, so the token sees its sessions closed rather than abandoned, then
- * exits 130 (SIGINT) or 143 (SIGTERM) like a shell reports a process killed by that signal. With no
- * module initialized there is nothing to release: the signal's default action runs, as if dsk had
- * installed no handler.
+ * While a PKCS#11 module is initialized, an interrupted command (mid-derivation, say) finalizes the
+ * module first, so the token sees its sessions closed rather than abandoned, then exits 130
+ * (SIGINT) or 143 (SIGTERM), the status a shell reports for a process killed by that signal. With
+ * no module open dsk listens for neither signal, so the default action, or whoever else listens
+ * (the prompt library, `audit tail -f`), decides as if this module did not exist: a listener that
+ * is always installed would stop the default action and confuse libraries that count listeners.
  *
- * A command that stops cleanly on a signal says so: `dsk serve` takes the next signal with
- * `takeNextSignal` (drain, flush usage and audit rows, close the master key), and a further one
- * interrupts as above, for an operator who will not wait for the drain. A command that listens for
- * the signal on `process` itself (`audit tail -f`) owns it too: the default steps aside.
+ * `dsk serve` stops cleanly on a signal: it takes the next one with `takeNextSignal` (drain, flush
+ * usage and audit rows, close the master key), and a further one interrupts as above, for an
+ * operator who will not wait for the drain.
  */
-import { finalizeAllModules } from '../master/pkcs11/registry.js';
+import { finalizeAllModules, loadedModuleCount, observeModules } from '../master/pkcs11/registry.js';
 
 type Signal = 'SIGINT' | 'SIGTERM';
 const SIGNALS: Signal[] = ['SIGINT', 'SIGTERM'];
 const EXIT_CODE: Record<Signal, number> = { SIGINT: 130, SIGTERM: 143 };
 
-let installed = false;
+let modulesOpen = 0;
 let next: ((sig: Signal) => void) | null = null;
+let listening = false;
+let observing = false;
+
+/** Listens exactly while there is something to do on a signal: a module to finalize, or a taker. */
+function sync(): void {
+  const want = modulesOpen > 0 || next !== null;
+  if (want === listening) return;
+  listening = want;
+  for (const s of SIGNALS) (want ? process.on : process.off).call(process, s, onSignal);
+}
 
 function onSignal(sig: Signal): void {
   if (next) {
     const take = next;
     next = null;
+    sync();
     take(sig);
     return;
   }
-  if (process.listenerCount(sig) > 1) return;
   if (finalizeAllModules() === 0) {
-    for (const s of SIGNALS) process.off(s, onSignal);
-    installed = false;
+    // nothing left to release (the module closed as the signal arrived): the default action
+    sync();
     process.kill(process.pid, sig);
     return;
   }
@@ -42,9 +52,14 @@ function onSignal(sig: Signal): void {
 
 /** Installs the CLI's handling of SIGINT and SIGTERM (once per process). */
 export function installSignalHandling(): void {
-  if (installed) return;
-  installed = true;
-  for (const s of SIGNALS) process.on(s, onSignal);
+  if (observing) return;
+  observing = true;
+  modulesOpen = loadedModuleCount();
+  sync();
+  observeModules((open) => {
+    modulesOpen = open;
+    sync();
+  });
 }
 
 /**
@@ -54,7 +69,10 @@ export function installSignalHandling(): void {
 export function takeNextSignal(stop: (sig: Signal) => void): () => void {
   installSignalHandling();
   next = stop;
+  sync();
   return () => {
-    if (next === stop) next = null;
+    if (next !== stop) return;
+    next = null;
+    sync();
   };
 }

@@ -6,7 +6,8 @@
  * Kept apart from module.ts, and free of pkcs11js at run time (the import below is a type), so
  * that a caller deciding what to do on an interrupt can ask "is a token open?" and finalize it
  * without loading the native library into a process that never touched a token. Nothing here
- * installs a signal handler or ends the process: that is the caller's decision (src/cli/signals.ts).
+ * installs a signal handler or ends the process: that is the caller's decision (src/cli/signals.ts),
+ * told of every change through observeModules.
  */
 import type pkcs11js from 'pkcs11js';
 
@@ -19,6 +20,20 @@ export interface LoadedModule {
 }
 
 const loaded = new Map<string, LoadedModule>();
+const observers = new Set<(open: number) => void>();
+
+/**
+ * Calls `fn` with the number of initialized modules each time it changes: the CLI handles
+ * interrupts itself only while a module is open (src/cli/signals.ts). Returns the unsubscribe.
+ */
+export function observeModules(fn: (open: number) => void): () => void {
+  observers.add(fn);
+  return () => observers.delete(fn);
+}
+
+function changed(): void {
+  for (const fn of observers) fn(loaded.size);
+}
 
 export function findLoaded(path: string): LoadedModule | undefined {
   return loaded.get(path);
@@ -27,11 +42,15 @@ export function findLoaded(path: string): LoadedModule | undefined {
 export function addLoaded(lib: pkcs11js.PKCS11, path: string): LoadedModule {
   const l: LoadedModule = { lib, path, refs: 1, finalized: false };
   loaded.set(path, l);
+  changed();
   return l;
 }
 
 function finalize(l: LoadedModule): void {
-  if (loaded.get(l.path) === l) loaded.delete(l.path);
+  if (loaded.get(l.path) === l) {
+    loaded.delete(l.path);
+    changed();
+  }
   if (l.finalized) return;
   l.finalized = true;
   try {
