@@ -132,5 +132,10 @@ describe('--fragment-dir: fragments on other nodes', () => {
     );
     expect(r.stderr).toContain('dsk: hint: pass --fragment-dir DIR where the missing fragments are now');
     expect(json(dsk(['keygen', '--name', 'b', '--role', 'developer', '--fragment-dir', nodeC, '--json'], { env })).name).toBe('b');
+    // a --fragment-dir that does not exist is a mistake, reported before any passphrase is used
+    const typo = path.join(dir, 'node-x');
+    const t = unchanged([home], () => dsk(['keygen', '--name', 'c', '--role', 'developer', '--fragment-dir', nodeC, '--fragment-dir', typo], { env }));
+    fails(t, 2, `--fragment-dir: fragment directory ${typo} is not a directory`);
+    expect(t.stderr).toContain('dsk: hint: give the directory that now holds the fragments');
   });
 });

@@ -36,8 +36,8 @@ describe('error contract', () => {
 
   it('codes are literal except where a value is passed through on purpose', () => {
     const dynamic = errorSites().filter((s) => !s.code).map((s) => s.file);
-    // pkcs11 re-throws the code it classified; operators picks one of two literals; audit verify names the breach kind
-    expect(new Set(dynamic)).toEqual(new Set(['src/master/pkcs11/module.ts', 'src/app/operators.ts', 'src/cli/commands/audit.ts']));
+    // operators picks one of two literals; audit verify names the breach kind
+    expect(new Set(dynamic)).toEqual(new Set(['src/app/operators.ts', 'src/cli/commands/audit.ts']));
   });
 
   it('keeps code, message, hint and cause; the class fixes the exit code', () => {

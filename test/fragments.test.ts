@@ -14,7 +14,7 @@ import { combine, split } from 'shamir-secret-sharing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AuthError, IntegrityError, UsageError } from '../src/kernel/errors.js';
 import { writeSoftwareFragments } from '../src/app/home.js';
-import { openFragments, readMetadata, validatePassphrases, validateSplit, type FragmentMetadata, type Passphrase } from '../src/master/fragments.js';
+import { assertFragmentDirs, openFragments, readMetadata, validatePassphrases, validateSplit, type FragmentMetadata, type Passphrase } from '../src/master/fragments.js';
 import { checkKdfParams, makeKdfParams, PBKDF2_MIN_ITERATIONS } from '../src/master/kdf.js';
 import { tmpDir } from './helpers.js';
 
@@ -160,6 +160,19 @@ describe('sealed fragments on disk (writeFragments / openFragments)', () => {
     const e = await openFragments(s.meta, s.fragmentsDir, []).catch((x) => x);
     expect(e).toBeInstanceOf(AuthError);
     expect(e.code).toBe('ERR_NO_PASSPHRASE');
+    expect(e.hint).toBe('3 of 5 custodians must each give their passphrase');
+  });
+
+  it('fragment files missing: ERR_UNSEAL caused by ERR_FRAGMENT_MISSING, naming the files and no flag', async () => {
+    const d = tmpDir();
+    fs.cpSync(s.fragmentsDir, path.join(d, 'key_fragments'), { recursive: true });
+    const gone = path.join(d, 'key_fragments', 'frag3.enc');
+    fs.rmSync(gone);
+    const e = await openFragments(s.meta, path.join(d, 'key_fragments'), copy(s.passphrases.slice(0, 3))).catch((x) => x);
+    expect(e).toBeInstanceOf(AuthError);
+    expect([e.code, e.cause?.code]).toEqual(['ERR_UNSEAL', 'ERR_FRAGMENT_MISSING']);
+    expect(e.message).toBe(`cannot unseal: #3 (file custodian3.pass) opens none of the fragments present (a wrong passphrase, or its fragment is missing); missing fragment files: ${gone}`);
+    expect(e.hint).not.toContain('--');
   });
 
   it('a fragment moved to another position (index and checksum edited to match) does not open: AAD binds the index', async () => {
@@ -303,5 +316,31 @@ describe('argument and metadata checks', () => {
     })();
     expect(e).toBeInstanceOf(IntegrityError);
     expect(e?.message).toBe(`metadata.json: kdf parameters rejected (${why})`);
+  });
+});
+
+describe('fragment directories', () => {
+  it('assertFragmentDirs resolves existing directories and refuses anything else (2, ERR_FRAGMENT_DIR)', () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'a-file');
+    fs.writeFileSync(file, 'x');
+    const rel = path.relative(process.cwd(), dir);
+    expect(assertFragmentDirs([dir, rel], 'read')).toEqual([dir, dir]);
+    expect(assertFragmentDirs([], 'write')).toEqual([]);
+    for (const [bad, purpose, hint] of [
+      [file, 'write', 'create it first (mode 0700)'],
+      [path.join(dir, 'missing'), 'write', 'create it first (mode 0700)'],
+      [path.join(dir, 'missing'), 'read', 'give the directory that now holds the fragments'],
+    ] as const) {
+      const e = (() => {
+        try {
+          assertFragmentDirs([dir, bad], purpose);
+        } catch (x) {
+          return x as UsageError;
+        }
+      })();
+      expect(e).toBeInstanceOf(UsageError);
+      expect([e?.code, e?.message, e?.hint]).toEqual(['ERR_FRAGMENT_DIR', `fragment directory ${bad} is not a directory`, hint]);
+    }
   });
 });

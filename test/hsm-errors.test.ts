@@ -2,11 +2,11 @@
  * Every HSM failure provoked for real against SoftHSM2: the exit code, the one-line message that
  * names the PKCS#11 function and return value, and that nothing was left behind or changed.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DSK, dsk, json, snapshot } from './helpers.js';
+import { DSK, dsk, json, passphraseFiles, snapshot } from './helpers.js';
 import { hasPkcs11Tool, MODULE, pkcs11Tool, requireSoftHsm, softHsm, USER_PIN, type SoftHsm } from './hsm-helpers.js';
 
 const HSM = requireSoftHsm();
@@ -18,6 +18,42 @@ function init(h: SoftHsm, home: string, args: string[], env: NodeJS.ProcessEnv =
 /** Nothing under dir but what was there: no home, no staging directory. */
 function leftovers(dir: string): string[] {
   return fs.readdirSync(dir).filter((n) => n.startsWith('home') || n.startsWith('.home'));
+}
+
+const TICK_MS = 1000 / (Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100);
+
+/** CPU time (user + system) of a process's main thread, in ms, from /proc (Linux). */
+function mainThreadCpuMs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * TICK_MS;
+}
+
+/**
+ * Resolves once `pid` is working with the token: the PKCS#11 library is mapped into the process and
+ * its main thread (where every C_Sign runs) has used AFTER_LOAD_MS of CPU since. Progress is
+ * measured in CPU time, not wall time, because a loaded machine stretches the wall time of
+ * start-up past any fixed sleep, while an idle one finishes the whole keygen within it (the cause
+ * of this test's failures under load). C_Initialize takes a few ms of CPU and one derivation
+ * (100,000 C_Sign calls) well over a second, so the signal lands inside token work either way.
+ */
+async function inTokenWork(pid: number, exited: Promise<unknown>): Promise<{ wallMs: number; cpuMs: number; loadedCpuMs: number }> {
+  const AFTER_LOAD_MS = 300;
+  const t0 = Date.now();
+  let gone = false;
+  void exited.then(() => (gone = true));
+  let loadedCpuMs: number | null = null;
+  while (!gone && Date.now() - t0 < 60_000) {
+    try {
+      if (loadedCpuMs === null && fs.readFileSync(`/proc/${pid}/maps`, 'utf8').includes(path.basename(MODULE))) loadedCpuMs = mainThreadCpuMs(pid);
+      const cpuMs = mainThreadCpuMs(pid);
+      if (loadedCpuMs !== null && cpuMs >= loadedCpuMs + AFTER_LOAD_MS) return { wallMs: Date.now() - t0, cpuMs, loadedCpuMs };
+    } catch {
+      // the process is exiting: reported below
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`keygen ${gone ? 'exited' : 'was still starting'} after ${Date.now() - t0} ms before it had worked ${AFTER_LOAD_MS} ms of CPU with the token (loaded at ${loadedCpuMs ?? '-'} ms CPU)`);
 }
 
 describe.skipIf(!HSM)('dsk init --backend pkcs11: refusals', () => {
@@ -44,6 +80,17 @@ describe.skipIf(!HSM)('dsk init --backend pkcs11: refusals', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(msg);
     expect(leftovers(h.dir)).toEqual([]);
+  });
+
+  it('recovery fragments to a directory that does not exist: 2 before the token is touched', () => {
+    const before = objects();
+    const pass = passphraseFiles(h.dir, 2, 'frag-dir');
+    const missing = path.join(h.dir, 'no-such-dir');
+    const r = init(h, home, ['--pkcs11-module', MODULE, '--token-label', 'dsk-err', '--recovery-shares', '2', '--recovery-threshold', '2', ...pass.flatMap((p) => ['--passphrase-file', p]), '--fragment-dir', missing]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`dsk: error: --fragment-dir: fragment directory ${missing} is not a directory\ndsk: hint: create it first (mode 0700)`);
+    expect(leftovers(h.dir)).toEqual([]);
+    expect(objects()).toBe(before);
   });
 
   it('pkcs11 flags with the software backend are refused (2)', () => {
@@ -147,23 +194,26 @@ describe.skipIf(!HSM)('an existing pkcs11 home whose token goes wrong', () => {
 
   it('a wrong PIN: 3, no key issued, keys.db untouched', () => {
     const before = fs.readFileSync(path.join(home, 'keys.db'));
+    const count = keyCount();
     const r = keygen({ DSK_HSM_PIN: '9999' });
     expect(r.code).toBe(3);
     expect(JSON.parse(r.stderr).error).toMatchObject({ code: 'ERR_PIN', message: expect.stringContaining('C_Login: CKR_PIN_INCORRECT') });
-    expect(keyCount()).toBe(0);
+    expect(keyCount()).toBe(count);
     expect(fs.readFileSync(path.join(home, 'keys.db')).equals(before)).toBe(true);
   });
 
   it('Ctrl-C during a derivation finalizes the module and exits 130', async () => {
+    const before = keyCount();
     const child = spawn(process.execPath, [DSK, 'keygen', '--name', 'interrupted', '--role', 'developer'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
-    await new Promise((r) => setTimeout(r, 2500)); // start-up is ~0.3 s; one derivation takes seconds
+    const exited = new Promise<{ code: number | null; signal: string | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+    const at = await inTokenWork(child.pid!, exited);
+    console.log(`SIGINT at ${at.wallMs} ms wall, ${at.cpuMs} ms main-thread CPU (module loaded at ${at.loadedCpuMs} ms CPU)`);
     child.kill('SIGINT');
-    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-    expect(code).toBe(130);
-    expect(stderr).toContain('interrupted (SIGINT); the PKCS#11 module was finalized');
-    expect(keyCount()).toBe(0);
+    expect(await exited, stderr).toEqual({ code: 130, signal: null });
+    expect(stderr).toBe('dsk: error: interrupted (SIGINT); the PKCS#11 module was finalized\n');
+    expect(keyCount()).toBe(before);
   });
 
   it('master_key.hsm pointing at a vanished module file: 4', () => {
@@ -180,6 +230,7 @@ describe.skipIf(!HSM)('an existing pkcs11 home whose token goes wrong', () => {
 
   it('master_key.hsm with an altered key check value: 5', () => {
     const orig = fs.readFileSync(hsmFile(), 'utf8');
+    const count = keyCount();
     try {
       const f = JSON.parse(orig);
       f.key_check_value = f.key_check_value.replace(/^./, (c: string) => (c === '0' ? '1' : '0'));
@@ -187,7 +238,7 @@ describe.skipIf(!HSM)('an existing pkcs11 home whose token goes wrong', () => {
       const r = keygen();
       expect(r.code).toBe(5);
       expect(r.stderr).toContain('does not match the key check value in master_key.hsm');
-      expect(keyCount()).toBe(0);
+      expect(keyCount()).toBe(count);
     } finally {
       fs.writeFileSync(hsmFile(), orig);
     }
@@ -195,6 +246,7 @@ describe.skipIf(!HSM)('an existing pkcs11 home whose token goes wrong', () => {
 
   it.skipIf(!hasPkcs11Tool)('the key object replaced by an extractable one: 5; deleted: 4', () => {
     const snapBefore = snapshot(path.join(home));
+    const count = keyCount();
     expect(tool(['--delete-object', '--type', 'secrkey', '--label', 'dsk-master']).code).toBe(0);
     const missing = keygen();
     expect(missing.code).toBe(4);
@@ -204,7 +256,7 @@ describe.skipIf(!HSM)('an existing pkcs11 home whose token goes wrong', () => {
     const unsafe = keygen();
     expect(unsafe.code).toBe(5);
     expect(unsafe.stderr).toMatch(/has unsafe attributes: .*CKA_SENSITIVE is false.*CKA_EXTRACTABLE is true/);
-    expect(keyCount()).toBe(0);
+    expect(keyCount()).toBe(count);
     // the refusals only appended UNSEAL_FAILURE audit rows; keys.db and master_key.hsm are as they were
     const after = snapshot(path.join(home));
     expect(after['keys.db']).toBe(snapBefore['keys.db']);

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dsk, ROOT, tmpDir } from './helpers.js';
 import { requireSoftHsm, softHsm, MODULE, USER_PIN } from './hsm-helpers.js';
-import { Pkcs11Module, type Pkcs11Session } from '../src/master/pkcs11/module.js';
+import { Pkcs11Module } from '../src/master/pkcs11/module.js';
+import type { Pkcs11Session } from '../src/master/pkcs11/session.js';
 import { Pkcs11MasterKey } from '../src/master/pkcs11/backend.js';
 import { deriveKeySecret } from '../src/app/keys.js';
 

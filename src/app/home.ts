@@ -17,7 +17,7 @@ import { AuditWriter, type AuditEvent } from '../audit/writer.js';
 import { publishHead } from '../audit/head.js';
 import { keyCheckValue, PURPOSE, type MasterKey } from '../master/backend.js';
 import { unsealMaster, type UnsealInputs } from '../master/unseal.js';
-import { MASTER_KEY_BYTES, validatePassphrases, validateSplit, writeFragments, METADATA_FORMAT, type FragmentMetadata, type Passphrase } from '../master/fragments.js';
+import { assertFragmentDirs, MASTER_KEY_BYTES, validatePassphrases, validateSplit, writeFragments, METADATA_FORMAT, type FragmentMetadata, type Passphrase } from '../master/fragments.js';
 import { makeKdfParams } from '../master/kdf.js';
 import { SoftwareMasterKey } from '../master/software.js';
 import { wipe } from '../kernel/crypto.js';
@@ -206,10 +206,7 @@ export async function initSoftwareHome(opts: InitOptions, env: Env): Promise<Ini
   validateSplit(opts.shares, opts.threshold);
   validatePassphrases(opts.passphrases, opts.shares);
   const kdf = makeKdfParams(opts.kdf, opts.kdfCost, env.random(16));
-  if (opts.fragmentDirs.length) {
-    for (const d of opts.fragmentDirs)
-      if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) throw new UsageError('ERR_FRAGMENT_DIR', `fragment directory ${d} is not a directory`, { hint: 'create it first (mode 0700)' });
-  }
+  assertFragmentDirs(opts.fragmentDirs, 'write');
   return buildHome(opts.home, env, 'software', opts.policy, async (staging, homeId, written) => {
     const r = await writeSoftwareFragments({ dir: staging, storeId: homeId, key: env.random(MASTER_KEY_BYTES), ...opts, kdf, written });
     return {

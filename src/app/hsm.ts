@@ -18,10 +18,11 @@ import { buildHome, Home, type Env } from './home.js';
 import { wipe } from '../kernel/crypto.js';
 import { writePrivateFile } from '../kernel/files.js';
 import { keyCheckValue, PURPOSE } from '../master/backend.js';
-import { MASTER_KEY_BYTES, validatePassphrases, validateSplit, type Passphrase } from '../master/fragments.js';
+import { assertFragmentDirs, MASTER_KEY_BYTES, validatePassphrases, validateSplit, type Passphrase } from '../master/fragments.js';
 import { makeKdfParams } from '../master/kdf.js';
 import { unsealFromFragments, type UnsealInputs } from '../master/unseal.js';
 import { writeSoftwareFragments } from './home.js';
+import { SoftwareMasterKey } from '../master/software.js';
 import { DEFAULT_KEY_LABEL, HSM_FORMAT, openTokenSession, Pkcs11MasterKey, readHsmFile, writeHsmFile, type HsmFile } from '../master/pkcs11/backend.js';
 
 export interface HsmInitOptions {
@@ -61,8 +62,7 @@ export async function initPkcs11Home(o: HsmInitOptions, env: Env): Promise<HsmIn
     validateSplit(rec.shares, rec.threshold);
     validatePassphrases(rec.passphrases, rec.shares);
     kdf = makeKdfParams(rec.kdf, rec.kdfCost, env.random(16));
-    for (const d of rec.fragmentDirs)
-      if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) throw new UsageError('ERR_FRAGMENT_DIR', `fragment directory ${d} is not a directory`, { hint: 'create it first (mode 0700)' });
+    assertFragmentDirs(rec.fragmentDirs, 'write');
   }
   const home = path.resolve(o.home);
   const { session, release } = await openTokenSession(o.module, o.tokenLabel, rec ? ['CKM_SHA256_HMAC'] : ['CKM_SHA256_HMAC', 'CKM_GENERIC_SECRET_KEY_GEN'], o.pin);
@@ -145,6 +145,25 @@ export interface HsmRecoverOptions {
   tokenLabel?: string;
   keyLabel?: string;
   inputs: UnsealInputs;
+  /**
+   * Called with the home unsealed by the key the fragments rebuilt, before the token is touched:
+   * the caller's chance to check what needs the master key (an operator's one-time code, whose
+   * secret is sealed under it). The token cannot serve that check: it is the thing being replaced.
+   */
+  authorize: (unsealed: Home) => Promise<void>;
+}
+
+/** Runs `fn` on a view of `sealed` unsealed with `key`; wipes what it derived. The caller keeps `key`. */
+async function withRebuiltKey(sealed: Home, key: Buffer, fn: (h: Home) => Promise<void>): Promise<void> {
+  const master = new SoftwareMasterKey(key);
+  const sealKey = await master.hmac(PURPOSE.SEAL);
+  const auditKey = await master.hmac(PURPOSE.AUDIT_CHAIN);
+  try {
+    await fn(new Home(sealed.dir, sealed.config, sealed.db, sealed.env, master, sealKey, auditKey));
+  } finally {
+    wipe(sealKey, auditKey);
+    await master.close();
+  }
 }
 
 /**
@@ -175,6 +194,7 @@ export async function recoverHsmHome(sealed: Home, o: HsmRecoverOptions) {
     key = u.key;
     if (u.kcv !== old.key_check_value)
       throw new IntegrityError('ERR_KCV', 'the recovery fragments hold a different key than master_key.hsm records', { hint: 'these fragments belong to another home' });
+    await withRebuiltKey(sealed, key, o.authorize);
     session = await openTokenSession(module, tokenLabel, ['CKM_SHA256_HMAC'], o.inputs.pin);
     const s = session.session;
     if (s.findKeys(keyLabel).length)

@@ -38,7 +38,14 @@ const HINT_OF_CODE: Record<string, string> = {
   ERR_EMERGENCY_TARGET_MISSING: 'give --all, key ids, --role R or --owner O; for example: dsk rotate --emergency --role automation',
   ERR_EMERGENCY_TARGET_MANY: 'give only one of --all, key ids, --role or --owner',
   ERR_HOME_EXISTS: 'choose another --home, or remove it if you really mean to start over',
+  ERR_FRAGMENT_MISSING: "pass --fragment-dir DIR where the missing fragments are now, or another custodian's passphrase",
 };
+
+/** A flag-naming hint for the error, else for the failure that caused it (ERR_UNSEAL with fragments missing). */
+function hintOf(e: DskError): string | undefined {
+  const cause = (e as { cause?: unknown }).cause;
+  return HINT_OF_CODE[e.code] ?? (isDskError(cause) ? HINT_OF_CODE[cause.code] : undefined);
+}
 
 export interface Reported {
   code: string;
@@ -48,7 +55,7 @@ export interface Reported {
 
 export function describeError(e: DskError): Reported {
   const flag = FLAG_OF_CODE[e.code];
-  return { code: e.code, message: flag ? `${flag}: ${e.message}` : e.message, hint: HINT_OF_CODE[e.code] ?? e.hint ?? null };
+  return { code: e.code, message: flag ? `${flag}: ${e.message}` : e.message, hint: hintOf(e) ?? e.hint ?? null };
 }
 
 function causes(e: unknown): string {

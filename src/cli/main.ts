@@ -4,6 +4,7 @@
  */
 import { Command, Option } from 'commander';
 import { reportError } from './errors.js';
+import { installSignalHandling } from './signals.js';
 import { VERSION } from './version.js';
 
 type Loader = () => Promise<{ register(program: Command): void }>;
@@ -90,6 +91,7 @@ export async function main(argv: string[]): Promise<void> {
     if (e.code !== 'EPIPE') throw e;
     process.exit(process.exitCode ?? 0);
   });
+  installSignalHandling();
   const program = buildProgram();
   let name = commandName(argv);
   // `dsk help keygen` must load keygen to show its options and examples

@@ -85,6 +85,26 @@ export async function withUnsealed<T>(ctx: Ctx, flags: SecretFlags, access: Acce
   }
 }
 
+/**
+ * For a command that unseals by its own means (`hsm recover` rebuilds the master key from recovery
+ * fragments because the token is gone): the role checks run on the sealed home before anyone is
+ * asked for a passphrase; the one-time code, whose secret is sealed under the master key, is
+ * checked by `approve`, which the command hands to the use case to call with the home it unsealed.
+ */
+export async function withSealedHome<T>(ctx: Ctx, access: Access, fn: (h: Home, approve: (unsealed: Home) => Promise<void>) => Promise<T>): Promise<T> {
+  const h = openHome(ctx.home, ctx.env);
+  try {
+    const d = await checkOperator(h, ctx.actor, access);
+    return await fn(h, async (unsealed) => {
+      if (!needsCode(ctx, d)) return;
+      await verifyOperatorOtp(unsealed, ctx.actor, await otpCode(ctx), 'command', access.permission ?? 'none');
+      approved.add(ctx.actor);
+    });
+  } finally {
+    await h.close();
+  }
+}
+
 /** Admin-only commands that change operators or policy: a second factor is always needed. */
 export const ADMIN_SENSITIVE = { permission: 'admin', sensitive: true } as const;
 

@@ -61,6 +61,26 @@ function aad(storeId: string, index: number, threshold: number, shares: number):
   return Buffer.from(`${FRAGMENT_FORMAT}\0${storeId}\0${index}\0${threshold}\0${shares}`);
 }
 
+/**
+ * The directories fragments are written to (init) or also looked for in (unseal), resolved. Each
+ * must be an existing directory: a mistyped path is reported before any custodian is asked for a
+ * passphrase, rather than surfacing later as missing fragments.
+ */
+export function assertFragmentDirs(dirs: readonly string[], purpose: 'write' | 'read'): string[] {
+  return dirs.map((d) => {
+    const abs = path.resolve(d);
+    let isDir = false;
+    try {
+      isDir = fs.statSync(abs).isDirectory();
+    } catch {
+      // missing or unreadable: refused below like a file in its place
+    }
+    if (!isDir)
+      throw new UsageError('ERR_FRAGMENT_DIR', `fragment directory ${d} is not a directory`, { hint: purpose === 'write' ? 'create it first (mode 0700)' : 'give the directory that now holds the fragments' });
+    return abs;
+  });
+}
+
 export function validateSplit(shares: number, threshold: number): void {
   if (!Number.isInteger(shares) || shares < 2 || shares > 255) throw new UsageError('ERR_SHARES', `shares must be between 2 and 255, got ${shares}`);
   if (!Number.isInteger(threshold) || threshold < 2 || threshold > shares)
@@ -194,7 +214,7 @@ function loadFragments(meta: FragmentMetadata, fragmentsDir: string, extraDirs: 
 export async function openFragments(meta: FragmentMetadata, fragmentsDir: string, passphrases: Passphrase[], extraDirs: string[] = []): Promise<Buffer> {
   const { usable, problems, missing } = loadFragments(meta, fragmentsDir, extraDirs);
   if (passphrases.length === 0)
-    throw new AuthError('ERR_NO_PASSPHRASE', `unsealing needs ${meta.threshold} custodian passphrases and none was given`, { hint: 'use --passphrase-file (repeatable) or DSK_PASSPHRASE_FILES, or run on a terminal to be prompted' });
+    throw new AuthError('ERR_NO_PASSPHRASE', `unsealing needs ${meta.threshold} custodian passphrases and none was given`, { hint: `${meta.threshold} of ${meta.shares} custodians must each give their passphrase` });
   const keks = await Promise.all(passphrases.map((p) => deriveKek(p.value, meta.kdf)));
   const opened = new Map<number, { share: Buffer; by: number }>();
   const failures: string[] = [];
@@ -223,11 +243,10 @@ export async function openFragments(meta: FragmentMetadata, fragmentsDir: string
         : missing.length
           ? `${failures.join(', ')} opens none of the fragments present (a wrong passphrase, or its fragment is missing)`
           : `wrong passphrase: ${failures.join(', ')} opens none of the fragments`;
-      const miss = missing.length ? `; missing fragment files: ${missing.join(', ')}` : '';
-      const hint = missing.length
-        ? `pass --fragment-dir DIR where the missing fragments are now, or another custodian's passphrase`
-        : `${meta.threshold} of ${meta.shares} custodians must each give their passphrase`;
-      throw new AuthError('ERR_UNSEAL', `cannot unseal: ${why}${miss}`, { hint: hint });
+      if (!missing.length) throw new AuthError('ERR_UNSEAL', `cannot unseal: ${why}`, { hint: `${meta.threshold} of ${meta.shares} custodians must each give their passphrase` });
+      // The cause says why the passphrases fell short, so a caller can point at where fragments are looked for.
+      const cause = new NotFoundError('ERR_FRAGMENT_MISSING', `missing fragment files: ${missing.join(', ')}`);
+      throw new AuthError('ERR_UNSEAL', `cannot unseal: ${why}; ${cause.message}`, { hint: "name the directory where the missing fragments are now, or add another custodian's passphrase", cause });
     }
     const shares = [...opened.values()].slice(0, meta.threshold).map((o) => new Uint8Array(o.share));
     const key = Buffer.from(await combine(shares));

@@ -4,7 +4,7 @@ import { homePath } from '../kernel/home-layout.js';
 import { type DskConfig } from '../domain/config.js';
 import { IntegrityError, UsageError } from '../kernel/errors.js';
 import { keyCheckValue, type MasterKey } from './backend.js';
-import { openFragments, readMetadata, type Passphrase } from './fragments.js';
+import { assertFragmentDirs, openFragments, readMetadata, type Passphrase } from './fragments.js';
 import { SoftwareMasterKey } from './software.js';
 import { wipe } from '../kernel/crypto.js';
 
@@ -17,9 +17,10 @@ export interface UnsealInputs {
 
 export async function unsealFromFragments(fragmentsDir: string, inputs: UnsealInputs): Promise<{ key: Buffer; kcv: string; storeId: string }> {
   const meta = readMetadata(fragmentsDir);
+  const extraDirs = assertFragmentDirs(inputs.fragmentDirs ?? [], 'read');
   const passphrases = await inputs.passphrases(meta.threshold, meta.shares);
   try {
-    const key = await openFragments(meta, fragmentsDir, passphrases, inputs.fragmentDirs ?? []);
+    const key = await openFragments(meta, fragmentsDir, passphrases, extraDirs);
     return { key, kcv: meta.key_check_value, storeId: meta.store_id };
   } finally {
     for (const p of passphrases) wipe(p.value);

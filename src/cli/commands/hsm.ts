@@ -7,7 +7,7 @@ import { canPrompt, readSecretFile, unsealInputs, withUnsealOptions } from '../s
 import { homePath } from '../../kernel/home-layout.js';
 import { loadConfig } from '../../store/config-file.js';
 import { UsageError } from '../../kernel/errors.js';
-import { withHome } from '../session.js';
+import { withSealedHome } from '../session.js';
 
 export function register(program: Command): void {
   const hsm = program
@@ -71,7 +71,7 @@ Examples:
       );
       const key = info.key as Record<string, any> | undefined;
       if (!key) return line(c.dim('(give --token-label to look for the master key)'));
-      if (!key.checked) return line(`${c.bold('key')}       '${key.label}': not checked: ${key.reason}`);
+      if (!key.checked) return line(`${c.bold('key')}       '${key.label}': not checked: ${key.reason}; give --pin-file or DSK_HSM_PIN`);
       if (!key.present) return line(`${c.bold('key')}       '${key.label}': ${c.red('not present')} in token '${info.token_label}'`);
       const a = key.attributes as Record<string, unknown>;
       line(`${c.bold('key')}       '${key.label}' id ${a.id} ${a.key_type} ${a.value_len} bytes${origin ? `, origin ${origin}` : ''}`);
@@ -103,8 +103,9 @@ Every key issued before still verifies, because the rebuilt master key is the sa
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const { recoverHsmHome } = await import('../../app/hsm.js');
-      const r = await withHome(ctx, { permission: 'admin', sensitive: true }, (h) =>
-        recoverHsmHome(h, { module: o.pkcs11Module, tokenLabel: o.tokenLabel, keyLabel: o.keyLabel, inputs: unsealInputs(o) }),
+      // Not withUnsealed: the token that would unseal is the one being replaced (see withSealedHome).
+      const r = await withSealedHome(ctx, { permission: 'admin', sensitive: true }, (h, approve) =>
+        recoverHsmHome(h, { module: o.pkcs11Module, tokenLabel: o.tokenLabel, keyLabel: o.keyLabel, inputs: unsealInputs(o), authorize: approve }),
       );
       if (ctx.json) return printJson(r);
       const c = paint(ctx);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { withUnsealed } from '../session.js';
+import { takeNextSignal } from '../signals.js';
 import { readSecretFile, withUnsealOptions } from '../secrets.js';
 import { printJson } from '../render.js';
 import { loadConfig } from '../../store/config-file.js';
@@ -44,15 +45,15 @@ export function register(program: Command): void {
         const msg = { url: gw.url, upstream: opts.upstream, keys: gw.index.all().length, pid: process.pid };
         if (ctx.json) printJson(msg);
         else process.stdout.write(`dsk: gateway listening on ${gw.url} → ${opts.upstream} (${msg.keys} keys)\n`);
+        // The first SIGTERM or SIGINT drains; a second one interrupts (src/cli/signals.ts).
         await new Promise<void>((resolve) => {
-          const stop = (sig: string) => {
+          takeNextSignal((sig) => {
             process.stderr.write(`dsk: ${sig}: draining in-flight requests\n`);
             gw.close().then(resolve, resolve);
-          };
-          process.once('SIGTERM', () => stop('SIGTERM'));
-          process.once('SIGINT', () => stop('SIGINT'));
+          });
         });
-        process.stderr.write('dsk: gateway stopped; usage counters flushed\n');
       });
+      // Only now, after withUnsealed closed the home: the master key is closed (a PKCS#11 module finalized).
+      process.stderr.write('dsk: gateway stopped; usage counters flushed and the master key closed\n');
     });
 }

@@ -20,7 +20,8 @@ import { writePrivateFile } from '../../kernel/files.js';
 import { wipe } from '../../kernel/crypto.js';
 import { keyCheckValue, type MasterKey } from '../backend.js';
 import type { UnsealInputs } from '../unseal.js';
-import { Pkcs11Module, type MechanismName, type Pkcs11Session } from './module.js';
+import { Pkcs11Module, type MechanismName } from './module.js';
+import type { Pkcs11Session } from './session.js';
 
 export const HSM_FORMAT = 'dsk-hsm/1';
 export const DEFAULT_KEY_LABEL = 'dsk-master';
@@ -176,7 +177,7 @@ export async function hsmInfo(o: { module: string; tokenLabel?: string; keyLabel
       out.token_label = tok.label;
       const label = o.keyLabel ?? DEFAULT_KEY_LABEL;
       const pin = o.pin ? await o.pin() : null;
-      if (!pin) out.key = { label, checked: false, reason: 'no PIN given (the key is a private object): use --pin-file or DSK_HSM_PIN' };
+      if (!pin) out.key = { label, checked: false, reason: 'no PIN given (the key is a private object)' };
       else {
         const session = mod.openSession(o.tokenLabel, []);
         try {
