@@ -54,7 +54,7 @@ export interface GatewayOverrides {
 export type GatewayOption = keyof GatewayOverrides;
 
 /** Where each option lives under `gateway` in dsk.json. */
-export const CONFIG_KEY: Record<GatewayOption, string> = {
+const CONFIG_KEY: Record<GatewayOption, string> = {
   upstream: 'upstream',
   listen: 'listen',
   requireSignature: 'require_signature',

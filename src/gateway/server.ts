@@ -1,7 +1,7 @@
 /**
  * The authenticating gateway (`dsk serve`): node:http in front of an OpenAI-compatible upstream.
  * This module listens, runs the request pipeline and drains on close; each step lives in its own
- * module. Per request, in this order (cheapest refusal first, nothing touches SQLite):
+ * module. Per request, in this order (cheapest refusal first; only the /dsk/ endpoints read SQLite):
  *
  *   source address blocked?  → 429 ip_blocked                           (rate-limit.ts)
  *   credential → key or JWT  → 401                                      (authenticate.ts)
