@@ -1,7 +1,11 @@
-/** The IP/CIDR parser behind `dsk audit query --ip`: property tests against a BigInt reference. */
+/**
+ * The IP/CIDR parser and matcher behind `dsk audit query --ip` and the gateway's per-key
+ * allow-lists: property tests against a BigInt reference and against Node's net.BlockList.
+ */
 import fc from 'fast-check';
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { cidrContains, parseCidr, parseIp, parseIPv4, parseIPv6 } from '../src/kernel/ip.js';
+import { buildAllowList, cidrContains, CidrList, ipAllowed, ipMatcher, ipv4TextRanges, normalizeIp, parseCidr, parseIp, parseIPv4, parseIPv6 } from '../src/kernel/ip.js';
 import { csvField, parseTimeArg } from '../src/audit/query.js';
 
 const toBig = (b: Uint8Array) => b.reduce((a, x) => (a << 8n) | BigInt(x), 0n);
@@ -117,6 +121,102 @@ describe('cidr', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+});
+
+describe('the matcher (allow-lists and audit queries)', () => {
+  /** The same address as a dual-stack Node server may report it. */
+  const v4Forms = (b: Uint8Array) => [fmt4(b), `::ffff:${fmt4(b)}`, `::FFFF:${fmt4(b)}`];
+  const blockList = (c: { family: 4 | 6; bytes: Uint8Array; prefix: number }) => {
+    const l = new net.BlockList();
+    l.addSubnet(c.family === 4 ? fmt4(c.bytes) : fmt6(c.bytes, 0), c.prefix, c.family === 4 ? 'ipv4' : 'ipv6');
+    return l;
+  };
+
+  it('IPv4 blocks: every form of an address matches as the reference says, and as net.BlockList says', () => {
+    fc.assert(
+      fc.property(v4, v4, fc.integer({ min: 0, max: 32 }), (addr, netBytes, prefix) => {
+        const c = parseCidr(`${fmt4(netBytes)}/${prefix}`)!;
+        const list = new CidrList([c]);
+        const expected = inPrefix(addr, netBytes, prefix, 32);
+        const bl = blockList(c);
+        for (const text of v4Forms(addr)) {
+          expect(list.has(text)).toBe(expected);
+          expect(ipMatcher(c)(text)).toBe(expected);
+          expect(bl.check(text, text.includes(':') ? 'ipv6' : 'ipv4')).toBe(expected);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('IPv6 blocks: every text form matches as the reference says, and as net.BlockList says', () => {
+    fc.assert(
+      fc.property(v6, v6, fc.integer({ min: 0, max: 128 }), fc.constantFrom(0, 1, 2) as fc.Arbitrary<0 | 1 | 2>, (addr, netBytes, prefix, form) => {
+        const c = parseCidr(`${fmt6(netBytes, form)}/${prefix}`)!;
+        const text = fmt6(addr, form);
+        const expected = inPrefix(addr, netBytes, prefix, 128);
+        expect(new CidrList([c]).has(text)).toBe(expected);
+        expect(ipMatcher(c)(text)).toBe(expected);
+        expect(blockList(c).check(text, 'ipv6')).toBe(expected);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('a list matches when any of its blocks does; the quick text reject never drops a match', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(v4, fc.integer({ min: 0, max: 32 })), { minLength: 1, maxLength: 5 }), v4, (blocks, addr) => {
+        const cs = blocks.map(([b, p]) => parseCidr(`${fmt4(b)}/${p}`)!);
+        const expected = blocks.some(([b, p]) => inPrefix(addr, b, p, 32));
+        expect(new CidrList(cs).has(fmt4(addr))).toBe(expected);
+        for (const c of cs) {
+          const ranges = ipv4TextRanges(c);
+          if (!ranges || !cidrContains(c, parseIp(fmt4(addr)))) continue;
+          // an address in the block sorts into one of its text ranges (the index narrowing is sound)
+          for (const text of [fmt4(addr), `::ffff:${fmt4(addr)}`]) expect(ranges.some(([lo, hi]) => text >= lo && text < hi)).toBe(true);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('an IPv4-mapped block is the IPv4 block it maps', () => {
+    expect(parseCidr('::ffff:10.0.0.0/104')).toEqual(parseCidr('10.0.0.0/8'));
+    expect(parseCidr('::ffff:0:0/96')).toEqual(parseCidr('0.0.0.0/0'));
+    expect(new CidrList([parseCidr('::ffff:10.0.0.0/104')!]).has('10.1.2.3')).toBe(true);
+    expect(parseCidr('::ffff:0:0/95')).toMatchObject({ family: 6, prefix: 95 });
+  });
+
+  it('allow-lists: no list is everyone; junk entries are skipped, so a list of junk is no one', () => {
+    expect(buildAllowList(undefined)).toBeNull();
+    expect(buildAllowList([])).toBeNull();
+    expect(buildAllowList('10.0.0.0/8')).toBeNull();
+    expect(ipAllowed(null, '203.0.113.9')).toBe(true);
+    // '10.0.0.1/' once read as a /0 (Number('') is 0) and let every address through
+    for (const junk of [['garbage'], ['10.0.0.0/33'], ['10.0.0.1/'], ['010.0.0.0/8'], ['10.0.0.0/08'], ['fe80::/10%eth0'], [42, null, {}]]) {
+      const l = buildAllowList(junk);
+      expect(l).not.toBeNull();
+      for (const ip of ['10.0.0.1', '127.0.0.1', '::1', 'fe80::1']) expect(ipAllowed(l, ip), `${JSON.stringify(junk)} ${ip}`).toBe(false);
+    }
+    const l = buildAllowList(['192.168.0.0/16', 'nope', '2001:db8::/32']);
+    expect(['192.168.4.4', '::ffff:192.168.4.4', '2001:db8::7'].map((ip) => ipAllowed(l, ip))).toEqual([true, true, true]);
+    expect(['192.169.0.1', '2001:db9::1', 'unknown', ''].map((ip) => ipAllowed(l, ip))).toEqual([false, false, false, false]);
+  });
+
+  it('normalizeIp gives one text per IPv4 client; the matcher never throws', () => {
+    expect(normalizeIp('::ffff:10.1.2.3')).toBe('10.1.2.3');
+    expect(normalizeIp('::FFFF:10.1.2.3')).toBe('10.1.2.3');
+    expect(normalizeIp('::1')).toBe('::1');
+    const list = new CidrList([parseCidr('10.0.0.0/8')!, parseCidr('::/0')!]);
+    fc.assert(
+      fc.property(fc.string({ maxLength: 60 }), (s) => {
+        list.has(s);
+        ipMatcher(parseCidr('10.1.0.0/16')!)(s);
+      }),
+      { numRuns: 3000 },
+    );
+    expect(list.has(null)).toBe(false);
   });
 });
 

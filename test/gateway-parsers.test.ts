@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import crypto from 'node:crypto';
 import { clientIp, parseCredential } from '../src/gateway/credentials.js';
 import { canonicalString, computeSignature, NonceCache, parseSignatureHeaders, signHeaders, timestampFresh } from '../src/gateway/signature.js';
-import { buildAllowList, ipAllowed } from '../src/gateway/key-index.js';
+import { buildAllowList, ipAllowed } from '../src/kernel/ip.js';
 import { FailureTracker, RateLimiter } from '../src/gateway/rate-limit.js';
 import { tokenKid, looksLikeJwt } from '../src/gateway/jwt.js';
 import { formatApiKey } from '../src/domain/key-text.js';

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import OpenAI from 'openai';
 import { call, gateway, keys, openTestHome, rawDb, startStubUpstream, type Gateway, type StubUpstream } from './gwkit.js';
 import type { Home } from '../src/app/home.js';
@@ -7,6 +7,7 @@ import { signHeaders, legacySignature } from '../src/gateway/signature.js';
 import { signedFetch } from '../src/gateway/client.js';
 import { issueToken, tokenKey } from '../src/gateway/jwt.js';
 import { formatApiKey } from '../src/domain/key-text.js';
+import { fixedClock } from '../src/kernel/clock.js';
 
 let h: Home;
 let homeDir: string;
@@ -281,34 +282,49 @@ describe('tokens (JWT)', () => {
 
 describe('grace, revocation and usage', () => {
   it('a grace key works until grace_until, then 401 (picked up from another connection)', async () => {
-    const db = rawDb(homeDir);
-    const until = Date.now() + 1500;
-    db.prepare("UPDATE keys SET status = 'grace', grace_until = ?, updated_at = ? WHERE id = ?").run(until, Date.now(), k.grace.id);
-    db.close();
-    await new Promise((r) => setTimeout(r, 400));
-    expect(gw.index.get(k.grace.id)!.row.status).toBe('grace');
-    expect((await call(`${gw.url}/v1/models`, { headers: { Authorization: `Bearer ${k.grace.api_key}` } })).status).toBe(200);
-    await new Promise((r) => setTimeout(r, until - Date.now() + 50));
-    const r = await call(`${gw.url}/v1/models`, { headers: { Authorization: `Bearer ${k.grace.api_key}` } });
-    expect(r.status).toBe(401);
-    expectOpenAiError(r.body, 'key_retired');
+    const clock = fixedClock(Date.now());
+    const g = await gateway(h, up.url, {}, clock);
+    try {
+      const db = rawDb(homeDir);
+      const until = clock.now() + 1500;
+      db.prepare("UPDATE keys SET status = 'grace', grace_until = ?, updated_at = ? WHERE id = ?").run(until, clock.now(), k.grace.id);
+      db.close();
+      // the index notices another connection's commit on its next poll (every 250 ms)
+      await vi.waitFor(() => expect(g.index.get(k.grace.id)!.row.status).toBe('grace'), { timeout: 2000, interval: 20 });
+      expect((await call(`${g.url}/v1/models`, { headers: { Authorization: `Bearer ${k.grace.api_key}` } })).status).toBe(200);
+      clock.set(until - 1);
+      expect((await call(`${g.url}/v1/models`, { headers: { Authorization: `Bearer ${k.grace.api_key}` } })).status).toBe(200);
+      clock.set(until + 1);
+      const r = await call(`${g.url}/v1/models`, { headers: { Authorization: `Bearer ${k.grace.api_key}` } });
+      expect(r.status).toBe(401);
+      expectOpenAiError(r.body, 'key_retired');
+    } finally {
+      await g.close();
+    }
   });
 
-  it('usage counts reach the store after a flush', async () => {
+  it('usage counts reach the store on the flush timer, stamped by the gateway clock', async () => {
+    const clock = fixedClock(Date.now());
+    const g = await gateway(h, up.url, { flushMs: 20 }, clock);
     const db = rawDb(homeDir);
-    const before = (db.prepare('SELECT use_count FROM keys WHERE id = ?').get(k.bot.id) as any).use_count;
-    for (let i = 0; i < 3; i++) expect((await call(`${gw.url}/v1/models`, { headers: { Authorization: `Bearer ${k.bot.api_key}` } })).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 1300)); // the flush timer runs every second
-    const row = db.prepare('SELECT use_count, last_used_at FROM keys WHERE id = ?').get(k.bot.id) as any;
-    db.close();
-    expect(row.use_count).toBe(before + 3);
-    expect(row.last_used_at).toBeGreaterThan(Date.now() - 5000);
+    try {
+      const uses = () => db.prepare('SELECT use_count, last_used_at FROM keys WHERE id = ?').get(k.bot.id) as any;
+      const before = uses().use_count;
+      for (let i = 0; i < 3; i++) expect((await call(`${g.url}/v1/models`, { headers: { Authorization: `Bearer ${k.bot.api_key}` } })).status).toBe(200);
+      // no flush() call: the timer alone writes the counts
+      await vi.waitFor(() => expect(uses().use_count).toBe(before + 3), { timeout: 2000, interval: 20 });
+      expect(uses().last_used_at).toBe(clock.now());
+    } finally {
+      db.close();
+      await g.close();
+    }
   });
 });
 
 describe('brute force', () => {
   it('blocks an address after N failures in the window, audits it, and lifts the block', async () => {
-    const g = await gateway(h, up.url, { maxFailures: 3, failureWindow: '2s', blockFor: '1s' });
+    const clock = fixedClock(Date.now());
+    const g = await gateway(h, up.url, { maxFailures: 3, failureWindow: '2s', blockFor: '1s' }, clock);
     try {
       const bad = { Authorization: 'Bearer dsk_bad' };
       for (let i = 0; i < 3; i++) expect((await call(`${g.url}/v1/models`, { headers: bad })).status).toBe(401);
@@ -327,7 +343,9 @@ describe('brute force', () => {
       // three failures from one address in one second: one aggregated row, never the key text
       expect(fails.some((f) => JSON.parse(f.details).count === 3)).toBe(true);
       expect(JSON.stringify(fails)).not.toContain('dsk_bad');
-      await new Promise((r) => setTimeout(r, 1100));
+      clock.advance(999);
+      expect((await call(`${g.url}/v1/models`, { headers: { Authorization: `Bearer ${k.dev.api_key}` } })).status).toBe(429);
+      clock.advance(1);
       expect((await call(`${g.url}/v1/models`, { headers: { Authorization: `Bearer ${k.dev.api_key}` } })).status).toBe(200);
     } finally {
       await g.close();

@@ -5,7 +5,9 @@ import { makeHome } from './helpers.js';
 import { openUnsealed, defaultEnv, type Home } from '../src/app/home.js';
 import { issueKey, type IssuedKey, type KeySpec } from '../src/app/keys.js';
 import { passphrasesFromFiles } from '../src/cli/secrets.js';
-import { gatewayOptions, startGateway, type Gateway, type GatewayOptions } from '../src/gateway/server.js';
+import { startGateway, type Gateway } from '../src/gateway/server.js';
+import { gatewayOptions, type GatewayOptions, type GatewayOverrides } from '../src/gateway/options.js';
+import type { Clock } from '../src/kernel/clock.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
 
 export async function openTestHome() {
@@ -23,9 +25,11 @@ export async function keys(home: Home, specs: Record<string, KeySpec>): Promise<
   return out;
 }
 
-export async function gateway(home: Home, upstream: string, flags: Record<string, unknown> = {}): Promise<Gateway> {
-  const o: GatewayOptions = gatewayOptions(home.config.gateway, { upstream, listen: '127.0.0.1:0', ...flags });
-  return startGateway(home, o);
+/** A gateway on a free loopback port; `clock` (default: the system's) drives its time checks. */
+export async function gateway(home: Home, upstream: string, overrides: GatewayOverrides & Partial<Pick<GatewayOptions, 'flushMs'>> = {}, clock?: Clock): Promise<Gateway> {
+  const { flushMs, ...rest } = overrides;
+  const o: GatewayOptions = gatewayOptions(home.config.gateway, { upstream, listen: '127.0.0.1:0', ...rest });
+  return startGateway(home, flushMs === undefined ? o : { ...o, flushMs }, clock);
 }
 
 /** A separate connection, as another process would have. */

@@ -39,6 +39,8 @@ const HINT_OF_CODE: Record<string, string> = {
   ERR_EMERGENCY_TARGET_MANY: 'give only one of --all, key ids, --role or --owner',
   ERR_HOME_EXISTS: 'choose another --home, or remove it if you really mean to start over',
   ERR_FRAGMENT_MISSING: "pass --fragment-dir DIR where the missing fragments are now, or another custodian's passphrase",
+  ERR_NO_UPSTREAM: 'for example --upstream http://127.0.0.1:11434',
+  ERR_TLS: 'check that --tls-cert and --tls-key (or gateway.tls_cert and gateway.tls_key in dsk.json) are PEM files that belong together',
 };
 
 /** A flag-naming hint for the error, else for the failure that caused it (ERR_UNSEAL with fragments missing). */

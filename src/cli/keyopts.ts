@@ -1,6 +1,9 @@
-/** Parsing of the key policy flags shared by keygen and rotate. */
+/** Parsing of the key flags: the policy flags shared by keygen and rotate, and keygen's gateway options. */
 import { parseDuration, parsePositiveInt } from '../kernel/duration.js';
+import { UsageError } from '../kernel/errors.js';
+import { parseCidr } from '../kernel/ip.js';
 import type { KeySpec } from '../app/keys.js';
+import type { KeyOptions } from '../gateway/key-options.js';
 
 export interface KeyPolicyFlags {
   expires?: string;
@@ -14,4 +17,30 @@ export function policyFromFlags(o: KeyPolicyFlags): Pick<KeySpec, 'expiresInMs' 
   if (o.rotateEvery !== undefined) spec.rotateEveryMs = o.rotateEvery === 'never' ? null : parseDuration(o.rotateEvery, '--rotate-every');
   if (o.maxUses !== undefined) spec.maxUses = o.maxUses === 'never' ? null : parsePositiveInt(o.maxUses, '--max-uses');
   return spec;
+}
+
+export interface KeyOptionFlags {
+  requireSignature?: boolean;
+  allowCidr?: string[];
+  rateLimit?: string;
+}
+
+/** The gateway options of a new key, checked before anything is unsealed. CIDR entries are kept as typed. */
+export function keyOptionsFromFlags(o: KeyOptionFlags): KeyOptions {
+  const out: KeyOptions = {};
+  if (o.requireSignature) out.require_signature = true;
+  if (o.allowCidr?.length) {
+    for (const c of o.allowCidr) {
+      if (!parseCidr(c)) throw new UsageError('ERR_ALLOW_CIDR', `invalid --allow-cidr '${c}'`, { hint: 'for example 10.0.0.0/8, 192.168.1.20 or fd00::/8' });
+    }
+    out.allowed_cidrs = o.allowCidr;
+  }
+  if (o.rateLimit !== undefined) {
+    const m = /^(\d{1,7}(?:\.\d{1,3})?)(?::(\d{1,7}))?$/.exec(o.rateLimit);
+    const rps = m ? Number(m[1]) : 0;
+    const burst = m?.[2] !== undefined ? Number(m[2]) : Math.max(1, Math.ceil(rps * 2));
+    if (!m || rps <= 0 || burst < 1) throw new UsageError('ERR_RATE_LIMIT', `invalid --rate-limit '${o.rateLimit}': expected RPS or RPS:BURST`, { hint: 'for example 5 or 5:20' });
+    out.rate_limit = { rps, burst };
+  }
+  return out;
 }

@@ -2,9 +2,7 @@ import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { withUnsealed } from '../session.js';
 import { collect, withUnsealOptions } from '../secrets.js';
-import { keyOptionsFromFlags } from '../../gateway/key-index.js';
-import { UsageError } from '../../kernel/errors.js';
-import { policyFromFlags } from '../keyopts.js';
+import { keyOptionsFromFlags, policyFromFlags } from '../keyopts.js';
 import fs from 'node:fs';
 import { assertOutFree, showIssued, writeIssuedFile } from '../issued.js';
 import { issueKey, resolveSpec, type IssuedKey } from '../../app/keys.js';
@@ -28,7 +26,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExamples:\n  dsk keygen --name chat-frontend --role developer --owner web-team --expires 30d\n  dsk keygen --name nightly-batch --role automation --out batch.key --json\n  dsk keygen --name office-bot --role automation --require-signature --allow-cidr 10.0.0.0/8 --rate-limit 5:20')
     .action(async (o, c: Command) => {
       const ctx = ctxOf(c);
-      const options = keyOptionsFromFlags(o, (m, h) => new UsageError('ERR_KEY_OPTION', m, { hint: h }));
+      const options = keyOptionsFromFlags(o);
       const spec = { name: o.name, role: o.role, owner: o.owner, ...policyFromFlags(o), ...(Object.keys(options).length ? { options: options as Record<string, unknown> } : {}) };
       // Reject a bad role or name before asking anyone for a passphrase.
       const pre = openHome(ctx.home, ctx.env, { readonly: true });

@@ -5,8 +5,13 @@ import { takeNextSignal } from '../signals.js';
 import { readSecretFile, withUnsealOptions } from '../secrets.js';
 import { printJson } from '../render.js';
 import { loadConfig } from '../../store/config-file.js';
-import { gatewayOptions, startGateway } from '../../gateway/server.js';
+import { gatewayOptions, startGateway, type GatewayOverrides } from '../../gateway/server.js';
 import { parsePositiveInt } from '../../kernel/duration.js';
+
+/** Each gateway option's flag has the option's name in kebab case: maxBody is --max-body. */
+function flagOf(option: string): string {
+  return `--${option.replace(/[A-Z]/g, (x) => '-' + x.toLowerCase())}`;
+}
 
 export function register(program: Command): void {
   const cmd = program
@@ -31,14 +36,15 @@ export function register(program: Command): void {
   withUnsealOptions(cmd)
     .addHelpText(
       'after',
-      '\nDefaults may also live in dsk.json under "gateway" (upstream, listen, rate_limit, brute_force,\nroutes, require_signature, max_body). See docs/gateway.md.\n\nExamples:\n  DSK_PASSPHRASE_FILES=a.pass:b.pass:c.pass dsk serve --upstream http://127.0.0.1:11434\n  dsk serve --upstream http://10.0.0.5:8000 --listen 0.0.0.0:8443 --tls-cert gw.crt --tls-key gw.key --client-ca ca.crt --pin-file pin.txt',
+      '\nDefaults may also live in dsk.json under "gateway" (upstream, listen, rate_limit, brute_force,\nroutes, require_signature, max_body, tls_cert, tls_key, client_ca, trust_proxy, drain).\nSee docs/gateway.md.\n\nExamples:\n  DSK_PASSPHRASE_FILES=a.pass:b.pass:c.pass dsk serve --upstream http://127.0.0.1:11434\n  dsk serve --upstream http://10.0.0.5:8000 --listen 0.0.0.0:8443 --tls-cert gw.crt --tls-key gw.key --client-ca ca.crt --pin-file pin.txt',
     )
     .action(async (o, c: Command) => {
       const ctx = ctxOf(c);
-      const flags: Record<string, unknown> = { ...o };
-      for (const f of ['maxBody', 'rps', 'burst', 'maxFailures'] as const) if (o[f] !== undefined) flags[f] = parsePositiveInt(o[f], `--${f.replace(/[A-Z]/g, (x) => '-' + x.toLowerCase())}`);
-      // Reject bad flags and config before asking anyone for a passphrase.
-      const opts = gatewayOptions(loadConfig(ctx.home).gateway, flags);
+      const flags: GatewayOverrides = { ...o };
+      for (const f of ['maxBody', 'rps', 'burst', 'maxFailures'] as const) if (o[f] !== undefined) flags[f] = parsePositiveInt(o[f], flagOf(f));
+      // Reject bad flags and config before asking anyone for a passphrase. A value from a flag is
+      // named by its flag, one from dsk.json by its key there.
+      const opts = gatewayOptions(loadConfig(ctx.home).gateway, flags, flagOf);
       if (o.upstreamKeyFile) opts.upstreamAuthorization = `Bearer ${readSecretFile(o.upstreamKeyFile, 'upstream key').toString()}`;
       await withUnsealed(ctx, o, { permission: 'key.manage' }, async (h) => {
         const gw = await startGateway(h, opts);

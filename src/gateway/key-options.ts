@@ -1,0 +1,27 @@
+/**
+ * A key's gateway options, as stored in the `options` JSON column of its row (set at issue, see the
+ * CLI's keygen flags). Reading them never throws: a row written by another version or edited by
+ * hand must not stop the gateway. Anything but a JSON object reads as no options; an allow-list
+ * entry that does not parse denies rather than allows (kernel/ip.ts buildAllowList).
+ */
+import { buildAllowList, type CidrList } from '../kernel/ip.js';
+
+export interface KeyOptions {
+  require_signature?: boolean;
+  allowed_cidrs?: string[];
+  rate_limit?: { rps?: number; burst?: number };
+}
+
+export function parseKeyOptions(text: string): KeyOptions {
+  try {
+    const o = JSON.parse(text);
+    return o && typeof o === 'object' && !Array.isArray(o) ? (o as KeyOptions) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** The addresses a key may be used from; null for every address. */
+export function allowListOf(o: KeyOptions): CidrList | null {
+  return buildAllowList(o.allowed_cidrs);
+}

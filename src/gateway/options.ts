@@ -1,0 +1,157 @@
+/**
+ * The gateway's options: dsk.json `gateway`, under overrides from the caller (the serve command
+ * fills them from its flags), over defaults. Every value is checked here, before anything is
+ * unsealed. An error names the option by where its value came from: `gateway.upstream in dsk.json`
+ * for the config file, and for an override whatever name the caller gives (`nameOf`; the CLI
+ * passes its flag names, others get the dsk.json key).
+ */
+import type { Permission } from '../domain/roles.js';
+import { PERMISSIONS } from '../domain/roles.js';
+import { parseDuration } from '../kernel/duration.js';
+import { UsageError } from '../kernel/errors.js';
+import type { BucketConfig, FailureConfig } from './rate-limit.js';
+import { DEFAULT_ROUTES, isRoutePattern } from './routes.js';
+
+export interface GatewayOptions {
+  upstream: string;
+  host: string;
+  port: number;
+  requireSignature: boolean;
+  allowLegacySignature: boolean;
+  maxBodyBytes: number;
+  rateLimit: BucketConfig;
+  failures: FailureConfig;
+  skewS: number;
+  trustProxy: boolean;
+  routes: Record<string, Permission>;
+  tls?: { cert: string; key: string; clientCa?: string };
+  upstreamAuthorization?: string;
+  drainMs: number;
+  flushMs: number;
+  pollMs: number;
+}
+
+/** Values that win over dsk.json. Durations are text (`60s`) or milliseconds. */
+export interface GatewayOverrides {
+  upstream?: string;
+  listen?: string;
+  requireSignature?: boolean;
+  allowLegacySignature?: boolean;
+  maxBody?: number;
+  rps?: number;
+  burst?: number;
+  maxFailures?: number;
+  failureWindow?: string | number;
+  blockFor?: string | number;
+  skew?: string | number;
+  trustProxy?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  clientCa?: string;
+  drain?: string | number;
+}
+
+export type GatewayOption = keyof GatewayOverrides;
+
+/** Where each option lives under `gateway` in dsk.json. */
+const CONFIG_KEY: Record<GatewayOption, string> = {
+  upstream: 'upstream',
+  listen: 'listen',
+  requireSignature: 'require_signature',
+  allowLegacySignature: 'allow_legacy_signature',
+  maxBody: 'max_body',
+  rps: 'rate_limit.rps',
+  burst: 'rate_limit.burst',
+  maxFailures: 'brute_force.max_failures',
+  failureWindow: 'brute_force.window',
+  blockFor: 'brute_force.block',
+  skew: 'skew',
+  trustProxy: 'trust_proxy',
+  tlsCert: 'tls_cert',
+  tlsKey: 'tls_key',
+  clientCa: 'client_ca',
+  drain: 'drain',
+};
+
+const DEFAULTS: Partial<Record<GatewayOption, unknown>> = {
+  listen: '127.0.0.1:8080',
+  maxBody: 1024 * 1024,
+  rps: 50,
+  burst: 100,
+  maxFailures: 10,
+  failureWindow: '60s',
+  blockFor: '5m',
+  skew: '300s',
+  drain: '30s',
+};
+
+function configValue(g: Record<string, unknown>, path: string): unknown {
+  let v: unknown = g;
+  for (const k of path.split('.')) v = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[k] : undefined;
+  return v ?? undefined;
+}
+
+export function gatewayOptions(config: Record<string, unknown> | undefined, overrides: GatewayOverrides = {}, nameOf: (o: GatewayOption) => string = (o) => CONFIG_KEY[o]): GatewayOptions {
+  const g = config ?? {};
+  /** An option's value and the words for where it came from. */
+  const pick = (o: GatewayOption): { value: unknown; label: string } => {
+    if (overrides[o] != null) return { value: overrides[o], label: nameOf(o) };
+    const c = configValue(g, CONFIG_KEY[o]);
+    if (c !== undefined) return { value: c, label: `gateway.${CONFIG_KEY[o]} in dsk.json` };
+    return { value: DEFAULTS[o], label: nameOf(o) };
+  };
+  const num = (o: GatewayOption, min = 1): number => {
+    const { value, label } = pick(o);
+    const n = typeof value === 'string' ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < min) throw new UsageError('ERR_NUMBER', `invalid ${label} '${String(value)}': expected a number ≥ ${min}`);
+    return n;
+  };
+  const ms = (o: GatewayOption): number => {
+    const { value, label } = pick(o);
+    return typeof value === 'number' ? value : parseDuration(String(value), label);
+  };
+
+  const up = pick('upstream');
+  if (!up.value) throw new UsageError('ERR_NO_UPSTREAM', `no upstream: give ${nameOf('upstream')} or set gateway.upstream in dsk.json`, { hint: 'for example http://127.0.0.1:11434 (Ollama) or http://127.0.0.1:8000 (vLLM)' });
+  let u: URL | null = null;
+  try {
+    u = new URL(String(up.value));
+  } catch {
+    // refused below, with the same words as a non-HTTP scheme
+  }
+  if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new UsageError('ERR_UPSTREAM_URL', `invalid ${up.label} '${String(up.value)}': expected an http:// or https:// URL`);
+
+  const listen = pick('listen');
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(String(listen.value));
+  if (!m || Number(m[3]) > 65535) throw new UsageError('ERR_LISTEN_ADDRESS', `invalid ${listen.label} '${String(listen.value)}': expected HOST:PORT`, { hint: 'for example 127.0.0.1:8080 or [::1]:8080 (port 0 picks a free one)' });
+
+  const routes: Record<string, Permission> = { ...DEFAULT_ROUTES, ...((g.routes as Record<string, Permission> | undefined) ?? {}) };
+  for (const [r, p] of Object.entries(routes)) {
+    if (!isRoutePattern(r)) throw new UsageError('ERR_ROUTE', `invalid route '${r}' in gateway.routes in dsk.json`, { hint: "use 'METHOD /path', '* /path' or a trailing /* for a prefix" });
+    if (!(PERMISSIONS as readonly string[]).includes(p)) throw new UsageError('ERR_ROUTE_PERMISSION', `route '${r}' in gateway.routes in dsk.json maps to unknown permission '${p}'`, { hint: `known: ${PERMISSIONS.join(', ')}` });
+  }
+
+  const cert = pick('tlsCert');
+  const key = pick('tlsKey');
+  const ca = pick('clientCa');
+  if (!!cert.value !== !!key.value) throw new UsageError('ERR_TLS_PAIR', `${cert.label} and ${key.label} go together`, { hint: 'a PEM certificate and its PEM private key' });
+  if (ca.value && !cert.value) throw new UsageError('ERR_CLIENT_CA_WITHOUT_TLS', `${ca.label} needs ${cert.label} and ${key.label}`, { hint: 'mutual TLS is TLS with client certificates: give the server certificate and key too' });
+
+  return {
+    upstream: u.toString().replace(/\/$/, ''),
+    host: m[1] ?? m[2],
+    port: Number(m[3]),
+    requireSignature: !!pick('requireSignature').value,
+    allowLegacySignature: !!pick('allowLegacySignature').value,
+    maxBodyBytes: num('maxBody'),
+    rateLimit: { rps: num('rps', 0.001), burst: num('burst') },
+    failures: { max: num('maxFailures'), windowMs: ms('failureWindow'), blockMs: ms('blockFor') },
+    skewS: ms('skew') / 1000,
+    trustProxy: !!pick('trustProxy').value,
+    routes,
+    tls: cert.value ? { cert: String(cert.value), key: String(key.value), clientCa: ca.value ? String(ca.value) : undefined } : undefined,
+    drainMs: ms('drain'),
+    flushMs: 1000,
+    pollMs: 250,
+  };
+}
