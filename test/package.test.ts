@@ -20,7 +20,8 @@ const INSTALL_TIMEOUT_MS = 15 * 60_000;
 const TRACER = path.join(ROOT, 'test', 'fixtures', 'trace-loads.mjs');
 
 function run(cmd: string, args: string[], opts: SpawnSyncOptions = {}) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DSK_')));
+  // Neither a home from the environment nor the settings an outer `npm test` exports (its prefix).
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DSK_') && !/^npm_/i.test(k)));
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: INSTALL_TIMEOUT_MS, ...opts, env: { ...env, NO_COLOR: '1', ...opts.env } });
   const out = { code: r.status, stdout: String(r.stdout), stderr: String(r.stderr) };
   if (r.error) throw r.error;
