@@ -40,8 +40,8 @@ export function table(ctx: Pick<Ctx, 'color'>, head: string[], rows: Cell[][]): 
 
 /**
  * The same text as table(), for lists with no bound on their length (`keys list`, `audit query`).
- * cli-table3 lays a table out in time superlinear in its rows: 10,000 rows took 15.8 s against
- * 58 ms here (bench/render.mjs). This renderer measures each cell once.
+ * cli-table3 lays a table out in time superlinear in its rows: 10,000 rows take 10 to 16 s
+ * against about 50 ms here (bench/render.mjs). This renderer measures each cell once.
  */
 export function listTable(ctx: Pick<Ctx, 'color'>, head: string[], rows: Cell[][]): string {
   const c = paint(ctx);
