@@ -12,7 +12,7 @@ import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../src/domain/derivation.js';
 import { passphraseFiles, ROOT, tmpDir } from './helpers.js';
 
@@ -57,6 +57,11 @@ beforeAll(() => {
   installed = path.join(prefix, 'lib', 'node_modules', 'dsk');
   dskBin = path.join(prefix, 'bin', 'dsk');
 }, INSTALL_TIMEOUT_MS);
+
+// The installed package with its compiled native modules is tens of megabytes.
+afterAll(() => {
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
 
 /** Runs the installed binary in a temporary home, away from this worktree. */
 const dsk = (args: string[], env: NodeJS.ProcessEnv = {}) => run(dskBin, args, { cwd: dir, env });
