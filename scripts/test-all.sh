@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs on a fresh Debian machine with Node.js 20, then runs it.
+# Installs everything the test suite needs on a fresh Debian machine with Node.js 20, then builds,
+# type-checks src/ and test/, and runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,7 @@ fi
 
 npm ci --no-audit --no-fund
 npm run build
+npm run typecheck
 status=0
 npx vitest run || status=$?
 node -e '

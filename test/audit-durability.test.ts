@@ -7,11 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { dsk, hasCommand, json, makeHome, ROOT, snapshot } from './helpers.js';
+import { dsk, json, makeHome, requireTool, ROOT, snapshot } from './helpers.js';
 import { rows, sqlite, writeRows, writerProcess } from './audit-helpers.js';
 
-const SQLITE = hasCommand('sqlite3');
-if (!SQLITE && process.env.CI === 'true') throw new Error('sqlite3 CLI is required under CI');
+const SQLITE = requireTool('sqlite3', 'the audit durability tests');
 
 function auditDb(home: string) {
   return path.join(home, 'audit_log', 'audit.db');

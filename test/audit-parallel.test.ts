@@ -2,18 +2,15 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { hasCommand, ROOT, tmpDir } from './helpers.js';
+import { requireTool, tmpDir } from './helpers.js';
 import { sqlite } from './audit-helpers.js';
+import { openDatabase } from '../src/store/sqlite.js';
+import { AuditWriter } from '../src/audit/writer.js';
+import { verifyChain, verifyChainParallel } from '../src/audit/verify.js';
+import { publishHead, readHead } from '../src/audit/head.js';
 
-// Workers load dist/audit/verify-worker.js, so this test uses the built modules.
-const dist = (m: string) => import(path.join(ROOT, 'dist', m));
-
-describe.skipIf(!hasCommand('sqlite3'))('parallel verify', () => {
+describe.skipIf(!requireTool('sqlite3', 'the parallel verify test'))('parallel verify', () => {
   it('agrees with the sequential walk on a good chain, an unkeyed tail, and each kind of damage', async () => {
-    const { openDatabase } = await dist('store/db.js');
-    const { AuditWriter } = await dist('audit/log.js');
-    const { verifyChain, verifyChainParallel } = await dist('audit/verify.js');
-    const { readHead, publishHead } = await dist('audit/head.js');
     const key = crypto.randomBytes(32);
     const home = path.join(tmpDir(), 'h');
     const db = openDatabase(home, { create: true });

@@ -5,11 +5,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { dsk, hasCommand, json, makeHome, tmpDir } from './helpers.js';
+import { dsk, json, makeHome, requireTool, tmpDir } from './helpers.js';
 import { chainHash, q, rows, sqlite, writeRows } from './audit-helpers.js';
 
-const SQLITE = hasCommand('sqlite3');
-if (!SQLITE && process.env.CI === 'true') throw new Error('sqlite3 CLI is required under CI');
+const SQLITE = requireTool('sqlite3', 'the audit tampering tests');
 
 describe.skipIf(!SQLITE)('dsk audit verify detects tampering', () => {
   let base: ReturnType<typeof makeHome>;

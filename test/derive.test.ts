@@ -13,7 +13,7 @@ import { openUnsealed, defaultEnv } from '../src/app/home.js';
 import { getKey, listKeys, recoverKeyText } from '../src/app/keys.js';
 import { openFragments, readMetadata } from '../src/master/fragments.js';
 import { parseApiKey } from '../src/domain/key-text.js';
-import { DSK, dsk, hasCommand, json, makeHome, tmpDir } from './helpers.js';
+import { DSK, dsk, json, makeHome, requireTool, tmpDir } from './helpers.js';
 
 const PYTHON = `
 import hashlib, hmac, json, sys
@@ -34,8 +34,7 @@ function seedPython(cases: { mk: Buffer; salt: Buffer }[]): string[] {
   return out;
 }
 
-const havePython = hasCommand('python3');
-if (!havePython && process.env.CI === 'true') throw new Error('python3 is required for the derivation cross-check under CI');
+const havePython = requireTool('python3', 'the cross-checks of dsk derive against the seed formula in Python');
 
 describe.skipIf(!havePython)('dsk derive matches the seed formula computed by python3', () => {
   const dir = tmpDir();

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { dsk, dskAsync, hasCommand, json, makeHome, snapshot } from './helpers.js';
+import { dsk, dskAsync, json, makeHome, requireTool, snapshot } from './helpers.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
 
 let t: ReturnType<typeof makeHome>;
@@ -186,7 +186,7 @@ describe('dsk serve (spawned)', () => {
     expect(row.last_used_at).not.toBeNull();
   });
 
-  it.skipIf(!hasCommand('openssl'))('mutual TLS: a client certificate from the CA is required', async () => {
+  it.skipIf(!requireTool('openssl', 'the mutual TLS test'))('mutual TLS: a client certificate from the CA is required', async () => {
     const d = fs.mkdtempSync(path.join(t.dir, 'tls-'));
     const ssl = (args: string[]) => {
       const r = spawnSync('openssl', args, { cwd: d, encoding: 'utf8' });

@@ -87,3 +87,16 @@ export function snapshot(dir: string): Record<string, string> {
 export function hasCommand(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 }
+
+/**
+ * Whether a tool some tests need is installed, for `describe.skipIf(!requireTool(…))`. When it is
+ * missing: under CI=true this throws, so the file fails naming the tool (CI never skips silently);
+ * elsewhere it prints which tests skip and why, and returns false.
+ */
+export function requireTool(name: string, tests: string, opts: { present?: boolean; install?: string } = {}): boolean {
+  if (opts.present ?? hasCommand(name)) return true;
+  const missing = `${name} not found (install ${opts.install ?? name})`;
+  if (process.env.CI === 'true') throw new Error(`${missing}: CI=true, and ${tests} must run in CI`);
+  console.warn(`skipping ${tests}: ${missing}`);
+  return false;
+}

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { dsk, hasCommand, tmpDir } from './helpers.js';
+import { dsk, hasCommand, requireTool, tmpDir } from './helpers.js';
 import { openUnsealed, defaultEnv } from '../src/app/home.js';
 import { getKey, recoverKeyText } from '../src/app/keys.js';
 import { passphrasesFromFiles } from '../src/cli/secrets.js';
@@ -16,25 +16,15 @@ export const MODULE = CANDIDATES.find((p): p is string => !!p && fs.existsSync(p
 export const USER_PIN = '1234';
 export const SO_PIN = '5678';
 
-export const softhsmMissing: string | null = !fs.existsSync(MODULE)
-  ? `SoftHSM2 module not found (${MODULE}); install softhsm2`
-  : !hasCommand('softhsm2-util')
-    ? 'softhsm2-util not found; install softhsm2'
-    : null;
 export const hasPkcs11Tool = hasCommand('pkcs11-tool');
 
-/** Call at the top of an HSM test file: prints why it skips, and fails under CI=true. */
+/** Call at the top of an HSM test file: prints why it skips, and fails under CI=true (requireTool). */
 export function requireSoftHsm(): boolean {
-  if (!softhsmMissing) {
-    if (!hasPkcs11Tool) {
-      if (process.env.CI === 'true') throw new Error('CI=true but pkcs11-tool (opensc) is missing: the HSM tests must run in CI');
-      console.warn('pkcs11-tool not found (install opensc): skipping the checks made with an independent PKCS#11 client');
-    }
-    return true;
-  }
-  if (process.env.CI === 'true') throw new Error(`CI=true but ${softhsmMissing}: the HSM tests must run in CI`);
-  console.warn(`skipping HSM tests: ${softhsmMissing}`);
-  return false;
+  const found =
+    requireTool(`the SoftHSM2 module (${MODULE})`, 'the HSM tests', { present: fs.existsSync(MODULE), install: 'softhsm2' }) &&
+    requireTool('softhsm2-util', 'the HSM tests', { install: 'softhsm2' });
+  if (found) requireTool('pkcs11-tool', 'the checks made with an independent PKCS#11 client', { present: hasPkcs11Tool, install: 'opensc' });
+  return found;
 }
 
 export interface SoftHsm {

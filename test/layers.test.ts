@@ -59,7 +59,9 @@ const OWNED_PACKAGES: Record<string, string[]> = {
   pkcs11js: ['master/pkcs11'],
   'better-sqlite3': ['store'],
   chalk: ['cli'],
-  '@inquirer/prompts': ['cli'],
+  '@inquirer/input': ['cli'],
+  '@inquirer/password': ['cli'],
+  uqr: ['cli'],
   'cli-table3': ['cli'],
   commander: ['cli'],
 };

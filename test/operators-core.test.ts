@@ -49,7 +49,7 @@ beforeAll(async () => {
   const m = makeHome(tmpDir(), { shares: 2, threshold: 2, extraArgs: ['--kdf', 'scrypt', '--kdf-cost', '15'] });
   home = m.home;
   pass = m.pass;
-  h = await openUnsealed(home, { clock, random: systemRandom, actor: 'root', sourceIp: null }, { passphrases: async () => passphrasesFromFiles(m.pass) });
+  h = await openUnsealed(home, { clock, random: systemRandom, actor: 'root', sourceIp: null }, { passphrases: async () => passphrasesFromFiles(m.pass), pin: async () => Buffer.alloc(0) });
 });
 afterAll(async () => {
   await h?.close();

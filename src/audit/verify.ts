@@ -267,7 +267,7 @@ export async function verifyChainParallel(
     cuts.slice(0, -1).map(
       (lo, i) =>
         new Promise<Part>((resolve, reject) => {
-          const w = new Worker(new URL('./verify-worker.js', import.meta.url), { workerData: { home, lo, hi: cuts[i + 1], key: auditKey ? new Uint8Array(auditKey) : null } });
+          const w = new Worker(new URL(import.meta.url.endsWith('.ts') ? '../../dist/audit/verify-worker.js' : './verify-worker.js', import.meta.url), { workerData: { home, lo, hi: cuts[i + 1], key: auditKey ? new Uint8Array(auditKey) : null } });
           w.once('message', resolve);
           w.once('error', reject);
         }),

@@ -48,7 +48,7 @@ export function canPrompt(): boolean {
 }
 
 async function promptSecret(message: string): Promise<Buffer> {
-  const { password } = await import('@inquirer/prompts');
+  const { default: password } = await import('@inquirer/password');
   const v = await password({ message, mask: '*' }, { output: process.stderr });
   return Buffer.from(v);
 }

@@ -38,7 +38,7 @@ export async function otpCode(ctx: Ctx, message = `one-time code for operator ${
   const given = ctx.otp ?? process.env.DSK_OTP;
   if (given) return given;
   if (!canPrompt()) return null;
-  const { input } = await import('@inquirer/prompts');
+  const { default: input } = await import('@inquirer/input');
   return input({ message }, { output: process.stderr });
 }
 

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { ctxOf, type Ctx } from '../context.js';
-import { line, paint, printJson, table } from '../render.js';
+import { line, listTable, paint, printJson } from '../render.js';
 import { withHome, withUnsealed } from '../session.js';
 import { passphraseFilesFrom, withUnsealOptions, type SecretFlags } from '../secrets.js';
 import { IntegrityError, NotFoundError, UsageError } from '../../kernel/errors.js';
@@ -335,7 +335,7 @@ function short(s: string, n: number): string {
 }
 
 function rowsTable(ctx: Ctx, rows: AuditRow[], utc: boolean): string {
-  return table(
+  return listTable(
     ctx,
     ['seq', utc ? 'time (UTC)' : 'time', 'action', 'actor', 'source ip', 'key', 'details'],
     rows.map((r) => [r.seq, localTime(r.ts, utc), actionColour(ctx, r.action), r.actor, r.source_ip, r.key_id, short(r.details, 70)]),

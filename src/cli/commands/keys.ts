@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
-import { line, paint, printJson, statusColour, table } from '../render.js';
+import { line, listTable, paint, printJson, statusColour } from '../render.js';
 import { withHome, withUnsealed } from '../session.js';
 import { withUnsealOptions } from '../secrets.js';
 import { assertRevocable, getKey, keyView, KEY_STATUSES, listKeys, revokeKey, type KeyStatus } from '../../app/keys.js';
@@ -24,7 +24,7 @@ export function register(program: Command): void {
       if (ctx.json) return printJson(rows.rows.map(keyView));
       if (!rows.rows.length) return line('no keys');
       line(
-        table(
+        listTable(
           ctx,
           ['id', 'name', 'role', 'status', 'uses', 'age', 'expires'],
           rows.rows.map((r) => [r.id, r.name, r.role, statusColour(ctx, r.status), r.use_count, humanAge(rows.now - r.created_at), r.expires_at ? humanAge(r.expires_at - rows.now) : 'never']),

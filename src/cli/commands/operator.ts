@@ -22,7 +22,7 @@ async function confirmationCode(ctx: Ctx, name: string, given: string | undefine
   if (given) return given;
   if (allowOtp && ctx.actor === name && ctx.otp) return ctx.otp;
   if (!canPrompt()) return null;
-  const { input } = await import('@inquirer/prompts');
+  const { default: input } = await import('@inquirer/input');
   return input({ message: `code now shown by ${name}'s authenticator app:` }, { output: process.stderr });
 }
 
@@ -37,9 +37,11 @@ async function showEnrolment(ctx: Ctx, r: AddedOperator, verb: string): Promise<
     line('  no second factor: this role runs no sensitive command');
     return;
   }
-  const qrcode = (await import('qrcode')).default;
+  // Half-block characters, two modules per line; the drawn blocks are the light modules, for the
+  // usual light-on-dark terminal.
+  const { renderUnicodeCompact } = await import('uqr');
   line(`  scan this with ${r.operator.name}'s authenticator app (TOTP, SHA-1, 6 digits, 30 s):`);
-  line(await qrcode.toString(r.otpauth_uri, { type: 'terminal', small: true }));
+  line(renderUnicodeCompact(r.otpauth_uri));
   line(`  or enter this URI by hand: ${r.otpauth_uri}`);
   line(c.yellow('  shown once and it holds the secret: do not paste it into tickets or chat'));
 }
