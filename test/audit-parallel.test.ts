@@ -10,24 +10,22 @@ const dist = (m: string) => import(path.join(ROOT, 'dist', m));
 
 describe.skipIf(!hasCommand('sqlite3'))('parallel verify', () => {
   it('agrees with the sequential walk on a good chain, an unkeyed tail, and each kind of damage', async () => {
-    const { openDatabase } = await dist('store/db.js');
-    const { AuditWriter } = await dist('audit/log.js');
+    const { openStore } = await dist('store/open.js');
+    const { appendAudit } = await dist('audit/writer.js');
     const { verifyChain, verifyChainParallel } = await dist('audit/verify.js');
     const { readHead, publishHead } = await dist('audit/head.js');
     const key = crypto.randomBytes(32);
     const home = path.join(tmpDir(), 'h');
-    const db = openDatabase(home, { create: true });
+    const store = await openStore(home, { create: true });
     const clock = { now: () => Date.UTC(2026, 0, 1) };
-    const keyed = new AuditWriter(db, clock, key);
-    const plain = new AuditWriter(db, clock, null);
-    db.transaction(() => {
-      for (let i = 0; i < 3000; i++) keyed.append({ action: 'TEST_EVENT', actor: 'a', details: { i } });
-      for (let i = 0; i < 3; i++) plain.append({ action: 'UNSEAL_FAILURE', actor: 'a', details: { i } });
-    })();
-    publishHead(db, home, key, clock.now());
+    await store.transaction(async (tx: any) => {
+      for (let i = 0; i < 3000; i++) await appendAudit(tx, { action: 'TEST_EVENT', actor: 'a', details: { i } }, clock, key);
+      for (let i = 0; i < 3; i++) await appendAudit(tx, { action: 'UNSEAL_FAILURE', actor: 'a', details: { i } }, clock, null);
+    });
+    await publishHead(store, home, key, clock.now());
     const both = async (k: Buffer | null) => {
-      const seq = verifyChain(db, readHead(home), k);
-      const par = await verifyChainParallel(home, db, readHead(home), k, 3, 0);
+      const seq = await verifyChain(store, readHead(home), k);
+      const par = await verifyChainParallel(home, store, readHead(home), k, 3, 0);
       expect(par).toEqual(seq);
       return par;
     };
@@ -38,6 +36,6 @@ describe.skipIf(!hasCommand('sqlite3'))('parallel verify', () => {
     expect(await both(key)).toMatchObject({ ok: false, breach: { seq: 1500, kind: 'edited' } });
     sqlite(file, 'DELETE FROM events WHERE seq = 1500');
     expect(await both(null)).toMatchObject({ ok: false, breach: { seq: 1500, kind: 'deleted' } });
-    db.close();
+    await store.close();
   });
 });

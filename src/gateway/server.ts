@@ -28,6 +28,7 @@ import type { Home } from '../app/home.js';
 import type { Permission } from '../domain/roles.js';
 import { PERMISSIONS } from '../domain/roles.js';
 import { checkUsable, keyView, listKeys, type KeyRow } from '../app/keys.js';
+import { auditFilterFromParams, queryAudit } from '../audit/query.js';
 import { constantTimeEqual, sha256Hex } from '../kernel/crypto.js';
 import { parseApiKey } from '../domain/key-text.js';
 import { parseDuration } from '../kernel/duration.js';
@@ -249,9 +250,8 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   // The request path only reads from this connection (the key index poll, admin endpoints). While
   // another process commits, a read waits at most 100 ms instead of freezing the event loop; a
   // failed poll keeps the last good view and tries again 250 ms later.
-  const previousBusy = home.db.pragma('busy_timeout', { simple: true }) as number;
-  home.db.pragma('busy_timeout = 100');
-  const index = new KeyIndex(home);
+  const previousBusy = await home.store.setLockTimeout(100);
+  const index = await KeyIndex.load(home);
   index.start(o.pollMs);
   const metrics = new Metrics();
   const limiter = new RateLimiter();
@@ -419,22 +419,21 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     });
   }
 
-  function adminResponse(res: http.ServerResponse, url: { searchParams: URLSearchParams }, name: string): void {
+  async function adminResponse(res: http.ServerResponse, url: { searchParams: URLSearchParams }, name: string): Promise<void> {
     let payload: unknown;
     if (name === 'GET /dsk/keys') {
-      payload = { object: 'list', data: listKeys(home).map(keyView) };
+      payload = { object: 'list', data: (await listKeys(home)).map(keyView) };
     } else {
-      const where: string[] = [];
-      const args: unknown[] = [];
-      for (const f of ['action', 'key_id', 'source_ip', 'actor'] as const) {
-        const v = url.searchParams.get(f);
-        if (v) (where.push(`${f} = ?`), args.push(v));
+      let filter;
+      try {
+        filter = auditFilterFromParams(url.searchParams, clock.now());
+      } catch (e) {
+        if (!(e instanceof UsageError)) throw e;
+        res.writeHead(400, { 'content-type': 'application/json' });
+        return void res.end(errorBody(e.message, 'invalid_request_error', 'invalid_filter'));
       }
-      const since = url.searchParams.get('since');
-      if (since) (where.push('ts >= ?'), args.push(since));
-      const limit = Math.min(1000, Math.max(1, Number(url.searchParams.get('limit')) || 100));
-      const rows = home.db.prepare(`SELECT seq, ts, action, actor, source_ip, key_id, details FROM audit.events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq DESC LIMIT ${limit}`).all(...args) as { details: string }[];
-      payload = { object: 'list', data: rows.map((r) => ({ ...r, details: JSON.parse(r.details) })) };
+      const rows = await queryAudit(home.store, filter);
+      payload = { object: 'list', data: rows.map((r) => ({ seq: r.seq, ts: r.ts, action: r.action, actor: r.actor, source_ip: r.source_ip, key_id: r.key_id, details: JSON.parse(r.details) })) };
     }
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(payload));
@@ -623,7 +622,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
             writer.postMessage('close');
           });
         await writer.terminate();
-        if (home.db.open) home.db.pragma(`busy_timeout = ${previousBusy}`);
+        await home.store.setLockTimeout(previousBusy).catch(() => {});
       })();
       return closing;
     },
