@@ -18,6 +18,8 @@ import { readHead } from '../src/audit/head.js';
 import { DEFAULT_POLICY } from '../src/domain/policy.js';
 import { DEFAULT_ROLES } from '../src/domain/roles.js';
 import { fixedClock, systemRandom } from '../src/kernel/clock.js';
+import { UsageError } from '../src/kernel/errors.js';
+import { auditFilterFromParams, queryAudit } from '../src/audit/query.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 const opened: Store[] = [];
@@ -171,5 +173,32 @@ describe('audit chain formula', () => {
       expect(new ChainMac(key).ofHash(h)).toBe(rowMac(key, h));
     }
     expect(() => fast.ofHash('abc')).toThrow(/64-character/);
+  });
+});
+
+describe('the one audit query (dsk audit query and GET /dsk/audit)', () => {
+  it('filters from a query string: action list, address block, time, limit; malformed values refused', async () => {
+    const { home, store } = await fresh();
+    const clock = home.env.clock as ReturnType<typeof fixedClock>;
+    const ev = [
+      { action: 'KEY_CREATE', source_ip: '10.1.2.3', key_id: 'aaaaaaaaaaaa' },
+      { action: 'AUTH_FAILURE', source_ip: '::ffff:10.1.9.9', key_id: null },
+      { action: 'AUTH_FAILURE', source_ip: '192.168.0.1', key_id: null },
+      { action: 'KEY_REVOKE', source_ip: null, key_id: 'aaaaaaaaaaaa' },
+    ];
+    for (const e of ev) {
+      clock.advance(60_000);
+      await home.tx((t) => t.audit({ ...e, details: {} }));
+    }
+    const q = async (qs: string) => (await queryAudit(store, auditFilterFromParams(new URLSearchParams(qs), clock.now()))).map((r) => r.seq);
+    expect(await q('')).toEqual([4, 3, 2, 1]);
+    expect(await q('action=auth_failure,KEY_REVOKE')).toEqual([4, 3, 2]);
+    expect(await q('source_ip=10.1.0.0/16')).toEqual([2, 1]);
+    expect(await q('key_id=aaaaaaaaaaaa&limit=1')).toEqual([4]);
+    expect(await q('since=150s')).toEqual([4, 3, 2]);
+    expect(await q(`until=${new Date(T0 + 150_000).toISOString()}`)).toEqual([2, 1]);
+    expect(await q('limit=0')).toEqual([4, 3, 2, 1]);
+    expect(auditFilterFromParams(new URLSearchParams('limit=5000'), 0).limit).toBe(1000);
+    for (const bad of ['source_ip=10.0.0.0/33', 'since=yesterday', 'action=drop table']) expect(() => auditFilterFromParams(new URLSearchParams(bad), 0)).toThrow(UsageError);
   });
 });
