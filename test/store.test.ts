@@ -4,6 +4,7 @@
  * data only); misuse that would wait forever fails at once; and the audit chain's one formula.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tmpDir } from './helpers.js';
@@ -142,6 +143,15 @@ describe('store transactions', () => {
     opened.push(other);
     await other.transaction((tx) => tx.keys.insert(key('ffffffffffff')));
     expect(await store.keys.version()).not.toBe(v0);
+  });
+
+  it('refuses database files that group or others can read (exit 5), like ssh', async () => {
+    const { dir } = await fresh();
+    for (const f of ['keys.db', path.join('audit_log', 'audit.db')]) {
+      fs.chmodSync(path.join(dir, f), 0o640);
+      await expect(openStore(dir, { readonly: true })).rejects.toMatchObject({ code: 'ERR_UNSAFE_PERMISSIONS', exitCode: 5 });
+      fs.chmodSync(path.join(dir, f), 0o600);
+    }
   });
 
   it('bumps usage and keeps the newest last_used_at', async () => {

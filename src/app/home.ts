@@ -9,10 +9,9 @@ import crypto from 'node:crypto';
 import { CONFIG_FORMAT, type DskConfig } from '../domain/config.js';
 import { DEFAULT_POLICY } from '../domain/policy.js';
 import { DEFAULT_ROLES } from '../domain/roles.js';
-import { homePath } from '../kernel/home-layout.js';
 import { loadConfig, saveConfig } from '../store/config-file.js';
 import { AuthError, ConflictError, UsageError } from '../kernel/errors.js';
-import { assertPrivate, ioError, writePrivateFile } from '../kernel/files.js';
+import { ioError, writePrivateFile } from '../kernel/files.js';
 import { systemClock, systemRandom, type Clock, type RandomSource } from '../kernel/clock.js';
 import { openStore } from '../store/open.js';
 import type { AuditRow, Store, StoreTx } from '../store/store.js';
@@ -98,7 +97,6 @@ export class Home {
 
 export async function openHome(dir: string, env: Env, opts: { readonly?: boolean } = {}): Promise<Home> {
   const config = loadConfig(dir);
-  for (const f of ['keysDb', 'auditDb'] as const) assertPrivate(homePath(dir, f), 'file');
   const store = await openStore(dir, { readonly: opts.readonly });
   return new Home(dir, config, store, env);
 }

@@ -22,7 +22,7 @@ import path from 'node:path';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import Database from 'better-sqlite3';
 import { homePath } from '../../kernel/home-layout.js';
-import { ioError } from '../../kernel/files.js';
+import { assertPrivate, ioError } from '../../kernel/files.js';
 import { ConflictError, UnavailableError } from '../../kernel/errors.js';
 import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, KeyReads, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageWrites } from '../store.js';
 import { SCHEMA_VERSION } from '../migrations.js';
@@ -236,6 +236,8 @@ function connect(home: string, opts: OpenStoreOptions): DB {
       if (!fs.existsSync(p)) fs.closeSync(fs.openSync(p, 'wx', 0o600));
     }
   }
+  // Like ssh with ~/.ssh: database files others can read or write are refused (exit 5).
+  for (const p of [keysPath, auditPath]) assertPrivate(p, 'file');
   let db: DB;
   try {
     db = new Database(keysPath, { readonly: !!opts.readonly, fileMustExist: true });
