@@ -10,11 +10,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { openDatabase, inTransaction } = await import(path.join(root, 'dist/store/sqlite.js'));
+const { default: Database } = await import('better-sqlite3');
+const { openStore } = await import(path.join(root, 'dist/store/open.js'));
 const { Home } = await import(path.join(root, 'dist/app/home.js'));
-const { AuditWriter, GENESIS_HASH, rowMac } = await import(path.join(root, 'dist/audit/writer.js'));
+const { appendAudit } = await import(path.join(root, 'dist/audit/writer.js'));
+const { GENESIS_HASH, rowMac } = await import(path.join(root, 'dist/audit/chain.js'));
 const { queryAudit, parseIpFilter } = await import(path.join(root, 'dist/audit/query.js'));
-const { verifyChain, verifyChainParallel, chunkedRows } = await import(path.join(root, 'dist/audit/verify.js'));
+const { verifyChain, verifyChainParallel } = await import(path.join(root, 'dist/audit/verify.js'));
 const { readHead } = await import(path.join(root, 'dist/audit/head.js'));
 const { DEFAULT_POLICY, DEFAULT_ROLES } = await import(path.join(root, 'dist/domain/config.js'));
 
@@ -28,15 +30,23 @@ const fmt = (n) => Math.round(n).toLocaleString('en-US');
 const out = [];
 const say = (s = '') => (console.log(s), out.push(s));
 
-function newHome(name) {
+async function newHome(name) {
   const dir = path.join(tmp, name);
   fs.mkdirSync(dir, { mode: 0o700 });
-  return { dir, db: openDatabase(dir, { create: true }) };
+  return { dir, store: await openStore(dir, { create: true }) };
 }
 
-function timeIt(fn) {
+/** A plain better-sqlite3 connection to a home's files with dsk's pragmas (baselines, bulk loading). */
+function rawDb(dir) {
+  const db = new Database(path.join(dir, 'keys.db'));
+  db.prepare('ATTACH DATABASE ? AS audit').run(path.join(dir, 'audit_log', 'audit.db'));
+  for (const p of ['journal_mode = DELETE', 'audit.journal_mode = DELETE', 'synchronous = FULL', 'audit.synchronous = FULL']) db.pragma(p);
+  return db;
+}
+
+async function timeIt(fn) {
   const t0 = performance.now();
-  const r = fn();
+  const r = await fn();
   return { ms: performance.now() - t0, r };
 }
 
@@ -50,35 +60,36 @@ for (const [label, txs, perTx] of skipAppend ? [] : [
   ['single row per transaction', 200, 1],
   ['batches of 100 per transaction', 20, 100],
 ]) {
-  const c = newHome(`chained-${perTx}`);
-  const h = new Home(c.dir, config, c.db, env, null, null, auditKey);
-  const p = newHome(`plain-${perTx}`);
-  const ins = p.db.prepare('INSERT INTO audit.events (ts, action, actor, source_ip, key_id, details, prev_hash, hash, mac) VALUES (?,?,?,?,?,?,?,?,?)');
+  const c = await newHome(`chained-${perTx}`);
+  const h = new Home(c.dir, config, c.store, env, null, null, auditKey);
+  const p = await newHome(`plain-${perTx}`);
+  await p.store.close();
+  const pdb = rawDb(p.dir);
+  const ins = pdb.prepare('INSERT INTO audit.events (ts, action, actor, source_ip, key_id, details, prev_hash, hash, mac) VALUES (?,?,?,?,?,?,?,?,?)');
   const dj = JSON.stringify(details);
   const n = txs * perTx;
-  const w = newHome(`writer-${perTx}`);
-  const writer = new AuditWriter(w.db, env.clock, auditKey);
+  const w = await newHome(`writer-${perTx}`);
   let cr = 0;
   let pr = 0;
   let wr = 0;
   for (let round = 0; round < 5; round++) {
-    const chained = timeIt(() => {
-      for (let i = 0; i < txs; i++) h.tx(() => { for (let j = 0; j < perTx; j++) h.audit({ action: 'KEY_CREATE', key_id: 'abcdef123456', details }); });
+    const chained = await timeIt(async () => {
+      for (let i = 0; i < txs; i++) await h.tx(async (t) => { for (let j = 0; j < perTx; j++) await t.audit({ action: 'KEY_CREATE', key_id: 'abcdef123456', details }); });
     });
-    const plain = timeIt(() => {
-      for (let i = 0; i < txs; i++) inTransaction(p.db, () => { for (let j = 0; j < perTx; j++) ins.run(new Date().toISOString(), 'KEY_CREATE', 'bench', '10.0.0.1', 'abcdef123456', dj, GENESIS_HASH, GENESIS_HASH, null); });
+    const plain = await timeIt(() => {
+      for (let i = 0; i < txs; i++) pdb.transaction(() => { for (let j = 0; j < perTx; j++) ins.run(new Date().toISOString(), 'KEY_CREATE', 'bench', '10.0.0.1', 'abcdef123456', dj, GENESIS_HASH, GENESIS_HASH, null); }).immediate();
     });
-    const bare = timeIt(() => {
-      for (let i = 0; i < txs; i++) inTransaction(w.db, () => { for (let j = 0; j < perTx; j++) writer.append({ action: 'KEY_CREATE', actor: 'bench', source_ip: '10.0.0.1', key_id: 'abcdef123456', details }); });
+    const bare = await timeIt(async () => {
+      for (let i = 0; i < txs; i++) await w.store.transaction(async (tx) => { for (let j = 0; j < perTx; j++) await appendAudit(tx, { action: 'KEY_CREATE', actor: 'bench', source_ip: '10.0.0.1', key_id: 'abcdef123456', details }, env.clock, auditKey); });
     });
     wr = Math.max(wr, (n / bare.ms) * 1000);
     cr = Math.max(cr, (n / chained.ms) * 1000);
     pr = Math.max(pr, (n / plain.ms) * 1000);
   }
   say(`  ${label}: plain insert ${fmt(pr)} rows/s; chained (hash + MAC) ${fmt(wr)} rows/s, ratio ${(wr / pr).toFixed(2)} (target >= 0.5); chained + HEAD file ${fmt(cr)} rows/s, ratio ${(cr / pr).toFixed(2)}`);
-  w.db.close();
-  c.db.close();
-  p.db.close();
+  await w.store.close();
+  await c.store.close();
+  pdb.close();
 }
 
 // --- 2. Bulk data for query and verify ---------------------------------------------------------
@@ -121,7 +132,7 @@ function bulkLoad(db, from, to, startPrev, spanMs, endMs) {
   return prev;
 }
 
-const big = newHome('big');
+const big = await newHome('big');
 const now = Date.UTC(2026, 10, 1);
 const span = 365 * 86_400_000;
 let loaded = 0;
@@ -129,10 +140,11 @@ let prev = GENESIS_HASH;
 const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 for (const size of sizes) {
   say('');
-  const gen = timeIt(() => {
-    big.db.exec('DROP INDEX IF EXISTS audit.events_ts; DROP INDEX IF EXISTS audit.events_action; DROP INDEX IF EXISTS audit.events_actor; DROP INDEX IF EXISTS audit.events_key; DROP INDEX IF EXISTS audit.events_ip;');
-    prev = bulkLoad(big.db, loaded + 1, size, prev, span, now);
-    big.db.exec(`CREATE INDEX audit.events_ts ON events(ts);
+  const bigDb = rawDb(big.dir);
+  const gen = await timeIt(() => {
+    bigDb.exec('DROP INDEX IF EXISTS audit.events_ts; DROP INDEX IF EXISTS audit.events_action; DROP INDEX IF EXISTS audit.events_actor; DROP INDEX IF EXISTS audit.events_key; DROP INDEX IF EXISTS audit.events_ip;');
+    prev = bulkLoad(bigDb, loaded + 1, size, prev, span, now);
+    bigDb.exec(`CREATE INDEX audit.events_ts ON events(ts);
       CREATE INDEX audit.events_action ON events(action, ts);
       CREATE INDEX audit.events_actor ON events(actor, ts);
       CREATE INDEX audit.events_key ON events(key_id, ts);
@@ -158,11 +170,15 @@ for (const size of sizes) {
   ];
   let scanMs = null;
   for (const [label, f, baseline] of queries) {
-    queryAudit(big.db, f);
-    const t = median([0, 1, 2, 3, 4].map(() => timeIt(() => queryAudit(big.db, f)).ms));
+    await queryAudit(big.store, f);
+    const runs = [];
+    for (let i = 0; i < 5; i++) runs.push((await timeIt(() => queryAudit(big.store, f))).ms);
+    const t = median(runs);
     let b = '';
     if (baseline) {
-      const bm = median([0, 1, 2].map(() => timeIt(() => big.db.prepare(baseline).get()).ms));
+      const bruns = [];
+      for (let i = 0; i < 3; i++) bruns.push((await timeIt(() => bigDb.prepare(baseline).get())).ms);
+      const bm = median(bruns);
       scanMs ??= bm;
       b = `   full-table scan ${bm.toFixed(0)} ms, ${(bm / t).toFixed(0)}x faster`;
     }
@@ -170,17 +186,18 @@ for (const size of sizes) {
   }
   const head = readHead(big.dir);
   for (const key of [null, auditKey]) {
-    const v = timeIt(() => verifyChain(big.db, head, key));
+    const v = await timeIt(() => verifyChain(big.store, head, key));
     if (!v.r.ok) throw new Error(`bench chain does not verify: ${JSON.stringify(v.r.breach)}`);
-    const read = timeIt(() => { let n = 0; for (const _ of chunkedRows(big.db)) n++; return n; });
+    const read = await timeIt(async () => { let n = 0; for await (const chunk of big.store.events.chunks()) n += chunk.length; return n; });
     const t0 = performance.now();
-    const pv = await verifyChainParallel(big.dir, big.db, head, key);
+    const pv = await verifyChainParallel(big.dir, big.store, head, key);
     const pms = performance.now() - t0;
     if (!pv.ok) throw new Error('parallel verify failed');
     say(`  verify ${key ? 'structure + MAC' : 'structure only'}: one thread ${fmt((size / v.ms) * 1000)} rows/s, ${os.availableParallelism?.() ?? os.cpus().length} worker threads (dsk audit verify) ${fmt((size / pms) * 1000)} rows/s (${(pms / 1000).toFixed(2)} s); plain read of every row ${fmt((size / read.ms) * 1000)} rows/s; target > 500,000`);
   }
+  bigDb.close();
 }
-big.db.close();
+await big.store.close();
 fs.rmSync(tmp, { recursive: true, force: true });
 say('');
 say(`node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);

@@ -33,7 +33,7 @@ export function sqlite(db: string, sql: string): string {
 }
 
 /** A row as the `sqlite3` CLI returns it: the same shape dsk writes. */
-import type { AuditRow as Row } from '../src/audit/writer.js';
+import type { AuditRow as Row } from '../src/store/store.js';
 export type { Row };
 
 export function rows(auditDb: string): Row[] {

@@ -4,8 +4,9 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { requireTool, tmpDir } from './helpers.js';
 import { sqlite } from './audit-helpers.js';
-import { openDatabase } from '../src/store/sqlite.js';
-import { AuditWriter } from '../src/audit/writer.js';
+import { openStore } from '../src/store/open.js';
+import { appendAudit } from '../src/audit/writer.js';
+import type { StoreTx } from '../src/store/store.js';
 import { verifyChain, verifyChainParallel } from '../src/audit/verify.js';
 import { publishHead, readHead } from '../src/audit/head.js';
 
@@ -13,18 +14,16 @@ describe.skipIf(!requireTool('sqlite3', 'the parallel verify test'))('parallel v
   it('agrees with the sequential walk on a good chain, an unkeyed tail, and each kind of damage', async () => {
     const key = crypto.randomBytes(32);
     const home = path.join(tmpDir(), 'h');
-    const db = openDatabase(home, { create: true });
+    const store = await openStore(home, { create: true });
     const clock = { now: () => Date.UTC(2026, 0, 1) };
-    const keyed = new AuditWriter(db, clock, key);
-    const plain = new AuditWriter(db, clock, null);
-    db.transaction(() => {
-      for (let i = 0; i < 3000; i++) keyed.append({ action: 'TEST_EVENT', actor: 'a', details: { i } });
-      for (let i = 0; i < 3; i++) plain.append({ action: 'UNSEAL_FAILURE', actor: 'a', details: { i } });
-    })();
-    publishHead(db, home, key, clock.now());
+    await store.transaction(async (tx: StoreTx) => {
+      for (let i = 0; i < 3000; i++) await appendAudit(tx, { action: 'TEST_EVENT', actor: 'a', details: { i } }, clock, key);
+      for (let i = 0; i < 3; i++) await appendAudit(tx, { action: 'UNSEAL_FAILURE', actor: 'a', details: { i } }, clock, null);
+    });
+    await publishHead(store, home, key, clock.now());
     const both = async (k: Buffer | null) => {
-      const seq = verifyChain(db, readHead(home), k);
-      const par = await verifyChainParallel(home, db, readHead(home), k, 3, 0);
+      const seq = await verifyChain(store, readHead(home), k);
+      const par = await verifyChainParallel(home, store, readHead(home), k, 3, 0);
       expect(par).toEqual(seq);
       return par;
     };
@@ -35,6 +34,6 @@ describe.skipIf(!requireTool('sqlite3', 'the parallel verify test'))('parallel v
     expect(await both(key)).toMatchObject({ ok: false, breach: { seq: 1500, kind: 'edited' } });
     sqlite(file, 'DELETE FROM events WHERE seq = 1500');
     expect(await both(null)).toMatchObject({ ok: false, breach: { seq: 1500, kind: 'deleted' } });
-    db.close();
+    await store.close();
   });
 });

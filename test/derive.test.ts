@@ -136,8 +136,8 @@ describe.skipIf(!havePython)('issued keys are the seed formula applied to the ho
       pin: async () => Buffer.alloc(0),
     });
     try {
-      expect(listKeys(h)).toHaveLength(2);
-      for (const k of issued) expect(await recoverKeyText(h, getKey(h, k.id))).toBe(k.api_key);
+      expect(await listKeys(h)).toHaveLength(2);
+      for (const k of issued) expect(await recoverKeyText(h, await getKey(h, k.id))).toBe(k.api_key);
     } finally {
       await h.close();
     }

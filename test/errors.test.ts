@@ -37,7 +37,7 @@ describe('error contract', () => {
   it('codes are literal except where a value is passed through on purpose', () => {
     const dynamic = errorSites().filter((s) => !s.code).map((s) => s.file);
     // operators picks one of two literals; audit verify names the breach kind
-    expect(new Set(dynamic)).toEqual(new Set(['src/app/operators.ts', 'src/cli/commands/audit.ts']));
+    expect(new Set(dynamic)).toEqual(new Set(['src/app/operator-otp.ts', 'src/cli/commands/audit/integrity.ts']));
   });
 
   it('keeps code, message, hint and cause; the class fixes the exit code', () => {

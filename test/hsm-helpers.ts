@@ -83,7 +83,7 @@ export async function rederive(s: Setup, id: string): Promise<string> {
     pin: async () => Buffer.from(USER_PIN),
   });
   try {
-    return await recoverKeyText(h, getKey(h, id));
+    return await recoverKeyText(h, await getKey(h, id));
   } finally {
     await h.close();
   }

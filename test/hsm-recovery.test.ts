@@ -11,7 +11,7 @@ import { DSK, dsk, json, passphraseFiles, snapshot } from './helpers.js';
 import { hasPkcs11Tool, MODULE, pkcs11Home, pkcs11Tool, rederive, requireSoftHsm, softHsm, USER_PIN, type Setup } from './hsm-helpers.js';
 import { openUnsealed, defaultEnv } from '../src/app/home.js';
 import { getKey, openSigningSecret } from '../src/app/keys.js';
-import { recentAudit } from '../src/audit/writer.js';
+import { lastRows } from '../src/audit/query.js';
 
 const HSM = requireSoftHsm();
 
@@ -63,9 +63,9 @@ describe.skipIf(!HSM)('recovery fragments', () => {
     expect(await rederive(s, issued.id)).toBe(issued.api_key);
     const h = await openUnsealed(s.home, defaultEnv('test'), { passphrases: async () => [], pin: async () => Buffer.from(USER_PIN) });
     try {
-      const rows = recentAudit(h.db, 5).map((x) => x.action);
+      const rows = (await lastRows(h.store, 5)).map((x) => x.action);
       expect(rows).toContain('MASTER_RECOVER');
-      expect(openSigningSecret(h.sealKey!, getKey(h, issued.id))).toBe(issued.api_secret);
+      expect(openSigningSecret(h.sealKey!, await getKey(h, issued.id))).toBe(issued.api_secret);
     } finally {
       await h.close();
     }

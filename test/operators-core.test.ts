@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
 import { makeHome, tmpDir } from './helpers.js';
 import { withHome } from '../src/cli/session.js';
 import { openUnsealed, type Home } from '../src/app/home.js';
@@ -31,8 +32,17 @@ function as(actor: string): Home {
   return h;
 }
 const code = (name: string, dt = 0) => totpCode(secrets[name], clock.now() + dt);
-const actions = (since = 0) => (h.db.prepare('SELECT seq, action, actor, details FROM audit.events WHERE seq > ? ORDER BY seq').all(since) as { seq: number; action: string; actor: string; details: string }[]);
-const head = () => (h.db.prepare('SELECT max(seq) AS s FROM audit.events').get() as { s: number }).s;
+const actions = (since = 0) => h.store.events.after(since, 100_000);
+const head = async () => (await h.store.events.last())!.seq;
+/** Another connection to keys.db, as someone editing the file behind dsk's back. */
+function tamper<T>(fn: (db: Database.Database) => T): T {
+  const db = new Database(path.join(home, 'keys.db'));
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
 
 async function rejects(p: Promise<unknown> | (() => unknown), code: string, exit: number): Promise<DskError> {
   try {
@@ -57,36 +67,36 @@ afterAll(async () => {
 
 describe('operators (core, injected clock)', () => {
   it('stays open until an admin confirms a second factor, then enforces', async () => {
-    expect(operatorsEnforced(h)).toBe(false);
-    const a = addOperator(as('root'), 'alice', 'admin');
+    expect((await operatorsEnforced(h))).toBe(false);
+    const a = (await addOperator(as('root'), 'alice', 'admin'));
     secrets.alice = secretFromUri(a.otpauth_uri!);
     expect(a.operator.enrolled_at).toBeNull();
     // A pending admin does not turn checks on: anyone may still act.
     expect(await checkOperator(h, 'mallory', { permission: 'key.manage', sensitive: true })).toEqual({ mode: 'open' });
     for (const [n, role] of [['bob', 'developer'], ['cron', 'automation'], ['audrey', 'auditor']] as const) {
-      const r = addOperator(h, n, role);
+      const r = (await addOperator(h, n, role));
       if (r.otpauth_uri) secrets[n] = secretFromUri(r.otpauth_uri);
     }
-    expect(getOperator(h, 'cron')!.totp_sealed).toBeNull();
-    expect(getOperator(h, 'audrey')!.totp_sealed).toBeNull();
-    expect(getOperator(h, 'bob')!.totp_sealed).not.toBeNull();
+    expect((await getOperator(h, 'cron'))!.totp_sealed).toBeNull();
+    expect((await getOperator(h, 'audrey'))!.totp_sealed).toBeNull();
+    expect((await getOperator(h, 'bob'))!.totp_sealed).not.toBeNull();
     const done = await confirmEnrolment(as('alice'), 'alice', code('alice', -30_000));
     expect(done.enforced_now).toBe(true);
-    expect(operatorsEnforced(h)).toBe(true);
-    expect(actions().map((r) => r.action).slice(-2)).toEqual(['OPERATOR_ENROL', 'OPERATORS_ENFORCED']);
+    expect((await operatorsEnforced(h))).toBe(true);
+    expect((await actions()).map((r) => r.action).slice(-2)).toEqual(['OPERATOR_ENROL', 'OPERATORS_ENFORCED']);
     // The otpauth URI (and so the secret) is in no audit row.
     const b32 = new URL(a.otpauth_uri!).searchParams.get('secret')!;
-    expect(JSON.stringify(actions())).not.toContain(b32);
+    expect(JSON.stringify((await actions()))).not.toContain(b32);
     await confirmEnrolment(as('bob'), 'bob', code('bob'));
   });
 
   it('refuses unknown operators and missing permissions, auditing operator and permission', async () => {
-    const s = head();
+    const s = (await head());
     await rejects(checkOperator(h, 'mallory', { permission: null }), 'ERR_NOT_OPERATOR', 3);
     const e = await rejects(checkOperator(h, 'bob', { permission: 'key.manage' }), 'ERR_PERMISSION', 3);
     expect(e.message).toContain('key.manage');
     await rejects(checkOperator(h, 'audrey', { permission: 'admin', sensitive: true }), 'ERR_PERMISSION', 3);
-    const rows = actions(s);
+    const rows = (await actions(s));
     expect(rows.map((r) => r.action)).toEqual(['OPERATOR_DENIED', 'OPERATOR_DENIED', 'OPERATOR_DENIED']);
     expect(rows.map((r) => JSON.parse(r.details))).toMatchObject([
       { operator: 'mallory', permission: 'none', reason: 'not_an_operator' },
@@ -131,7 +141,7 @@ describe('operators (core, injected clock)', () => {
     for (const [who, row] of Object.entries(EXPECT))
       for (const [cmd, access] of Object.entries(COMMANDS)) {
         const want = open.includes(cmd) ? 'A' : row[cmd] ?? (who === 'alice' ? 'O' : 'admin');
-        const s = head();
+        const s = (await head());
         let got: string;
         try {
           const d = await checkOperator(h, who, access);
@@ -139,7 +149,7 @@ describe('operators (core, injected clock)', () => {
         } catch (e) {
           expect((e as DskError).exitCode).toBe(3);
           got = /lacks the (\S+) permission/.exec((e as Error).message)?.[1] ?? (e as DskError).code;
-          expect(JSON.parse(actions(s)[0].details)).toMatchObject({ operator: who, permission: got });
+          expect(JSON.parse((await actions(s))[0].details)).toMatchObject({ operator: who, permission: got });
         }
         expect(`${who} ${cmd}: ${got}`).toBe(`${who} ${cmd}: ${want}`);
       }
@@ -147,7 +157,7 @@ describe('operators (core, injected clock)', () => {
 
   it('accepts a code once: replays, earlier steps and stale codes fail and are counted', async () => {
     clock.advance(60_000);
-    const s = head();
+    const s = (await head());
     const now = code('alice');
     expect(await verifyOperatorOtp(as('alice'), 'alice', now)).toBeGreaterThan(0);
     expect((await rejects(verifyOperatorOtp(h, 'alice', now), 'ERR_OTP_REPLAYED', 3)).message).toContain('failure 1 of 5');
@@ -155,7 +165,7 @@ describe('operators (core, injected clock)', () => {
     await rejects(verifyOperatorOtp(h, 'alice', code('alice', -90_000)), 'ERR_OTP_INVALID', 3);
     // The next step's code is still good (±1 step), once; then success resets the count.
     await verifyOperatorOtp(h, 'alice', code('alice', 30_000));
-    expect(actions(s).map((r) => [r.action, JSON.parse(r.details).reason])).toEqual([
+    expect((await actions(s)).map((r) => [r.action, JSON.parse(r.details).reason])).toEqual([
       ['OTP_FAILURE', 'replayed'],
       ['OTP_FAILURE', 'replayed'],
       ['OTP_FAILURE', 'wrong_or_stale'],
@@ -171,15 +181,15 @@ describe('operators (core, injected clock)', () => {
     clock.advance(LOCKOUT_WINDOW_MS + 1);
     expect((await rejects(verifyOperatorOtp(h, 'bob', wrong('bob')), 'ERR_OTP_INVALID', 3)).message).toContain('failure 1 of 5');
     for (let i = 0; i < 3; i++) await rejects(verifyOperatorOtp(h, 'bob', wrong('bob')), 'ERR_OTP_INVALID', 3);
-    const s = head();
+    const s = (await head());
     const e = await rejects(verifyOperatorOtp(h, 'bob', wrong('bob')), 'ERR_OPERATOR_LOCKED', 3);
     expect(e.message).toMatch(/locked until/);
-    expect(actions(s).map((r) => r.action)).toEqual(['OTP_FAILURE', 'OPERATOR_LOCKED']);
+    expect((await actions(s)).map((r) => r.action)).toEqual(['OTP_FAILURE', 'OPERATOR_LOCKED']);
     // Locked: the right code and even a plain command are refused (and audited).
     await rejects(verifyOperatorOtp(h, 'bob', code('bob')), 'ERR_OPERATOR_LOCKED', 3);
     await rejects(checkOperator(h, 'bob', { permission: null }), 'ERR_OPERATOR_LOCKED', 3);
-    expect(actions(s).slice(-1)[0]).toMatchObject({ action: 'OPERATOR_DENIED' });
-    expect(JSON.parse(actions(s).slice(-1)[0].details)).toMatchObject({ operator: 'bob', reason: 'locked' });
+    expect((await actions(s)).slice(-1)[0]).toMatchObject({ action: 'OPERATOR_DENIED' });
+    expect(JSON.parse((await actions(s)).slice(-1)[0].details)).toMatchObject({ operator: 'bob', reason: 'locked' });
     clock.advance(LOCKOUT_DURATION_MS - 1000);
     await rejects(checkOperator(h, 'bob', { permission: null }), 'ERR_OPERATOR_LOCKED', 3);
     clock.advance(1000);
@@ -189,7 +199,7 @@ describe('operators (core, injected clock)', () => {
 
   it('reset-otp replaces the secret at once and clears a lock; the last admin is kept', async () => {
     const old = secrets.bob;
-    const r = resetOtp(as('alice'), 'bob');
+    const r = (await resetOtp(as('alice'), 'bob'));
     secrets.bob = secretFromUri(r.otpauth_uri!);
     expect(secrets.bob.equals(old)).toBe(false);
     await rejects(checkOperator(h, 'bob', { permission: null, sensitive: true }), 'ERR_OTP_NOT_ENROLLED', 3);
@@ -198,42 +208,47 @@ describe('operators (core, injected clock)', () => {
     await confirmEnrolment(h, 'bob', code('bob'));
     await rejects(() => removeOperator(h, 'alice'), 'ERR_LAST_ADMIN', 6);
     await rejects(() => resetOtp(h, 'alice'), 'ERR_LAST_ADMIN', 6);
-    removeOperator(h, 'audrey');
-    expect(getOperator(h, 'audrey')).toBeUndefined();
+    await removeOperator(h, 'audrey');
+    expect((await getOperator(h, 'audrey'))).toBeUndefined();
   });
 
   it('binds a sealed secret to its operator: moved to another row it does not open', async () => {
-    h.db.prepare("UPDATE operators SET totp_sealed = (SELECT totp_sealed FROM operators WHERE name = 'alice') WHERE name = 'bob'").run();
+    tamper((db) => db.prepare("UPDATE operators SET totp_sealed = (SELECT totp_sealed FROM operators WHERE name = 'alice') WHERE name = 'bob'").run());
     clock.advance(30_000);
     await rejects(verifyOperatorOtp(h, 'bob', code('alice')), 'ERR_SECRET_SEAL', 5);
-    resetOtp(as('alice'), 'bob');
+    await resetOtp(as('alice'), 'bob');
   });
 
   it('refuses a home whose operators were deleted behind its back', async () => {
-    const rows = h.db.prepare('SELECT * FROM operators').all();
-    h.db.prepare('DELETE FROM operators').run();
+    const rows = tamper((db) => {
+      const all = db.prepare('SELECT * FROM operators').all();
+      db.prepare('DELETE FROM operators').run();
+      return all;
+    });
     await rejects(checkOperator(h, 'mallory', { permission: null }), 'ERR_OPERATORS_TAMPERED', 5);
-    const ins = h.db.prepare('INSERT INTO operators VALUES (@name, @role, @totp_sealed, @enrolled_at, @created_at, @created_by, @last_otp_step, @lock_until)');
-    for (const r of rows) ins.run(r);
-    expect(operatorsEnforced(h)).toBe(true);
+    tamper((db) => {
+      const ins = db.prepare('INSERT INTO operators VALUES (@name, @role, @totp_sealed, @enrolled_at, @created_at, @created_by, @last_otp_step, @lock_until)');
+      for (const r of rows) ins.run(r);
+    });
+    expect((await operatorsEnforced(h))).toBe(true);
   });
 
-  it('policy changes: audit row first, then dsk.json; a failed write leaves a compensating row', () => {
-    const s = head();
-    const r = setPermission(as('alice'), 'auditor', 'model.invoke', true);
+  it('policy changes: audit row first, then dsk.json; a failed write leaves a compensating row', async () => {
+    const s = (await head());
+    const r = (await setPermission(as('alice'), 'auditor', 'model.invoke', true));
     expect(r.changed).toBe(true);
     expect(loadConfig(home).roles.auditor).toEqual(['model.invoke', 'audit.view']);
-    expect(actions(s).map((x) => x.action)).toEqual(['CONFIG_CHANGE']);
-    expect(JSON.parse(actions(s)[0].details)).toMatchObject({ change: 'policy.set', role: 'auditor', permission: 'model.invoke', value: 'on' });
+    expect((await actions(s)).map((x) => x.action)).toEqual(['CONFIG_CHANGE']);
+    expect(JSON.parse((await actions(s))[0].details)).toMatchObject({ change: 'policy.set', role: 'auditor', permission: 'model.invoke', value: 'on' });
     // Make dsk.json unreplaceable: a directory in its place (root ignores mode bits, not this).
     const cfg = path.join(home, 'dsk.json');
     const saved = fs.readFileSync(cfg);
     fs.rmSync(cfg);
     fs.mkdirSync(cfg);
     fs.writeFileSync(path.join(cfg, 'x'), '');
-    const s2 = head();
-    expect(() => setPermission(h, 'auditor', 'model.invoke', false)).toThrow();
-    expect(actions(s2).map((x) => x.action)).toEqual(['CONFIG_CHANGE', 'CONFIG_CHANGE_FAILED']);
+    const s2 = (await head());
+    await expect(setPermission(h, 'auditor', 'model.invoke', false)).rejects.toThrow();
+    expect((await actions(s2)).map((x) => x.action)).toEqual(['CONFIG_CHANGE', 'CONFIG_CHANGE_FAILED']);
     expect(h.config.roles.auditor).toContain('model.invoke');
     fs.rmSync(cfg, { recursive: true });
     fs.writeFileSync(cfg, saved, { mode: 0o600 });
@@ -247,7 +262,7 @@ describe('operators (core, injected clock)', () => {
       const ctx = { home, json: false, color: false, actor: 'alice', env, otp: code('alice') };
       const access = { permission: 'key.manage' as const, sensitive: true };
       expect(await withHome(ctx, access, (hh) => hh.sealKey !== null)).toBe(true);
-      const step = getOperator(h, 'alice')!.last_otp_step;
+      const step = (await getOperator(h, 'alice'))!.last_otp_step;
       expect(step).toBe(Math.floor(clock.now() / 30_000));
       // The same process does not ask again (the code is spent).
       expect(await withHome(ctx, access, () => 'again')).toBe('again');

@@ -14,7 +14,8 @@ import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { dskAsync, makeHome, tmpDir } from './helpers.js';
-import { GENESIS_HASH, rowHash, type AuditRow } from '../src/audit/writer.js';
+import { GENESIS_HASH, rowHash } from '../src/audit/chain.js';
+import type { AuditRow } from '../src/store/store.js';
 
 const N = 400;
 

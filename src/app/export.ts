@@ -1,78 +1,24 @@
 /**
- * Handing a key to a workload: a Kubernetes Secret manifest (the seed's section 4.1) or env lines.
- * The key text is re-derived from the master key and the stored salt (dsk never stores it) and
- * checked against the stored hash; the signing secret is unsealed. Every export is audited, with
- * the format and never the material.
+ * Handing a key to a workload (`dsk export k8s|env`). The key text is re-derived from the master
+ * key and the stored salt (dsk never stores it) and checked against the stored hash; the signing
+ * secret is unsealed. Every export is audited, with the format and never the material. The
+ * manifest and env text are domain/export.ts.
  */
-import { stringify } from 'yaml';
-import { ConflictError, UsageError } from '../kernel/errors.js';
-import { getKey, openSigningSecret, recoverKeyText, type KeyRow } from './keys.js';
-import { iso } from '../kernel/clock.js';
+import { getKey, recoverKeyText } from './keys.js';
+import { assertExportable, openSigningSecret } from '../domain/key.js';
+import type { ExportFormat, Exported } from '../domain/export.js';
 import type { Home } from './home.js';
 
-export type ExportFormat = 'k8s' | 'env';
-
-export interface Exported {
-  row: KeyRow;
-  apiKey: string;
-  apiSecret: string;
-}
+export { assertExportable };
+export { checkK8sName, envLines, k8sSecret, type ExportFormat, type Exported } from '../domain/export.js';
 
 /** Recovers a key's text and secret (active or grace keys only) and audits KEY_EXPORT. */
 export async function exportKey(home: Home, id: string, format: ExportFormat): Promise<Exported> {
   const { sealKey } = home.requireUnsealed();
-  const row = getKey(home, id);
+  const row = await getKey(home, id);
   assertExportable(row);
   const apiKey = await recoverKeyText(home, row);
   const apiSecret = openSigningSecret(sealKey, row);
-  home.tx(() => home.audit({ action: 'KEY_EXPORT', key_id: id, details: { key_id: id, name: row.name, format } }));
+  await home.tx((t) => t.audit({ action: 'KEY_EXPORT', key_id: id, details: { key_id: id, name: row.name, format } }));
   return { row, apiKey, apiSecret };
-}
-
-export function assertExportable(row: KeyRow): void {
-  if (row.status !== 'active' && row.status !== 'grace')
-    throw new ConflictError('ERR_KEY_STATE', `key ${row.id} is ${row.status}; only active keys and keys in grace can be exported`, { hint: row.replaced_by ? `export its successor: dsk export k8s ${row.replaced_by}` : undefined });
-}
-
-/** DNS-1123 subdomain, as Kubernetes requires for object names and namespaces. */
-const K8S_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
-
-export function checkK8sName(v: string, what: string): void {
-  if (!K8S_NAME.test(v)) throw new UsageError('ERR_K8S_NAME', `invalid ${what} '${v}': use lower-case letters, digits, '-' and '.' (a DNS-1123 name)`);
-}
-
-/** Label values allow [A-Za-z0-9_.-] only, so the rotation time is also given in compact form. */
-function compactTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
-
-export function k8sSecret(e: Exported, o: { name: string; namespace?: string }): string {
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
-  const manifest = {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: {
-      name: o.name,
-      ...(o.namespace ? { namespace: o.namespace } : {}),
-      labels: {
-        'app.kubernetes.io/managed-by': 'dsk',
-        'dsk.io/key-id': e.row.id,
-        'dsk.io/rotated-at': compactTime(e.row.created_at),
-      },
-      annotations: {
-        'dsk.io/key-name': e.row.name,
-        'dsk.io/role': e.row.role,
-        'dsk.io/rotated-at': iso(e.row.created_at),
-        ...(e.row.replaces ? { 'dsk.io/replaces': e.row.replaces } : {}),
-        ...(e.row.expires_at ? { 'dsk.io/expires-at': iso(e.row.expires_at) } : {}),
-      },
-    },
-    type: 'Opaque',
-    data: { API_KEY: b64(e.apiKey), API_SECRET: b64(e.apiSecret) },
-  };
-  return stringify(manifest);
-}
-
-export function envLines(e: Exported, prefix = 'DEEPSEEK'): string {
-  return `${prefix}_API_KEY=${e.apiKey}\n${prefix}_API_SECRET=${e.apiSecret}\n`;
 }

@@ -1,5 +1,7 @@
 /**
- * A dsk home: creating it (all or nothing) and opening it for a command.
+ * A dsk home: creating it (all or nothing) and opening it for a command; and the one transaction
+ * boundary of the use cases (Home.tx): a change and its audit rows commit together, then
+ * audit_log/HEAD moves.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -7,13 +9,13 @@ import crypto from 'node:crypto';
 import { CONFIG_FORMAT, type DskConfig } from '../domain/config.js';
 import { DEFAULT_POLICY } from '../domain/policy.js';
 import { DEFAULT_ROLES } from '../domain/roles.js';
-import { homePath } from '../kernel/home-layout.js';
 import { loadConfig, saveConfig } from '../store/config-file.js';
 import { AuthError, ConflictError, UsageError } from '../kernel/errors.js';
-import { assertPrivate, ioError, writePrivateFile } from '../kernel/files.js';
+import { ioError, writePrivateFile } from '../kernel/files.js';
 import { systemClock, systemRandom, type Clock, type RandomSource } from '../kernel/clock.js';
-import { inTransaction, openDatabase, type DB } from '../store/sqlite.js';
-import { AuditWriter, type AuditEvent } from '../audit/writer.js';
+import { openStore } from '../store/open.js';
+import type { AuditRow, Store, StoreTx } from '../store/store.js';
+import { appendAudit, type AuditEvent } from '../audit/writer.js';
 import { publishHead } from '../audit/head.js';
 import { keyCheckValue, PURPOSE, type MasterKey } from '../master/backend.js';
 import { unsealMaster, type UnsealInputs } from '../master/unseal.js';
@@ -32,38 +34,48 @@ export interface Env {
 
 export const defaultEnv = (actor: string): Env => ({ clock: systemClock, random: systemRandom, actor, sourceIp: null });
 
-/** An opened home; `audit` appends rows (unkeyed until unsealed). */
+/** An audit event as a use case records it: actor and source address default to the home's. */
+export type HomeEvent = Omit<AuditEvent, 'actor'> & { actor?: string };
+
+/** One transaction of a use case: the store's tables, and the audit log's append in the same commit. */
+export interface Tx extends StoreTx {
+  audit(e: HomeEvent): Promise<AuditRow>;
+}
+
+/** An opened home: its config, its store and, once unsealed, the master key and the keys derived from it. */
 export class Home {
-  #audit: AuditWriter;
   constructor(
     readonly dir: string,
     readonly config: DskConfig,
-    readonly db: DB,
+    readonly store: Store,
     readonly env: Env,
     readonly master: MasterKey | null = null,
     readonly sealKey: Buffer | null = null,
     readonly auditKey: Buffer | null = null,
-  ) {
-    this.#audit = new AuditWriter(db, env.clock, auditKey);
-  }
-
-  /** Appends an audit row; call inside tx() together with the change it records. */
-  audit(e: Omit<AuditEvent, 'actor'> & { actor?: string }): void {
-    this.#audit.append({ actor: this.env.actor, source_ip: this.env.sourceIp ?? null, ...e });
-  }
+  ) {}
 
   /**
-   * One transaction across keys.db and audit.db. After the outermost transaction commits with new
-   * audit rows, audit_log/HEAD is moved to the new head (see audit/head.ts). A failure to write
-   * HEAD does not undo the committed change: HEAD then lags, which verify accepts and reports.
+   * Runs `fn` in one store transaction: every change it makes through `t` and every audit row it
+   * appends with `t.audit` commit together or not at all (fail closed: an audit row that cannot be
+   * written undoes the change). After a commit that appended rows, audit_log/HEAD is moved to the
+   * new head (see audit/head.ts). A failure to write HEAD does not undo the committed change: HEAD
+   * then lags, which verify accepts and reports. Transactions do not nest: pass `t` down.
    */
-  tx<T>(fn: () => T): T {
-    const outermost = !this.db.inTransaction;
-    const before = this.#audit.appended;
-    const result = inTransaction(this.db, fn);
-    if (outermost && this.#audit.appended !== before) {
+  async tx<T>(fn: (t: Tx) => Promise<T> | T): Promise<T> {
+    let appended = 0;
+    const result = await this.store.transaction(async (s) => {
+      const t: Tx = {
+        ...s,
+        audit: (e) => {
+          appended++;
+          return appendAudit(s, { actor: this.env.actor, source_ip: this.env.sourceIp ?? null, ...e }, this.env.clock, this.auditKey);
+        },
+      };
+      return fn(t);
+    });
+    if (appended) {
       try {
-        publishHead(this.db, this.dir, this.auditKey, this.env.clock.now());
+        await publishHead(this.store, this.dir, this.auditKey, this.env.clock.now());
       } catch {
         // HEAD lags behind the database until the next commit; nothing is lost.
       }
@@ -79,28 +91,27 @@ export class Home {
   async close(): Promise<void> {
     wipe(this.sealKey, this.auditKey);
     await this.master?.close();
-    if (this.db.open) this.db.close();
+    await this.store.close();
   }
 }
 
-export function openHome(dir: string, env: Env, opts: { readonly?: boolean } = {}): Home {
+export async function openHome(dir: string, env: Env, opts: { readonly?: boolean } = {}): Promise<Home> {
   const config = loadConfig(dir);
-  for (const f of ['keysDb', 'auditDb'] as const) assertPrivate(homePath(dir, f), 'file');
-  const db = openDatabase(dir, { readonly: opts.readonly });
-  return new Home(dir, config, db, env);
+  const store = await openStore(dir, { readonly: opts.readonly });
+  return new Home(dir, config, store, env);
 }
 
 /** Opens the home and unseals the master key. A failed unseal is audited (without a MAC). */
 export async function openUnsealed(dir: string, env: Env, inputs: UnsealInputs): Promise<Home> {
-  const sealed = openHome(dir, env);
+  const sealed = await openHome(dir, env);
   let master: MasterKey;
   try {
-    completePendingReplacement(dir, sealed.db);
+    completePendingReplacement(dir, await sealed.store.masterState.keyCheckValue());
     master = await unsealMaster(dir, sealed.config, inputs);
   } catch (e) {
     if (e instanceof AuthError || (e as { exitCode?: number }).exitCode === 5) {
       try {
-        sealed.tx(() => sealed.audit({ action: 'UNSEAL_FAILURE', details: { reason: (e as AuthError).code } }));
+        await sealed.tx((t) => t.audit({ action: 'UNSEAL_FAILURE', details: { reason: (e as AuthError).code } }));
       } catch {
         // the refusal stands even if it cannot be recorded
       }
@@ -110,7 +121,7 @@ export async function openUnsealed(dir: string, env: Env, inputs: UnsealInputs):
   }
   const sealKey = await master.hmac(PURPOSE.SEAL);
   const auditKey = await master.hmac(PURPOSE.AUDIT_CHAIN);
-  return new Home(dir, sealed.config, sealed.db, env, master, sealKey, auditKey);
+  return new Home(dir, sealed.config, sealed.store, env, master, sealKey, auditKey);
 }
 
 export interface InitOptions {
@@ -180,10 +191,13 @@ export async function buildHome<T>(
     saveConfig(staging, config);
     const populated = await populate(staging, homeId, written);
     master = populated.master;
-    const db = openDatabase(staging, { create: true });
-    const h = new Home(staging, config, db, env, master, null, await master.hmac(PURPOSE.AUDIT_CHAIN));
-    h.tx(() => h.audit({ action: 'MASTER_INIT', details: { backend, home_id: homeId, ...populated.initDetails } }));
-    db.close();
+    const store = await openStore(staging, { create: true });
+    try {
+      const h = new Home(staging, config, store, env, master, null, await master.hmac(PURPOSE.AUDIT_CHAIN));
+      await h.tx((t) => t.audit({ action: 'MASTER_INIT', details: { backend, home_id: homeId, ...populated.initDetails } }));
+    } finally {
+      await store.close();
+    }
     if (fs.existsSync(home)) {
       assertNoHome(home);
       fs.rmdirSync(home);

@@ -159,7 +159,7 @@ async function withRebuiltKey(sealed: Home, key: Buffer, fn: (h: Home) => Promis
   const sealKey = await master.hmac(PURPOSE.SEAL);
   const auditKey = await master.hmac(PURPOSE.AUDIT_CHAIN);
   try {
-    await fn(new Home(sealed.dir, sealed.config, sealed.db, sealed.env, master, sealKey, auditKey));
+    await fn(new Home(sealed.dir, sealed.config, sealed.store, sealed.env, master, sealKey, auditKey));
   } finally {
     wipe(sealKey, auditKey);
     await master.close();
@@ -208,9 +208,9 @@ export async function recoverHsmHome(sealed: Home, o: HsmRecoverOptions) {
     const kcv = await keyCheckValue(master);
     if (kcv !== old.key_check_value) throw new IntegrityError('ERR_KCV', 'the key imported into the token does not match its key check value', { hint: 'this is a token fault; try another token' });
     const file: HsmFile = { ...old, module: s.module.path, token_label: s.token.label, token_serial: s.token.serial, key_label: keyLabel, key_id: attrs.id, origin: 'imported' };
-    const h = new Home(home, sealed.config, sealed.db, env, master, null, await master.hmac(PURPOSE.AUDIT_CHAIN));
-    h.tx(() => {
-      h.audit({
+    const h = new Home(home, sealed.config, sealed.store, env, master, null, await master.hmac(PURPOSE.AUDIT_CHAIN));
+    await h.tx(async (t) => {
+      await t.audit({
         action: 'MASTER_RECOVER',
         details: { module: file.module, token_label: file.token_label, key_label: keyLabel, key_id: file.key_id, previous: { module: old.module, token_label: old.token_label, key_id: old.key_id } },
       });

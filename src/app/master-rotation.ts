@@ -24,11 +24,11 @@ import { homePath } from '../kernel/home-layout.js';
 import { keyCheckValue, PURPOSE } from '../master/backend.js';
 import { MASTER_KEY_BYTES, readMetadata, validatePassphrases, validateSplit, type Passphrase } from '../master/fragments.js';
 import { makeKdfParams } from '../master/kdf.js';
-import { MASTER_STATE_SCHEMA, STAGING_DIR, swapFragments } from '../master/replacement.js';
-import { rowMac } from '../audit/writer.js';
+import { STAGING_DIR, swapFragments } from '../master/replacement.js';
+import { rowMac } from '../audit/chain.js';
 import { issueSuccessors, planDue, revokeForEmergency, type OnIssued, type RotationReport } from './rotation.js';
 import { iso } from '../kernel/clock.js';
-import { secretAad } from './keys.js';
+import { secretAad } from '../domain/key.js';
 
 export async function replaceMasterKey(home: Home, o: { passphrases: Passphrase[]; threshold?: number; reason: string | null; onIssued?: OnIssued }): Promise<RotationReport> {
   const { master: oldMaster, sealKey: oldSeal, auditKey: oldAudit } = home.requireUnsealed();
@@ -52,38 +52,33 @@ export async function replaceMasterKey(home: Home, o: { passphrases: Passphrase[
   const newMaster = staged.master;
   const newSeal = await newMaster.hmac(PURPOSE.SEAL);
   const newAudit = await newMaster.hmac(PURPOSE.AUDIT_CHAIN);
-  const next = new Home(home.dir, home.config, home.db, home.env, newMaster, newSeal, newAudit);
+  const next = new Home(home.dir, home.config, home.store, home.env, newMaster, newSeal, newAudit);
   let committed = false;
   try {
     // 2. the commit point
-    const revoked = next.tx(() => {
-      const keys = home.db.prepare('SELECT id, secret_sealed FROM keys').all() as { id: string; secret_sealed: Buffer }[];
-      const upd = home.db.prepare('UPDATE keys SET secret_sealed = ? WHERE id = ?');
-      for (const k of keys) {
+    const revoked = await next.tx(async (t) => {
+      for (const k of await t.keys.sealedSecrets()) {
         const s = open(oldSeal, k.secret_sealed, secretAad(k.id));
         if (!s) throw new IntegrityError('ERR_SECRET_SEAL', `the signing secret of key ${k.id} does not open: the store was altered; nothing was changed`);
-        upd.run(seal(newSeal, s, secretAad(k.id)), k.id);
+        await t.keys.reseal(k.id, seal(newSeal, s, secretAad(k.id)));
         wipe(s);
       }
-      const rows = home.db.prepare('SELECT seq, hash, mac FROM audit.events WHERE mac IS NOT NULL').all() as { seq: number; hash: string; mac: string }[];
-      const remac = home.db.prepare('UPDATE audit.events SET mac = ? WHERE seq = ?');
-      for (const r of rows) {
+      for (const r of await t.events.macs()) {
         if (!constantTimeEqual(rowMac(oldAudit, r.hash), r.mac))
           throw new IntegrityError('ERR_AUDIT_MAC', `audit row #${r.seq} fails its MAC under the current master key; refusing to re-key a tampered log (nothing was changed)`, { hint: 'run dsk audit verify' });
-        remac.run(rowMac(newAudit, r.hash), r.seq);
+        await t.events.setMac(r.seq, rowMac(newAudit, r.hash));
       }
-      home.db.exec(MASTER_STATE_SCHEMA);
-      home.db.prepare('INSERT INTO master_state (id, key_check_value, replaced_at) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET key_check_value = excluded.key_check_value, replaced_at = excluded.replaced_at').run(staged.kcv, now);
-      const ids = (home.db.prepare("SELECT id FROM keys WHERE status IN ('active','grace') ORDER BY created_at, id").all() as { id: string }[]).map((r) => r.id);
-      const actions = revokeForEmergency(next, ids, true, o.reason ?? 'master key replaced');
-      next.audit({ action: 'MASTER_ROTATION', details: { trigger: 'EMERGENCY', old_key_check_value: oldKcv, new_key_check_value: staged.kcv, threshold, shares, reason: o.reason, keys_revoked: actions.length } });
+      await t.masterState.recordReplacement(staged.kcv, now);
+      const ids = (await t.keys.list({ status: ['active', 'grace'] })).map((r) => r.id);
+      const actions = await revokeForEmergency(t, next.env.clock.now(), ids, true, o.reason ?? 'master key replaced');
+      await t.audit({ action: 'MASTER_ROTATION', details: { trigger: 'EMERGENCY', old_key_check_value: oldKcv, new_key_check_value: staged.kcv, threshold, shares, reason: o.reason, keys_revoked: actions.length } });
       return actions;
     });
     committed = true;
     // 3. the new fragments go live; the old ones are destroyed
     swapFragments(home.dir);
     // 4. successors under the new key; a crash here is finished by the next rotate --due
-    const pending = planDue(next).rotate.filter((k) => k.trigger === 'EMERGENCY');
+    const pending = (await planDue(next)).rotate.filter((k) => k.trigger === 'EMERGENCY');
     const r = await issueSuccessors(next, pending.map((k) => ({ id: k.id, trigger: 'EMERGENCY' as const })), 0, o.onIssued);
     const fragments = staged.paths.map((p) => path.join(homePath(home.dir, 'fragments'), path.basename(p)));
     return {

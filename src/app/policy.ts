@@ -48,15 +48,15 @@ export function validateRoleName(name: string): void {
   if (!/^[a-z][a-z0-9_-]{0,31}$/.test(name)) throw new UsageError('ERR_ROLE_NAME', `invalid role name '${name}': lower-case letters, digits, _ and -, starting with a letter (at most 32)`);
 }
 
-function applyChange(h: Home, details: Record<string, unknown>, roles: Record<string, Permission[]>): MatrixRow[] {
+async function applyChange(h: Home, details: Record<string, unknown>, roles: Record<string, Permission[]>): Promise<MatrixRow[]> {
   const next: DskConfig = { ...h.config, roles };
   const text = JSON.stringify(next, null, 2) + '\n';
-  h.tx(() => h.audit({ action: 'CONFIG_CHANGE', details: { ...details, config_sha256: sha256Hex(text) } }));
+  await h.tx((t) => t.audit({ action: 'CONFIG_CHANGE', details: { ...details, config_sha256: sha256Hex(text) } }));
   try {
     saveConfig(h.dir, next);
   } catch (e) {
     try {
-      h.tx(() => h.audit({ action: 'CONFIG_CHANGE_FAILED', details: { ...details, error: (e as { code?: string }).code ?? 'write_failed' } }));
+      await h.tx((t) => t.audit({ action: 'CONFIG_CHANGE_FAILED', details: { ...details, error: (e as { code?: string }).code ?? 'write_failed' } }));
     } catch {
       // the change did not happen either way; the error below says so
     }
@@ -76,14 +76,14 @@ export function preflightSet(config: DskConfig, role: string, permission: string
   assertKnownRole(config, role);
 }
 
-export function setPermission(h: Home, role: string, permission: string, on: boolean): { changed: boolean; matrix: MatrixRow[] } {
+export async function setPermission(h: Home, role: string, permission: string, on: boolean): Promise<{ changed: boolean; matrix: MatrixRow[] }> {
   preflightSet(h.config, role, permission);
   assertPermission(permission);
   const roles = cloneRoles(h.config);
   const had = roles[role].includes(permission);
   if (had === on) return { changed: false, matrix: policyMatrix(h.config) };
   roles[role] = on ? PERMISSIONS.filter((p) => p === permission || roles[role].includes(p)) : roles[role].filter((p) => p !== permission);
-  return { changed: true, matrix: applyChange(h, { change: 'policy.set', role, permission, value: on ? 'on' : 'off' }, roles) };
+  return { changed: true, matrix: await applyChange(h, { change: 'policy.set', role, permission, value: on ? 'on' : 'off' }, roles) };
 }
 
 export function preflightAddRole(config: DskConfig, name: string, from: string | undefined): void {
@@ -92,23 +92,23 @@ export function preflightAddRole(config: DskConfig, name: string, from: string |
   if (from !== undefined) assertKnownRole(config, from);
 }
 
-export function addRole(h: Home, name: string, from: string | undefined): MatrixRow[] {
+export function addRole(h: Home, name: string, from: string | undefined): Promise<MatrixRow[]> {
   preflightAddRole(h.config, name, from);
   const roles = cloneRoles(h.config);
   roles[name] = from ? [...roles[from]] : [];
   return applyChange(h, { change: 'policy.add_role', role: name, from: from ?? null, permissions: roles[name] }, roles);
 }
 
-export function preflightRemoveRole(h: Home, name: string): void {
+export async function preflightRemoveRole(h: Home, name: string): Promise<void> {
   assertKnownRole(h.config, name);
   if (Object.hasOwn(DEFAULT_ROLES, name)) throw new ConflictError('ERR_BUILTIN_ROLE', `role '${name}' is one of the seed's built-in roles and cannot be removed`, { hint: `change its permissions instead: dsk policy set ${name} PERMISSION off` });
-  const ops = listOperators(h).filter((o) => o.role === name).length;
-  const keys = (h.db.prepare("SELECT count(*) AS n FROM keys WHERE role = ? AND status IN ('active','grace')").get(name) as { n: number }).n;
+  const ops = (await listOperators(h)).filter((o) => o.role === name).length;
+  const keys = await h.store.keys.countLive(name);
   if (ops || keys) throw new ConflictError('ERR_ROLE_IN_USE', `role '${name}' is in use by ${ops} operator(s) and ${keys} live key(s)`, { hint: 'remove or re-role them first' });
 }
 
-export function removeRole(h: Home, name: string): MatrixRow[] {
-  preflightRemoveRole(h, name);
+export async function removeRole(h: Home, name: string): Promise<MatrixRow[]> {
+  await preflightRemoveRole(h, name);
   const roles = cloneRoles(h.config);
   delete roles[name];
   return applyChange(h, { change: 'policy.remove_role', role: name }, roles);

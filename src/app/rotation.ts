@@ -19,13 +19,15 @@
  * the wall clock, so schedules, grace and expiry are tested with a fixed clock.
  */
 import { ConflictError, UsageError } from '../kernel/errors.js';
-import { getKey, insertKey, issuedView, prepareKeyMaterial, resolveSpec, type IssuedKey, type KeyMaterial, type KeyRow, type KeySpec } from './keys.js';
+import { findKey, getKey, insertKey, issuedView, prepareKeyMaterial, resolveSpec, type IssuedKey, type KeyMaterial } from './keys.js';
+import { assertRotatable, dueTrigger, pendingReissue, successorSpec, type KeyRow, type RotationTrigger } from '../domain/key.js';
 import { assertRole } from '../domain/config.js';
 import { policyMs } from '../domain/policy.js';
 import { iso } from '../kernel/clock.js';
-import type { Home } from './home.js';
+import type { Home, Tx } from './home.js';
 
-export type Trigger = 'MANUAL' | 'SCHEDULED' | 'THRESHOLD' | 'EMERGENCY';
+export type Trigger = RotationTrigger;
+export { assertRotatable, successorSpec };
 
 /** How many derivations run at once: enough to keep every pool thread busy, bounded for memory. */
 export const DERIVE_BATCH = 64;
@@ -70,85 +72,33 @@ export interface RotationReport {
 /** Called once per successor after its transaction commits (deliver to --out-dir, --exec …). */
 export type OnIssued = (k: IssuedKey, oldId: string) => void | Promise<void>;
 
-function options(row: KeyRow): Record<string, unknown> {
-  try {
-    const o = JSON.parse(row.options) as Record<string, unknown>;
-    return o && typeof o === 'object' ? o : {};
-  } catch {
-    return {};
-  }
-}
-
-/** The successor inherits name, role, owner and policy; its lifetime is the old key's lifetime. */
-export function successorSpec(row: KeyRow): KeySpec {
-  const { reissue_pending: _p, ...rest } = options(row);
-  return {
-    name: row.name,
-    role: row.role,
-    owner: row.owner,
-    expiresInMs: row.expires_at == null ? null : Math.max(1000, row.expires_at - row.created_at),
-    rotateEveryMs: row.rotate_every_ms,
-    maxUses: row.max_uses,
-    replaces: row.id,
-    options: rest,
-  };
-}
-
 /** What `rotate --due` would do at `now`. Reads only. */
-export function planDue(home: Home): DuePlan {
+export async function planDue(home: Home): Promise<DuePlan> {
   const now = home.env.clock.now();
   const warnWithin = policyMs(home.config.policy).warnWithinMs;
-  const db = home.db;
-  type Row = { id: string; name: string };
-  const expire = db
-    .prepare(`SELECT id, name FROM keys WHERE status IN ('active','grace') AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY created_at, id`)
-    .all(now) as Row[];
-  const retire = db
-    .prepare(
-      `SELECT id, name FROM keys WHERE status = 'grace' AND grace_until IS NOT NULL AND grace_until <= ?
-         AND NOT (expires_at IS NOT NULL AND expires_at <= ?) ORDER BY created_at, id`,
-    )
-    .all(now, now) as Row[];
-  const rotate = db
-    .prepare(
-      `SELECT id, name, CASE WHEN status = 'revoked' THEN 'EMERGENCY'
-                             WHEN max_uses IS NOT NULL AND use_count >= max_uses THEN 'THRESHOLD'
-                             ELSE 'SCHEDULED' END AS trigger
-         FROM keys
-        WHERE replaced_by IS NULL AND (
-              (status = 'active' AND NOT (expires_at IS NOT NULL AND expires_at <= ?)
-                 AND ((rotate_every_ms IS NOT NULL AND created_at + rotate_every_ms <= ?) OR (max_uses IS NOT NULL AND use_count >= max_uses)))
-           OR (status = 'revoked' AND json_extract(options, '$.reissue_pending') = 1))
-        ORDER BY created_at, id`,
-    )
-    .all(now, now) as DuePlan['rotate'];
+  const keys = home.store.keys;
+  const expire = await keys.expiredBy(now);
+  const retire = await keys.graceEndedBy(now);
+  const rotate = (await keys.rotationDue(now)).map((k) => ({ id: k.id, name: k.name, trigger: dueTrigger(k) }));
   const warnings: Warning[] = [];
-  const soon = db
-    .prepare(`SELECT id, name, expires_at, use_count, max_uses FROM keys WHERE status = 'active' AND expires_at > ? AND expires_at <= ? ORDER BY expires_at, id`)
-    .all(now, now + warnWithin) as { id: string; name: string; expires_at: number; use_count: number; max_uses: number | null }[];
-  for (const r of soon) warnings.push({ key_id: r.id, name: r.name, kind: 'EXPIRES_SOON', at: iso(r.expires_at), use_count: r.use_count, max_uses: r.max_uses });
-  const near = db
-    .prepare(`SELECT id, name, use_count, max_uses FROM keys WHERE status = 'active' AND max_uses IS NOT NULL AND use_count < max_uses AND use_count >= ? * max_uses ORDER BY id`)
-    .all(THRESHOLD_WARN_FRACTION) as { id: string; name: string; use_count: number; max_uses: number }[];
-  for (const r of near) warnings.push({ key_id: r.id, name: r.name, kind: 'THRESHOLD_NEAR', at: null, use_count: r.use_count, max_uses: r.max_uses });
+  for (const r of await keys.expiringWithin(now, now + warnWithin)) warnings.push({ key_id: r.id, name: r.name, kind: 'EXPIRES_SOON', at: iso(r.expires_at), use_count: r.use_count, max_uses: r.max_uses });
+  for (const r of await keys.nearUseLimit(THRESHOLD_WARN_FRACTION)) warnings.push({ key_id: r.id, name: r.name, kind: 'THRESHOLD_NEAR', at: null, use_count: r.use_count, max_uses: r.max_uses });
   return { now: iso(now)!, rotate, retire, expire, warnings };
 }
 
 /** Grace keys whose grace has ended → retired; active or grace keys past expiry → expired. One transaction. */
-function retireAndExpire(home: Home, plan: DuePlan): Action[] {
+function retireAndExpire(home: Home, plan: DuePlan): Promise<Action[]> {
   const now = home.env.clock.now();
-  return home.tx(() => {
+  return home.tx(async (t) => {
     const out: Action[] = [];
-    const expire = home.db.prepare(`UPDATE keys SET status = 'expired', grace_until = NULL, updated_at = ? WHERE id = ? AND status IN ('active','grace') AND expires_at <= ?`);
     for (const k of plan.expire) {
-      if (expire.run(now, k.id, now).changes !== 1) continue;
-      home.audit({ action: 'KEY_EXPIRE', key_id: k.id, details: { key_id: k.id, name: k.name } });
+      if (!(await t.keys.expire(k.id, now))) continue;
+      await t.audit({ action: 'KEY_EXPIRE', key_id: k.id, details: { key_id: k.id, name: k.name } });
       out.push({ action: 'expire', key_id: k.id, name: k.name });
     }
-    const retire = home.db.prepare(`UPDATE keys SET status = 'retired', retired_at = ?, updated_at = ? WHERE id = ? AND status = 'grace' AND grace_until <= ?`);
     for (const k of plan.retire) {
-      if (retire.run(now, now, k.id, now).changes !== 1) continue;
-      home.audit({ action: 'KEY_RETIRE', key_id: k.id, details: { key_id: k.id, name: k.name } });
+      if (!(await t.keys.retire(k.id, now))) continue;
+      await t.audit({ action: 'KEY_RETIRE', key_id: k.id, details: { key_id: k.id, name: k.name } });
       out.push({ action: 'retire', key_id: k.id, name: k.name });
     }
     return out;
@@ -174,7 +124,11 @@ export async function issueSuccessors(home: Home, items: { id: string; trigger: 
     // One commit per batch: each fsync-ed commit costs tens of milliseconds (rollback journal,
     // synchronous=FULL, two files), more than a derivation. The batch is all-or-nothing, so
     // every key in it is still either untouched or fully rotated with its audit row.
-    const done = home.tx(() => batch.map((b, j) => commitRotation(home, b.id, b.trigger, material[j], graceMs)));
+    const done = await home.tx(async (t) => {
+      const out: { action: Action; issued?: IssuedKey }[] = [];
+      for (let j = 0; j < batch.length; j++) out.push(await commitRotation(home, t, batch[j].id, batch[j].trigger, material[j], graceMs));
+      return out;
+    });
     for (let j = 0; j < done.length; j++) {
       actions.push(done[j].action);
       if (done[j].issued) {
@@ -186,25 +140,25 @@ export async function issueSuccessors(home: Home, items: { id: string; trigger: 
   return { actions, issued };
 }
 
-/** Rotates one key; call inside home.tx(). Re-checks state, so a rerun never rotates twice. */
-function commitRotation(home: Home, oldId: string, trigger: Trigger, m: KeyMaterial, graceMs: number): { action: Action; issued?: IssuedKey } {
+/** Rotates one key in `t`. Re-checks state, so a rerun never rotates twice. */
+async function commitRotation(home: Home, t: Tx, oldId: string, trigger: Trigger, m: KeyMaterial, graceMs: number): Promise<{ action: Action; issued?: IssuedKey }> {
   const now = home.env.clock.now();
-  const old = getKey(home, oldId);
-  const pendingReissue = old.status === 'revoked' && options(old).reissue_pending === 1;
-  if (old.replaced_by || !(old.status === 'active' || pendingReissue))
-    return { action: { action: 'skip', key_id: oldId, reason: old.replaced_by ? `already replaced by ${old.replaced_by}` : `key is ${old.status}` } as Action };
+  const old = await findKey(t.keys, oldId);
+  const reissue = pendingReissue(old);
+  if (old.replaced_by || !(old.status === 'active' || reissue))
+    return { action: { action: 'skip', key_id: oldId, reason: old.replaced_by ? `already replaced by ${old.replaced_by}` : `key is ${old.status}` } };
   const spec = resolveSpec(home, successorSpec(old));
-  const row = insertKey(home, m, spec, now);
+  const row = await insertKey(t, m, spec, now);
   let graceUntil: number | null = null;
-  if (pendingReissue) {
-    home.db.prepare(`UPDATE keys SET replaced_by = ?, options = json_remove(options, '$.reissue_pending'), updated_at = ? WHERE id = ?`).run(row.id, now, oldId);
+  if (reissue) {
+    await t.keys.reissued(oldId, { successor: row.id, now });
   } else {
     graceUntil = now + graceMs;
-    home.db.prepare(`UPDATE keys SET status = 'grace', grace_until = ?, replaced_by = ?, updated_at = ? WHERE id = ?`).run(graceUntil, row.id, now, oldId);
+    await t.keys.startGrace(oldId, { successor: row.id, graceUntil, now });
   }
-  const t = pendingReissue ? 'EMERGENCY' : trigger;
-  home.audit({ action: 'KEY_ROTATION', key_id: oldId, details: { old_key_id: oldId, new_key_id: row.id, trigger: t, name: row.name, grace_until: iso(graceUntil) } });
-  return { action: { action: 'rotate', trigger: t, old_key_id: oldId, new_key_id: row.id, name: row.name, grace_until: iso(graceUntil) }, issued: issuedView(row, m) };
+  const tr = reissue ? 'EMERGENCY' : trigger;
+  await t.audit({ action: 'KEY_ROTATION', key_id: oldId, details: { old_key_id: oldId, new_key_id: row.id, trigger: tr, name: row.name, grace_until: iso(graceUntil) } });
+  return { action: { action: 'rotate', trigger: tr, old_key_id: oldId, new_key_id: row.id, name: row.name, grace_until: iso(graceUntil) }, issued: issuedView(row, m) };
 }
 
 function graceFor(home: Home, graceMs: number | undefined): number {
@@ -215,7 +169,7 @@ function graceFor(home: Home, graceMs: number | undefined): number {
 /** dsk rotate --due: retire, expire, rotate what is due (and finish pending emergency reissues). */
 export async function rotateDue(home: Home, opts: { dryRun?: boolean; graceMs?: number; onIssued?: OnIssued } = {}): Promise<RotationReport> {
   const graceMs = graceFor(home, opts.graceMs);
-  const plan = planDue(home);
+  const plan = await planDue(home);
   if (opts.dryRun) {
     const actions: Action[] = [
       ...plan.expire.map((k) => ({ action: 'expire' as const, key_id: k.id, name: k.name })),
@@ -224,7 +178,7 @@ export async function rotateDue(home: Home, opts: { dryRun?: boolean; graceMs?: 
     ];
     return { now: plan.now, dry_run: true, actions, warnings: plan.warnings, issued: [] };
   }
-  const actions = retireAndExpire(home, plan);
+  const actions = await retireAndExpire(home, plan);
   const r = await issueSuccessors(home, plan.rotate, graceMs, opts.onIssued);
   return { now: plan.now, dry_run: false, actions: [...actions, ...r.actions.filter((a) => a.action !== 'skip')], warnings: plan.warnings, issued: r.issued };
 }
@@ -232,18 +186,12 @@ export async function rotateDue(home: Home, opts: { dryRun?: boolean; graceMs?: 
 /** dsk rotate ID: one active key, now. */
 export async function rotateKey(home: Home, id: string, opts: { graceMs?: number; onIssued?: OnIssued } = {}): Promise<RotationReport> {
   const graceMs = graceFor(home, opts.graceMs);
-  assertRotatable(getKey(home, id));
+  assertRotatable(await getKey(home, id));
   const now = home.env.clock.now();
   const r = await issueSuccessors(home, [{ id, trigger: 'MANUAL' }], graceMs, opts.onIssued);
   const a = r.actions[0];
   if (a.action === 'skip') throw new ConflictError('ERR_KEY_STATE', `key ${id} cannot be rotated: ${a.reason}`, { hint: 'another run rotated it first; dsk keys show it' });
   return { now: iso(now)!, dry_run: false, actions: r.actions, warnings: [], issued: r.issued };
-}
-
-export function assertRotatable(row: KeyRow): void {
-  if (row.status === 'active' && !row.replaced_by) return;
-  const why = row.replaced_by ? `it was already rotated (successor ${row.replaced_by})` : `it is ${row.status}`;
-  throw new ConflictError('ERR_KEY_STATE', `key ${row.id} cannot be rotated: ${why}`, { hint: row.replaced_by ? `rotate the successor instead: dsk rotate ${row.replaced_by}` : 'only active keys can be rotated; issue a new one with dsk keygen' });
 }
 
 export interface EmergencyTarget {
@@ -253,7 +201,6 @@ export interface EmergencyTarget {
   owner?: string;
 }
 
-/** Which keys an emergency targets: every active or grace key matching the selector. */
 /** Exactly one selector; checked before any I/O. */
 export function checkEmergencyTarget(t: EmergencyTarget): void {
   const chosen = [t.all, t.ids?.length, t.role, t.owner].filter(Boolean).length;
@@ -261,18 +208,18 @@ export function checkEmergencyTarget(t: EmergencyTarget): void {
   if (chosen > 1) throw new UsageError('ERR_EMERGENCY_TARGET_MANY', 'an emergency rotation takes one target: all keys, key ids, a role or an owner');
 }
 
-export function emergencyTargets(home: Home, t: EmergencyTarget): KeyRow[] {
+/** Which keys an emergency targets: every active or grace key matching the selector. */
+export async function emergencyTargets(home: Home, t: EmergencyTarget): Promise<KeyRow[]> {
   checkEmergencyTarget(t);
   if (t.ids?.length) {
-    const rows = [...new Set(t.ids)].map((id) => getKey(home, id));
+    const rows: KeyRow[] = [];
+    for (const id of new Set(t.ids)) rows.push(await getKey(home, id));
     for (const r of rows)
       if (r.status !== 'active' && r.status !== 'grace') throw new ConflictError('ERR_KEY_STATE', `key ${r.id} is already ${r.status}`, { hint: 'an emergency rotation revokes active keys and keys in grace' });
     return rows;
   }
   if (t.role) assertRole(home.config, t.role);
-  const where = t.role ? ' AND role = ?' : t.owner ? ' AND owner = ?' : '';
-  const args = t.role ? [t.role] : t.owner ? [t.owner] : [];
-  return home.db.prepare(`SELECT * FROM keys WHERE status IN ('active','grace')${where} ORDER BY created_at, id`).all(...args) as KeyRow[];
+  return home.store.keys.list({ status: ['active', 'grace'], role: t.role, owner: t.role ? undefined : t.owner });
 }
 
 /**
@@ -283,44 +230,36 @@ export function emergencyTargets(home: Home, t: EmergencyTarget): KeyRow[] {
 export async function rotateEmergency(home: Home, t: EmergencyTarget, opts: { reissue?: boolean; reason?: string | null; onIssued?: OnIssued } = {}): Promise<RotationReport> {
   const reissue = opts.reissue !== false;
   const now = home.env.clock.now();
-  const targets = emergencyTargets(home, t);
-  const revoked = revokeForEmergency(home, targets.map((r) => r.id), reissue, opts.reason ?? null);
-  const pending = planDue(home).rotate.filter((k) => k.trigger === 'EMERGENCY');
+  const targets = await emergencyTargets(home, t);
+  const revoked = await home.tx((tx) => revokeForEmergency(tx, home.env.clock.now(), targets.map((r) => r.id), reissue, opts.reason ?? null));
+  const pending = (await planDue(home)).rotate.filter((k) => k.trigger === 'EMERGENCY');
   const r = reissue ? await issueSuccessors(home, pending.map((k) => ({ id: k.id, trigger: 'EMERGENCY' as const })), 0, opts.onIssued) : { actions: [], issued: [] };
   return { now: iso(now)!, dry_run: false, actions: [...revoked, ...r.actions.filter((a) => a.action !== 'skip')], warnings: [], issued: r.issued };
 }
 
-/** Revokes keys in one transaction; active ones are marked for reissue. Also used by master replacement. */
-export function revokeForEmergency(home: Home, ids: string[], reissue: boolean, reason: string | null): Action[] {
-  const now = home.env.clock.now();
-  return home.tx(() => {
-    const out: Action[] = [];
-    for (const id of ids) {
-      const row = getKey(home, id);
-      if (row.status !== 'active' && row.status !== 'grace') continue;
-      const mark = reissue && row.status === 'active' && !row.replaced_by;
-      home.db
-        .prepare(
-          `UPDATE keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?, grace_until = NULL, updated_at = ?,
-             options = CASE WHEN ? THEN json_set(options, '$.reissue_pending', 1) ELSE options END WHERE id = ?`,
-        )
-        .run(now, reason, now, mark ? 1 : 0, id);
-      home.audit({ action: 'KEY_REVOKE', key_id: id, details: { key_id: id, name: row.name, reason, trigger: 'EMERGENCY', previous_status: row.status, reissue: mark } });
-      out.push({ action: 'revoke', trigger: 'EMERGENCY', key_id: id, name: row.name, reissue: mark });
-    }
-    return out;
-  });
+/** Revokes keys in `t`; active ones are marked for reissue. Also used by master replacement. */
+export async function revokeForEmergency(t: Tx, now: number, ids: string[], reissue: boolean, reason: string | null): Promise<Action[]> {
+  const out: Action[] = [];
+  for (const id of ids) {
+    const row = await findKey(t.keys, id);
+    if (row.status !== 'active' && row.status !== 'grace') continue;
+    const mark = reissue && row.status === 'active' && !row.replaced_by;
+    await t.keys.revoke(id, { now, reason, reissue: mark });
+    await t.audit({ action: 'KEY_REVOKE', key_id: id, details: { key_id: id, name: row.name, reason, trigger: 'EMERGENCY', previous_status: row.status, reissue: mark } });
+    out.push({ action: 'revoke', trigger: 'EMERGENCY', key_id: id, name: row.name, reissue: mark });
+  }
+  return out;
 }
 
 /** Lineage: from any key, follow `replaces` back to the first and `replaced_by` to the current end. */
-export function lineage(home: Home, id: string): KeyRow[] {
-  let first = getKey(home, id);
+export async function lineage(home: Home, id: string): Promise<KeyRow[]> {
+  let first = await getKey(home, id);
   const seen = new Set<string>([first.id]);
   while (first.replaces && !seen.has(first.replaces)) {
-    first = getKey(home, first.replaces);
+    first = await getKey(home, first.replaces);
     seen.add(first.id);
   }
   const chain = [first];
-  while (chain[chain.length - 1].replaced_by && chain.length <= seen.size + 10_000) chain.push(getKey(home, chain[chain.length - 1].replaced_by!));
+  while (chain[chain.length - 1].replaced_by && chain.length <= seen.size + 10_000) chain.push(await getKey(home, chain[chain.length - 1].replaced_by!));
   return chain;
 }

@@ -1,15 +1,16 @@
+/** dsk status: backend, sealed or not, key counts by state, rotations due, audit head, operators. */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Home } from './home.js';
 import { countByStatus } from './keys.js';
 import { planDue } from './rotation.js';
-import { auditHead } from '../audit/writer.js';
+import { auditHead } from '../audit/query.js';
 import { readHead } from '../audit/head.js';
 import { readMetadata } from '../master/fragments.js';
 import { homePath } from '../kernel/home-layout.js';
 import { operatorSummary } from './operators.js';
 
-export function homeStatus(h: Home) {
+export async function homeStatus(h: Home) {
   let fragments: { threshold: number; shares: number; kdf: string } | null = null;
   try {
     const m = readMetadata(homePath(h.dir, 'fragments'));
@@ -26,8 +27,8 @@ export function homeStatus(h: Home) {
       hsm = null;
     }
   }
-  const due = planDue(h);
-  const head = auditHead(h.db);
+  const due = await planDue(h);
+  const head = await auditHead(h.store);
   return {
     home: path.resolve(h.dir),
     home_id: h.config.home_id,
@@ -35,11 +36,11 @@ export function homeStatus(h: Home) {
     sealed: true,
     fragments,
     hsm,
-    keys: countByStatus(h),
+    keys: await countByStatus(h),
     rotations_due: due.rotate.length,
     rotation_warnings: due.warnings.length,
     audit: { rows: head.count, head_seq: head.seq, head_hash: head.hash, head_file: headFile(h.dir) },
-    operators: operatorSummary(h),
+    operators: await operatorSummary(h),
   };
 }
 

@@ -9,20 +9,20 @@
  *   {"seq":…,"ts":…,"action":…,"actor":…,"source_ip":…,"key_id":…,"details":"…","prev_hash":…,"hash":…,"mac":…}
  *   …
  *
- * Order of work: verify the live chain; write the archive (fsync, exclusive create); then, in one
- * transaction, check the rows are still the ones written, delete them and append AUDIT_ARCHIVE.
- * A crash before the commit leaves the rows in place and a spare archive file; never a gap.
+ * Order of work (src/app/audit-archive.ts): verify the live chain; write the archive (fsync,
+ * exclusive create; writeArchive here); then, in one transaction, check the rows are still the ones
+ * written, delete them and append AUDIT_ARCHIVE. A crash before the commit leaves the rows in place
+ * and a spare archive file; never a gap.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import type { Home } from '../app/home.js';
-import { ConflictError, IntegrityError, NotFoundError, UsageError } from '../kernel/errors.js';
+import { NotFoundError, UsageError } from '../kernel/errors.js';
 import { hmacSha256, sha256Hex } from '../kernel/crypto.js';
 import { ioError, writePrivateFile } from '../kernel/files.js';
-import { AUDIT_COLUMNS, canonicalJson, type AuditRow } from './writer.js';
-import { chunkedRows, verifyChain, walkChain, type Breach, type VerifyReport } from './verify.js';
-import { readHead } from './head.js';
+import { AUDIT_COLUMNS, type AuditTuple, type Store } from '../store/store.js';
+import { canonicalJson } from './chain.js';
+import { walkChain, type Breach, type VerifyReport } from './verify.js';
 
 export const ARCHIVE_FORMAT = 'dsk-audit-archive/1';
 /** Refuse archive files larger than this when reading them back (decompression bomb guard). */
@@ -54,57 +54,43 @@ export interface ArchiveResult {
   checkpoint_seq: number | null;
 }
 
-type Raw = [number, string, string, string, string | null, string | null, string, string, string, string | null];
 const COLS = AUDIT_COLUMNS;
 
-/** dsk audit archive --before DATE --out FILE (needs the home unsealed: the checkpoint is keyed). */
-export function archiveBefore(h: Home, before: number, out: string): ArchiveResult {
-  const { auditKey } = h.requireUnsealed();
-  const report = verifyChain(h.db, readHead(h.dir), auditKey);
-  if (report.breach) throw new IntegrityError('ERR_AUDIT_CHAIN', `refusing to archive a broken chain: ${report.breach.message}`, { hint: 'run dsk audit verify and investigate first' });
-  const cutoff = new Date(before).toISOString();
-  const firstSeq = report.first_seq;
-  const firstLater = (h.db.prepare('SELECT min(seq) AS s FROM audit.events WHERE ts >= ?').get(cutoff) as { s: number | null }).s;
-  // Archive the longest prefix older than the cutoff (clocks of several writers may disagree a little).
-  const lastSeq = firstLater === null ? report.last_seq : firstLater - 1;
-  if (firstSeq === null || lastSeq === null || lastSeq < firstSeq) return { archived: 0, file: null, first_seq: null, last_seq: null, last_hash: null, sha256: null, checkpoint_seq: null };
-  if (fs.existsSync(out)) throw new ConflictError('ERR_FILE_EXISTS', `${out} already exists`, { hint: 'choose a new file name for each archive' });
+export interface WrittenArchive {
+  rows: number;
+  first_prev_hash: string;
+  last_hash: string;
+  sha256: string;
+}
 
+/**
+ * Writes rows firstSeq..lastSeq of the live chain to a new archive file `out` (exclusive create,
+ * fsynced), with a header keyed under `auditKey`. The caller verified the chain first.
+ */
+export async function writeArchive(store: Store, o: { homeId: string; firstSeq: number; lastSeq: number; out: string; auditKey: Buffer; now: number }): Promise<WrittenArchive> {
   const members: Buffer[] = [];
   let lines: string[] = [];
   let firstPrev = '';
   let lastHash = '';
   let n = 0;
-  for (const r of chunkedRows(h.db, firstSeq - 1, lastSeq)) {
-    if (n === 0) firstPrev = r[7];
-    lastHash = r[8];
-    n++;
-    lines.push(JSON.stringify(Object.fromEntries(COLS.map((c, i) => [c, r[i]]))));
-    if (lines.length === 20_000) {
-      members.push(zlib.gzipSync(lines.join('\n') + '\n'));
-      lines = [];
+  for await (const chunk of store.events.chunks(o.firstSeq - 1, o.lastSeq)) {
+    for (const r of chunk) {
+      if (n === 0) firstPrev = r[7];
+      lastHash = r[8];
+      n++;
+      lines.push(JSON.stringify(Object.fromEntries(COLS.map((c, i) => [c, r[i]]))));
+      if (lines.length === 20_000) {
+        members.push(zlib.gzipSync(lines.join('\n') + '\n'));
+        lines = [];
+      }
     }
   }
-  const header0 = { format: ARCHIVE_FORMAT, home_id: h.config.home_id, first_seq: firstSeq, last_seq: lastSeq, first_prev_hash: firstPrev, last_hash: lastHash, rows: n, created_at: new Date(h.env.clock.now()).toISOString() } as const;
-  const header: ArchiveHeader = { ...header0, mac: headerMac(auditKey, header0) };
+  const header0 = { format: ARCHIVE_FORMAT, home_id: o.homeId, first_seq: o.firstSeq, last_seq: o.lastSeq, first_prev_hash: firstPrev, last_hash: lastHash, rows: n, created_at: new Date(o.now).toISOString() } as const;
+  const header: ArchiveHeader = { ...header0, mac: headerMac(o.auditKey, header0) };
   if (lines.length) members.push(zlib.gzipSync(lines.join('\n') + '\n'));
   const data = Buffer.concat([zlib.gzipSync(JSON.stringify(header) + '\n'), ...members]);
-  const digest = sha256Hex(data);
-  writePrivateFile(out, data, { exclusive: true });
-  try {
-    h.tx(() => {
-      const now = h.db.prepare('SELECT min(seq) AS first, (SELECT hash FROM audit.events WHERE seq = ?) AS last_hash FROM audit.events').get(lastSeq) as { first: number; last_hash: string | null };
-      if (now.first !== firstSeq || now.last_hash !== lastHash) throw new ConflictError('ERR_AUDIT_CHANGED', 'the audit log changed while archiving (another archive ran?)', { hint: 'run the archive again' });
-      // Append first, so the checkpoint chains onto the newest row even when every row is archived.
-      h.audit({ action: 'AUDIT_ARCHIVE', details: { first_seq: firstSeq, last_seq: lastSeq, first_prev_hash: firstPrev, last_hash: lastHash, rows: n, file: path.basename(out), sha256: digest } });
-      h.db.prepare('DELETE FROM audit.events WHERE seq <= ?').run(lastSeq);
-    });
-  } catch (e) {
-    fs.rmSync(out, { force: true });
-    throw e;
-  }
-  const cp = h.db.prepare("SELECT max(seq) AS s FROM audit.events WHERE action = 'AUDIT_ARCHIVE'").get() as { s: number };
-  return { archived: n, file: path.resolve(out), first_seq: firstSeq, last_seq: lastSeq, last_hash: lastHash, sha256: digest, checkpoint_seq: cp.s };
+  writePrivateFile(o.out, data, { exclusive: true });
+  return { rows: n, first_prev_hash: firstPrev, last_hash: lastHash, sha256: sha256Hex(data) };
 }
 
 export interface ArchiveReport extends Omit<VerifyReport, 'head_file' | 'start'> {
@@ -114,8 +100,8 @@ export interface ArchiveReport extends Omit<VerifyReport, 'head_file' | 'start'>
   checkpoint: { seq: number; state: 'match' } | null;
 }
 
-/** Reads and checks an archive file on its own; with the home, also against its checkpoint row. */
-export function verifyArchive(file: string, auditKey: Buffer | null, home: Home | null): ArchiveReport {
+/** Reads and checks an archive file on its own; with the live home, also against its checkpoint row. */
+export async function verifyArchive(file: string, auditKey: Buffer | null, live: { homeId: string; store: Store } | null): Promise<ArchiveReport> {
   let data: Buffer;
   try {
     if (fs.statSync(file).size > MAX_ARCHIVE_BYTES) throw new UsageError('ERR_ARCHIVE_TOO_LARGE', `${file} is larger than ${MAX_ARCHIVE_BYTES} bytes; not a dsk audit archive`);
@@ -163,26 +149,32 @@ export function verifyArchive(file: string, auditKey: Buffer | null, home: Home 
     else headerState = 'valid';
   }
   let parseError: string | null = null;
-  function* rows(): Generator<Raw> {
+  function* chunks(): Generator<AuditTuple[]> {
+    let chunk: AuditTuple[] = [];
     for (let i = 1; i < lines.length; i++) {
       let o: Record<string, unknown>;
       try {
         o = JSON.parse(lines[i]);
       } catch {
         parseError = `line ${i + 1} of the archive is not valid JSON`;
-        return;
+        break;
       }
-      yield COLS.map((c) => o[c] ?? null) as Raw;
+      chunk.push(COLS.map((c) => o[c] ?? null) as AuditTuple);
+      if (chunk.length === 20_000) {
+        yield chunk;
+        chunk = [];
+      }
     }
+    if (chunk.length) yield chunk;
   }
-  const w = walkChain({ rows: rows(), start: { seq: header.first_seq, prev_hash: header.first_prev_hash, from: 'genesis' }, auditKey });
+  const w = await walkChain({ chunks: chunks(), start: { seq: header.first_seq, prev_hash: header.first_prev_hash, from: 'genesis' }, auditKey });
   const rep: ArchiveReport = { ...w, file, header, header_mac: headerState, checkpoint: null };
   if (parseError && !rep.breach) rep.breach = { seq: (w.last_seq ?? header.first_seq - 1) + 1, kind: 'edited', message: parseError };
   if (!rep.breach && (w.last_seq !== header.last_seq || w.head_hash !== header.last_hash || w.rows !== header.rows))
     rep.breach = { seq: (w.last_seq ?? header.first_seq - 1) + 1, kind: 'truncated', message: `the archive holds rows up to ${w.last_seq ?? 'none'} but its header names ${header.first_seq} to ${header.last_seq}` };
-  if (!rep.breach && home) {
-    if (home.config.home_id !== header.home_id) throw new UsageError('ERR_ARCHIVE_FOREIGN', `${path.basename(file)} belongs to another home (${header.home_id})`);
-    const cps = home.db.prepare("SELECT seq, details FROM audit.events WHERE action = 'AUDIT_ARCHIVE'").all() as Pick<AuditRow, 'seq' | 'details'>[];
+  if (!rep.breach && live) {
+    if (live.homeId !== header.home_id) throw new UsageError('ERR_ARCHIVE_FOREIGN', `${path.basename(file)} belongs to another home (${header.home_id})`);
+    const cps = await live.store.events.withAction('AUDIT_ARCHIVE');
     for (const cp of cps) {
       const d = JSON.parse(cp.details) as { last_seq: number; last_hash: string; first_seq: number; first_prev_hash: string };
       if (d.last_seq === header.last_seq && d.first_seq === header.first_seq) {

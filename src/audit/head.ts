@@ -8,9 +8,9 @@
  *
  * HEAD is written after the transaction that appended rows has committed, never before (a HEAD
  * ahead of the database would be a false alarm after a failed commit). Several processes append,
- * so the write happens under SQLite's own write lock (BEGIN IMMEDIATE on the same files): all HEAD
- * writers are serialised with every appender, and each writes the database's current head, which
- * only grows. HEAD therefore never goes backwards. A crash between commit and HEAD write leaves
+ * so the write happens inside a store transaction (SQLite: BEGIN IMMEDIATE on the same files): all
+ * HEAD writers are serialised with every appender, and each writes the database's current head,
+ * which only grows. HEAD therefore never goes backwards. A crash between commit and HEAD write leaves
  * HEAD behind the database, which verify accepts (it reports how far behind).
  *
  * HEAD only moves forward from a head the database still contains: if the row HEAD names is gone
@@ -21,7 +21,7 @@ import path from 'node:path';
 import { homePath } from '../kernel/home-layout.js';
 import { hmacSha256 } from '../kernel/crypto.js';
 import { readTextIfExists, writePrivateFile } from '../kernel/files.js';
-import { inTransaction, type DB } from '../store/sqlite.js';
+import type { Store } from '../store/store.js';
 
 export const HEAD_FORMAT = 'dsk-audit-head/1';
 
@@ -68,18 +68,18 @@ export function readHead(home: string): HeadRead {
  * Moves HEAD to the database's current head. Call after a commit that appended rows. Returns the
  * record written, or null when HEAD was left alone (already there, or no longer in the chain).
  */
-export function publishHead(db: DB, home: string, auditKey: Buffer | null, now: number): HeadRecord | null {
-  return inTransaction(db, () => {
-    const last = db.prepare('SELECT seq, hash FROM audit.events ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
+export async function publishHead(store: Store, home: string, auditKey: Buffer | null, now: number): Promise<HeadRecord | null> {
+  return store.transaction(async (tx) => {
+    const last = await tx.events.last();
     if (!last) return null;
     const cur = readHead(home);
     if (cur.state === 'unreadable') return null;
     if (cur.state === 'ok') {
       if (cur.head.seq >= last.seq) return null;
-      const at = db.prepare('SELECT hash FROM audit.events WHERE seq = ?').get(cur.head.seq) as { hash: string } | undefined;
-      const first = db.prepare('SELECT min(seq) AS s FROM audit.events').get() as { s: number };
-      const archivedAway = !at && cur.head.seq < first.s;
-      if (!archivedAway && at?.hash !== cur.head.hash) return null;
+      const at = await tx.events.hashAt(cur.head.seq);
+      const first = (await tx.events.bounds()).first;
+      const archivedAway = at === null && first !== null && cur.head.seq < first;
+      if (!archivedAway && at !== cur.head.hash) return null;
     }
     const rec: HeadRecord = { format: HEAD_FORMAT, seq: last.seq, hash: last.hash, mac: auditKey ? headMac(auditKey, last.seq, last.hash) : null, updated_at: new Date(now).toISOString() };
     // No directory fsync (it would cost a second fsync on every commit): after a power cut HEAD may

@@ -1,23 +1,15 @@
 /**
- * Reading the audit log: filtered queries (newest first), following new rows, export, statistics.
- * Time filters compare the ISO-8601 UTC text of `ts` (fixed width, so text order is time order)
- * and use the (action|actor|key_id, ts) indexes.
+ * Reading the audit log: the one filtered query (`dsk audit query` and the gateway's GET /dsk/audit),
+ * following new rows, export, statistics; and parsing of filter values. The SQL is in the store
+ * (src/store/sqlite/events.ts); this module validates filters and shapes rows for output.
  */
-import type { DB } from '../store/sqlite.js';
+import type { AuditFilter, AuditRow, AuditStats, Store } from '../store/store.js';
 import { UsageError } from '../kernel/errors.js';
 import { parseDuration } from '../kernel/duration.js';
-import { ipMatcher, ipv4TextRanges, parseCidr, type Cidr } from '../kernel/ip.js';
-import type { AuditRow } from './writer.js';
+import { parseCidr, type Cidr } from '../kernel/ip.js';
+import { GENESIS_HASH } from './chain.js';
 
-export interface AuditFilter {
-  since?: number | null;
-  until?: number | null;
-  actions?: string[];
-  actor?: string;
-  keyId?: string;
-  ip?: Cidr;
-  limit?: number;
-}
+export type { AuditFilter, AuditRow, AuditStats };
 
 /**
  * `24h`, `7d` (that long before now), or an ISO-8601 date / date-time. A date or date-time without
@@ -57,94 +49,65 @@ export function parseActions(text: string): string[] {
   return list;
 }
 
-/** Above this many candidate rows in the source_ip index, scanning newest-first finds matches sooner. */
-const IP_INDEX_CANDIDATES = 50_000;
+/** Audit rows matching `f`, newest first (by time, then seq); at most f.limit (default 100). */
+export function queryAudit(store: Store, f: AuditFilter): Promise<AuditRow[]> {
+  return store.events.query({ ...f, limit: f.limit ?? 100 });
+}
+
+/** The most rows GET /dsk/audit returns at once. */
+export const ADMIN_QUERY_MAX = 1000;
 
 /**
- * For an IPv4 block: when few rows fall in its text ranges, narrow with the source_ip index (the
- * exact test still runs on each row); when many do, matches are dense and the newest-first scan
- * stops early. Returns the extra condition, or '' to scan.
+ * GET /dsk/audit's query string as a filter: action (one, or a comma-separated list), key_id,
+ * source_ip (an address or block), actor, since and until (ISO time or a duration ago), limit
+ * (default 100, at most 1000). Malformed values are refused (UsageError) rather than ignored.
  */
-function ipRange(db: DB, c: Cidr): { sql: string; args: string[] } | null {
-  const ranges = ipv4TextRanges(c);
-  if (!ranges) return null;
-  const cond = ranges.map(() => '(source_ip >= ? AND source_ip < ?)').join(' OR ');
-  const args = ranges.flat();
-  const n = (db.prepare(`SELECT count(*) AS n FROM (SELECT 1 FROM audit.events WHERE ${cond} LIMIT ${IP_INDEX_CANDIDATES})`).get(...args) as { n: number }).n;
-  return n < IP_INDEX_CANDIDATES ? { sql: `(${cond})`, args } : null;
+export function auditFilterFromParams(p: URLSearchParams, now: number): AuditFilter {
+  const f: AuditFilter = {};
+  const get = (k: string) => p.get(k) || undefined;
+  const action = get('action');
+  if (action) f.actions = parseActions(action);
+  const keyId = get('key_id');
+  if (keyId) f.keyId = keyId;
+  const ip = get('source_ip');
+  if (ip) f.ip = parseIpFilter(ip);
+  const actor = get('actor');
+  if (actor) f.actor = actor;
+  const since = get('since');
+  if (since) f.since = parseTimeArg(since, now, 'since');
+  const until = get('until');
+  if (until) f.until = parseTimeArg(until, now, 'until');
+  f.limit = Math.min(ADMIN_QUERY_MAX, Math.max(1, Math.floor(Number(p.get('limit'))) || 100));
+  return f;
 }
 
-function where(db: DB, f: AuditFilter): { sql: string; args: unknown[] } {
-  const w: string[] = [];
-  const args: unknown[] = [];
-  if (f.since != null) (w.push('ts >= ?'), args.push(new Date(f.since).toISOString()));
-  if (f.until != null) (w.push('ts < ?'), args.push(new Date(f.until).toISOString()));
-  if (f.actions?.length) (w.push(`action IN (${f.actions.map(() => '?').join(',')})`), args.push(...f.actions));
-  if (f.actor) (w.push('actor = ?'), args.push(f.actor));
-  if (f.keyId) (w.push('key_id = ?'), args.push(f.keyId));
-  if (f.ip) {
-    const m = ipMatcher(f.ip);
-    db.function('dsk_ip_in', { deterministic: true }, (ip: unknown) => (m(typeof ip === 'string' ? ip : null) ? 1 : 0));
-    const r = ipRange(db, f.ip);
-    if (r) (w.push(r.sql), args.push(...r.args));
-    w.push('dsk_ip_in(source_ip)');
-  }
-  return { sql: w.length ? `WHERE ${w.join(' AND ')}` : '', args };
-}
-
-/**
- * Newest first (by time, then seq). Several actions run as one indexed query each, merged here:
- * `action IN (…)` would make SQLite sort every matching row before applying the limit.
- */
-export function queryAudit(db: DB, f: AuditFilter): AuditRow[] {
-  const limit = f.limit ?? 100;
-  if (f.actions && f.actions.length > 1) {
-    const merged = f.actions.flatMap((a) => queryAudit(db, { ...f, actions: [a] }));
-    return merged.sort((a, b) => (a.ts === b.ts ? b.seq - a.seq : a.ts < b.ts ? 1 : -1)).slice(0, limit);
-  }
-  const { sql, args } = where(db, f);
-  return db.prepare(`SELECT * FROM audit.events ${sql} ORDER BY ts DESC, seq DESC LIMIT ?`).all(...args, limit) as AuditRow[];
-}
-
-/** Oldest first, in chunks (see verify.ts chunkedRows on why), for export. */
-export function* exportRows(db: DB, f: AuditFilter, chunk = 20_000): Generator<AuditRow> {
-  const { sql, args } = where(db, f);
-  const st = db.prepare(`SELECT * FROM audit.events ${sql ? sql + ' AND' : 'WHERE'} seq > ? ORDER BY seq LIMIT ?`);
-  let after = 0;
-  for (;;) {
-    const rows = st.all(...args, after, chunk) as AuditRow[];
-    for (const r of rows) yield r;
-    if (rows.length < chunk) return;
-    after = rows[rows.length - 1].seq;
-  }
+/** Oldest first, in chunks (see the store's chunks() on why), for export. */
+export async function* exportRows(store: Store, f: AuditFilter): AsyncGenerator<AuditRow> {
+  for await (const rows of store.events.exportChunks(f)) yield* rows;
 }
 
 /** The newest n rows, oldest first (for tail). */
-export function lastRows(db: DB, n: number): AuditRow[] {
-  return (db.prepare('SELECT * FROM audit.events ORDER BY seq DESC LIMIT ?').all(n) as AuditRow[]).reverse();
+export async function lastRows(store: Store, n: number): Promise<AuditRow[]> {
+  return (await store.events.newest(n)).reverse();
 }
 
-export function rowsAfter(db: DB, seq: number, limit = 1000): AuditRow[] {
-  return db.prepare('SELECT * FROM audit.events WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as AuditRow[];
+export function rowsAfter(store: Store, seq: number, limit = 1000): Promise<AuditRow[]> {
+  return store.events.after(seq, limit);
 }
 
-export function maxSeq(db: DB): number {
-  return (db.prepare('SELECT coalesce(max(seq), 0) AS s FROM audit.events').get() as { s: number }).s;
-}
-
-export interface AuditStats {
-  since: string;
-  total: number;
-  by_action: { action: string; count: number }[];
-  by_day: { day: string; count: number }[];
+export async function maxSeq(store: Store): Promise<number> {
+  return (await store.events.last())?.seq ?? 0;
 }
 
 /** Counts by action and by UTC day. */
-export function auditStats(db: DB, since: number): AuditStats {
-  const s = new Date(since).toISOString();
-  const byAction = db.prepare('SELECT action, count(*) AS count FROM audit.events WHERE ts >= ? GROUP BY action ORDER BY count DESC, action').all(s) as { action: string; count: number }[];
-  const byDay = db.prepare('SELECT substr(ts, 1, 10) AS day, count(*) AS count FROM audit.events WHERE ts >= ? GROUP BY day ORDER BY day').all(s) as { day: string; count: number }[];
-  return { since: s, total: byAction.reduce((a, r) => a + r.count, 0), by_action: byAction, by_day: byDay };
+export function auditStats(store: Store, since: number): Promise<AuditStats> {
+  return store.events.stats(new Date(since).toISOString());
+}
+
+/** The newest row and the row count, for dsk status. */
+export async function auditHead(store: Store): Promise<{ seq: number; hash: string; count: number }> {
+  const last = await store.events.last();
+  return { seq: last?.seq ?? 0, hash: last?.hash ?? GENESIS_HASH, count: await store.events.count() };
 }
 
 /** The row as scripts see it: details parsed back into an object. */

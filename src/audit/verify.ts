@@ -1,5 +1,5 @@
 /**
- * Verifies the audit chain (see log.ts for its definition) and names the first thing wrong.
+ * Verifies the audit chain (see chain.ts for its definition) and names the first thing wrong.
  *
  * Structure (anyone can check): every row's hash is SHA-256 over its own fields and its
  * predecessor's hash, sequence numbers have no gaps, and the chain starts at genesis (or at the
@@ -17,12 +17,11 @@
  *   truncated  the chain ends before the head recorded in audit_log/HEAD
  *   forged     the hashes are consistent but a MAC is wrong or missing where one is required
  */
-import crypto from 'node:crypto';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { GENESIS_HASH } from './writer.js';
+import { chainHash, ChainMac, GENESIS_HASH } from './chain.js';
 import { headMac, type HeadRead } from './head.js';
-import type { DB } from '../store/sqlite.js';
+import type { AuditTuple, Store } from '../store/store.js';
 
 export type BreachKind = 'edited' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'forged';
 
@@ -55,49 +54,10 @@ export interface VerifyReport {
   breach: Breach | null;
 }
 
-/** A row as verify reads it (raw column order of audit.events). */
-type Raw = [number, string, string, string, string | null, string | null, string, string, string, string | null];
-
-/** Precomputed HMAC-SHA256 pads (RFC 2104), so a MAC costs two one-shot hashes, not a new Hmac. */
-export class FastMac {
-  #inner: Buffer;
-  #outer: Buffer;
-  constructor(key: Buffer) {
-    const k = Buffer.alloc(64);
-    (key.length > 64 ? crypto.createHash('sha256').update(key).digest() : key).copy(k);
-    this.#inner = Buffer.alloc(64 + 64);
-    this.#outer = Buffer.alloc(64 + 32);
-    for (let i = 0; i < 64; i++) {
-      this.#inner[i] = k[i] ^ 0x36;
-      this.#outer[i] = k[i] ^ 0x5c;
-    }
-    k.fill(0);
-  }
-  /** HMAC over the 64 ASCII characters of a hex hash (what log.ts MACs); only called on checked hashes. */
-  macHex(hashHex: string): string {
-    this.#inner.write(hashHex, 64, 'latin1');
-    digest(this.#inner).copy(this.#outer, 64);
-    return digest(this.#outer).toString('hex');
-  }
-  wipe(): void {
-    this.#inner.fill(0);
-    this.#outer.fill(0);
-  }
-}
-
-/** crypto.hash (one-shot, Node >= 20.12) is several times cheaper per call than createHash. */
-const sha = (crypto as unknown as { hash?: (alg: string, data: string | Buffer, enc: string) => string | Buffer }).hash;
-function digest(b: Buffer): Buffer {
-  return sha ? (sha('sha256', b, 'buffer') as Buffer) : crypto.createHash('sha256').update(b).digest();
-}
-function hashOf(seq: number, ts: string, action: string, actor: string, ip: string | null, keyId: string | null, details: string, prev: string): string {
-  const s = JSON.stringify([seq, ts, action, actor, ip, keyId, details, prev]);
-  return sha ? (sha('sha256', s, 'hex') as string) : crypto.createHash('sha256').update(s).digest('hex');
-}
-
 /** Where the live chain starts: genesis, or after the rows the newest archive checkpoint moved out. */
-export function chainStart(db: DB): ChainStart {
-  const r = db.prepare("SELECT seq, details FROM audit.events WHERE action = 'AUDIT_ARCHIVE' ORDER BY seq DESC LIMIT 1").get() as { seq: number; details: string } | undefined;
+export async function chainStart(store: Store): Promise<ChainStart> {
+  const cps = await store.events.withAction('AUDIT_ARCHIVE');
+  const r = cps[cps.length - 1];
   if (r) {
     try {
       const d = JSON.parse(r.details) as { last_seq?: unknown; last_hash?: unknown };
@@ -110,17 +70,21 @@ export function chainStart(db: DB): ChainStart {
 }
 
 export interface ChainInput {
-  rows: Iterable<Raw>;
+  /** rows in seq order, in chunks (the store's chunks(), or an archive's lines) */
+  chunks: AsyncIterable<AuditTuple[]> | Iterable<AuditTuple[]>;
   start: ChainStart;
   auditKey?: Buffer | null;
 }
 
+export type WalkResult = Omit<VerifyReport, 'head_file' | 'start'>;
+
 /**
- * Walks rows in seq order. The core both `dsk audit verify` and `--archive` use. Stops at the first
- * breach; the caller adds the HEAD comparison.
+ * Walks rows in seq order. The core both `dsk audit verify` and archives use. Stops at the first
+ * breach; the caller adds the HEAD comparison. The loop over a chunk is synchronous on purpose:
+ * awaiting per row would cost more than hashing it.
  */
-export function walkChain(input: ChainInput): Omit<VerifyReport, 'head_file' | 'start'> {
-  const mac = input.auditKey ? new FastMac(input.auditKey) : null;
+export async function walkChain(input: ChainInput): Promise<WalkResult> {
+  const mac = input.auditKey ? new ChainMac(input.auditKey) : null;
   let expectSeq = input.start.seq;
   let prevHash = input.start.prev_hash;
   let prevPrevHash: string | null = null;
@@ -131,52 +95,54 @@ export function walkChain(input: ChainInput): Omit<VerifyReport, 'head_file' | '
   let pendingFrom: number | null = null; // first unkeyed row not yet covered by a keyed one
   let breach: Breach | null = null;
   try {
-    for (const r of input.rows) {
-      const [seq, ts, action, actor, ip, keyId, details, prev, hash, m] = r;
-      if (first === null) first = seq;
-      if (seq !== expectSeq) {
-        if (seq > expectSeq)
-          breach = {
-            seq: expectSeq,
-            kind: 'deleted',
-            message: seq - expectSeq === 1 ? `row ${expectSeq} is missing` : `rows ${expectSeq} to ${seq - 1} are missing`,
-          };
-        else breach = { seq, kind: 'inserted', message: `row ${seq} appears out of sequence (expected ${expectSeq})` };
-        break;
-      }
-      const own = hashOf(seq, ts, action, actor, ip, keyId, details, prev);
-      if (own !== hash) {
-        breach = classifyBadHash(r, prevSeq, prevPrevHash);
-        break;
-      }
-      if (prev !== prevHash) {
-        if (prevSeq !== null && prevPrevHash !== null && prev === prevPrevHash)
-          breach = { seq: prevSeq, kind: 'inserted', message: `row ${prevSeq} was inserted: row ${seq} links straight to row ${prevSeq - 1}` };
-        else if (prevSeq === null)
-          breach = { seq, kind: 'deleted', message: `row ${seq} does not link to the start of the chain (${input.start.from === 'genesis' ? 'genesis' : 'the archive checkpoint'}): earlier rows were removed or replaced` };
-        else breach = { seq: prevSeq, kind: 'edited', message: `row ${prevSeq} was replaced: its hash is not the one row ${seq} recorded` };
-        break;
-      }
-      if (mac) {
-        if (m === null) {
-          if (action === 'AUDIT_ARCHIVE') {
-            breach = { seq, kind: 'forged', message: `row ${seq} (AUDIT_ARCHIVE) has no MAC; archive checkpoints are always written keyed` };
-            break;
-          }
-          if (pendingFrom === null) pendingFrom = seq;
-        } else if (mac.macHex(hash) !== m) {
-          breach = { seq, kind: 'forged', message: `row ${seq} has a consistent hash but a wrong MAC: it was rewritten by someone without the audit key` };
-          break;
-        } else {
-          authThrough = seq;
-          pendingFrom = null;
+    walk: for await (const chunk of input.chunks) {
+      for (const r of chunk) {
+        const [seq, ts, action, actor, ip, keyId, details, prev, hash, m] = r;
+        if (first === null) first = seq;
+        if (seq !== expectSeq) {
+          if (seq > expectSeq)
+            breach = {
+              seq: expectSeq,
+              kind: 'deleted',
+              message: seq - expectSeq === 1 ? `row ${expectSeq} is missing` : `rows ${expectSeq} to ${seq - 1} are missing`,
+            };
+          else breach = { seq, kind: 'inserted', message: `row ${seq} appears out of sequence (expected ${expectSeq})` };
+          break walk;
         }
+        const own = chainHash(seq, ts, action, actor, ip, keyId, details, prev);
+        if (own !== hash) {
+          breach = classifyBadHash(r, prevSeq, prevPrevHash);
+          break walk;
+        }
+        if (prev !== prevHash) {
+          if (prevSeq !== null && prevPrevHash !== null && prev === prevPrevHash)
+            breach = { seq: prevSeq, kind: 'inserted', message: `row ${prevSeq} was inserted: row ${seq} links straight to row ${prevSeq - 1}` };
+          else if (prevSeq === null)
+            breach = { seq, kind: 'deleted', message: `row ${seq} does not link to the start of the chain (${input.start.from === 'genesis' ? 'genesis' : 'the archive checkpoint'}): earlier rows were removed or replaced` };
+          else breach = { seq: prevSeq, kind: 'edited', message: `row ${prevSeq} was replaced: its hash is not the one row ${seq} recorded` };
+          break walk;
+        }
+        if (mac) {
+          if (m === null) {
+            if (action === 'AUDIT_ARCHIVE') {
+              breach = { seq, kind: 'forged', message: `row ${seq} (AUDIT_ARCHIVE) has no MAC; archive checkpoints are always written keyed` };
+              break walk;
+            }
+            if (pendingFrom === null) pendingFrom = seq;
+          } else if (mac.ofHash(hash) !== m) {
+            breach = { seq, kind: 'forged', message: `row ${seq} has a consistent hash but a wrong MAC: it was rewritten by someone without the audit key` };
+            break walk;
+          } else {
+            authThrough = seq;
+            pendingFrom = null;
+          }
+        }
+        prevPrevHash = prevHash;
+        prevHash = hash;
+        prevSeq = seq;
+        expectSeq = seq + 1;
+        rows++;
       }
-      prevPrevHash = prevHash;
-      prevHash = hash;
-      prevSeq = seq;
-      expectSeq = seq + 1;
-      rows++;
     }
   } finally {
     mac?.wipe();
@@ -195,13 +161,13 @@ export function walkChain(input: ChainInput): Omit<VerifyReport, 'head_file' | '
   };
 }
 
-function classifyBadHash(r: Raw, prevSeq: number | null, prevPrevHash: string | null): Breach {
+function classifyBadHash(r: AuditTuple, prevSeq: number | null, prevPrevHash: string | null): Breach {
   const [seq, ts, action, actor, ip, keyId, details, prev, hash] = r;
-  if (prevSeq !== null && prevPrevHash !== null && prev === prevPrevHash && hashOf(seq - 1, ts, action, actor, ip, keyId, details, prev) === hash)
+  if (prevSeq !== null && prevPrevHash !== null && prev === prevPrevHash && chainHash(seq - 1, ts, action, actor, ip, keyId, details, prev) === hash)
     return { seq: prevSeq, kind: 'inserted', message: `row ${prevSeq} was inserted: the rows after it were renumbered` };
   for (let d = 1; d <= 16; d++) {
     for (const s of [seq + d, seq - d]) {
-      if (s >= 1 && hashOf(s, ts, action, actor, ip, keyId, details, prev) === hash) {
+      if (s >= 1 && chainHash(s, ts, action, actor, ip, keyId, details, prev) === hash) {
         if (s === seq - 1) return { seq, kind: 'inserted', message: `row ${seq} was renumbered from ${s}: a row was inserted before it` };
         return { seq, kind: 'reordered', message: `row ${seq} holds the row that belongs at seq ${s}: rows were reordered` };
       }
@@ -210,32 +176,12 @@ function classifyBadHash(r: Raw, prevSeq: number | null, prevPrevHash: string | 
   return { seq, kind: 'edited', message: `row ${seq} was edited: its content does not match its hash` };
 }
 
-/**
- * All rows in seq order, read in chunks. In rollback-journal mode a reader holds a SHARED lock for
- * as long as its statement runs, and a writer cannot commit meanwhile; one statement over millions
- * of rows would stall the gateway's audit writes past their busy timeout. Chunks of 20,000 rows
- * (tens of milliseconds) let writers in between.
- */
-export function* chunkedRows(db: DB, fromSeq = 0, toSeq = Number.MAX_SAFE_INTEGER, chunk = 20_000): Generator<Raw> {
-  const st = db.prepare('SELECT seq, ts, action, actor, source_ip, key_id, details, prev_hash, hash, mac FROM audit.events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?').raw(true);
-  let after = fromSeq;
-  for (;;) {
-    let n = 0;
-    for (const r of st.iterate(after, toSeq, chunk) as Iterable<Raw>) {
-      n++;
-      after = r[0];
-      yield r;
-    }
-    if (n < chunk) return;
-  }
-}
-
 /** Verifies the live chain of a home, and compares it with audit_log/HEAD. */
-export function verifyChain(db: DB, head: HeadRead, auditKey: Buffer | null): VerifyReport {
-  const start = chainStart(db);
-  const w = walkChain({ rows: chunkedRows(db), start, auditKey });
+export async function verifyChain(store: Store, head: HeadRead, auditKey: Buffer | null): Promise<VerifyReport> {
+  const start = await chainStart(store);
+  const w = await walkChain({ chunks: store.events.chunks(), start, auditKey });
   const report: VerifyReport = { ...w, start, head_file: null };
-  report.head_file = compareHead(db, report, head, auditKey);
+  report.head_file = await compareHead(store, report, head, auditKey);
   report.ok = report.breach === null;
   return report;
 }
@@ -251,18 +197,18 @@ const PARALLEL_MIN_ROWS = 300_000;
  */
 export async function verifyChainParallel(
   home: string,
-  db: DB,
+  store: Store,
   head: HeadRead,
   auditKey: Buffer | null,
   threads = Math.min(4, os.availableParallelism?.() ?? os.cpus().length),
   minRows = PARALLEL_MIN_ROWS,
 ): Promise<VerifyReport> {
-  const b = db.prepare('SELECT min(seq) AS lo, max(seq) AS hi, count(*) AS n FROM audit.events').get() as { lo: number | null; hi: number | null; n: number };
-  if (threads < 2 || b.n < minRows || b.lo === null || b.hi === null) return verifyChain(db, head, auditKey);
-  const start = chainStart(db);
-  const span = b.hi - b.lo + 1;
-  const cuts = Array.from({ length: threads + 1 }, (_, i) => b.lo! - 1 + Math.floor((span * i) / threads));
-  type Part = ReturnType<typeof walkChain> & { first_prev: string | null };
+  const b = await store.events.bounds();
+  if (threads < 2 || b.first === null || b.last === null || (await store.events.count()) < minRows) return verifyChain(store, head, auditKey);
+  const start = await chainStart(store);
+  const span = b.last - b.first + 1;
+  const cuts = Array.from({ length: threads + 1 }, (_, i) => b.first! - 1 + Math.floor((span * i) / threads));
+  type Part = WalkResult & { first_prev: string | null };
   const parts = await Promise.all(
     cuts.slice(0, -1).map(
       (lo, i) =>
@@ -279,7 +225,7 @@ export async function verifyChainParallel(
     if (p.breach || p.rows === 0) linked = false;
     else if (i > 0 && (p.first_prev !== parts[i - 1].head_hash || p.first_seq !== parts[i - 1].last_seq! + 1)) linked = false;
   }
-  if (!linked) return verifyChain(db, head, auditKey);
+  if (!linked) return verifyChain(store, head, auditKey);
   const last = parts[parts.length - 1];
   const auth = auditKey ? parts.reduce<number | null>((m, p) => (p.authenticated_through !== null && (m === null || p.authenticated_through > m) ? p.authenticated_through : m), null) : null;
   const from = (auth ?? parts[0].first_seq! - 1) + 1;
@@ -296,12 +242,12 @@ export async function verifyChainParallel(
     start,
     head_file: null,
   };
-  report.head_file = compareHead(db, report, head, auditKey);
+  report.head_file = await compareHead(store, report, head, auditKey);
   report.ok = report.breach === null;
   return report;
 }
 
-function compareHead(db: DB, rep: VerifyReport, head: HeadRead, auditKey: Buffer | null): VerifyReport['head_file'] {
+async function compareHead(store: Store, rep: VerifyReport, head: HeadRead, auditKey: Buffer | null): Promise<VerifyReport['head_file']> {
   if (head.state === 'missing') {
     if (!rep.breach && rep.rows > 0)
       rep.breach = { seq: (rep.last_seq ?? 0) + 1, kind: 'truncated', message: 'audit_log/HEAD is missing, so cutting rows off the end cannot be ruled out' };
@@ -331,8 +277,8 @@ function compareHead(db: DB, rep: VerifyReport, head: HeadRead, auditKey: Buffer
     return { state: 'ahead', seq: h.seq, rows_behind: 0, mac: macState };
   }
   if (h.seq < rep.start.seq) return { state: 'archived', seq: h.seq, rows_behind: last - h.seq, mac: macState };
-  const at = db.prepare('SELECT hash FROM audit.events WHERE seq = ?').get(h.seq) as { hash: string } | undefined;
-  if (at?.hash !== h.hash && !rep.breach)
+  const at = await store.events.hashAt(h.seq);
+  if (at !== h.hash && !rep.breach)
     rep.breach = { seq: h.seq, kind: 'truncated', message: `row ${h.seq} is not the row audit_log/HEAD records: the chain was cut back and rewritten from there` };
   return { state: h.seq === last ? 'match' : 'behind', seq: h.seq, rows_behind: last - h.seq, mac: macState };
 }

@@ -43,7 +43,7 @@ export async function otpCode(ctx: Ctx, message = `one-time code for operator ${
 }
 
 export async function withHome<T>(ctx: Ctx, access: Access, fn: (h: Home) => T | Promise<T>): Promise<T> {
-  const h = openHome(ctx.home, ctx.env, { readonly: access.readonly });
+  const h = await openHome(ctx.home, ctx.env, { readonly: access.readonly });
   let d: Decision;
   try {
     d = await checkOperator(h, ctx.actor, access);
@@ -66,7 +66,7 @@ export async function withHome<T>(ctx: Ctx, access: Access, fn: (h: Home) => T |
 export async function withUnsealed<T>(ctx: Ctx, flags: SecretFlags, access: Access, fn: (h: Home) => T | Promise<T>): Promise<T> {
   // Role checks first, so a refused operator costs the custodians no passphrase. Opened writable
   // (it writes nothing unless it refuses) so a hot journal left by a killed run is rolled back.
-  const pre = openHome(ctx.home, ctx.env);
+  const pre = await openHome(ctx.home, ctx.env);
   let d: Decision;
   try {
     d = await checkOperator(pre, ctx.actor, access);
@@ -92,7 +92,7 @@ export async function withUnsealed<T>(ctx: Ctx, flags: SecretFlags, access: Acce
  * checked by `approve`, which the command hands to the use case to call with the home it unsealed.
  */
 export async function withSealedHome<T>(ctx: Ctx, access: Access, fn: (h: Home, approve: (unsealed: Home) => Promise<void>) => Promise<T>): Promise<T> {
-  const h = openHome(ctx.home, ctx.env);
+  const h = await openHome(ctx.home, ctx.env);
   try {
     const d = await checkOperator(h, ctx.actor, access);
     return await fn(h, async (unsealed) => {
@@ -109,10 +109,10 @@ export async function withSealedHome<T>(ctx: Ctx, access: Access, fn: (h: Home, 
 export const ADMIN_SENSITIVE = { permission: 'admin', sensitive: true } as const;
 
 /** Checks arguments against the home (read-only) before anyone is asked for a passphrase or code. */
-export async function preflight(ctx: Ctx, fn: (h: Home) => void): Promise<void> {
-  const h = openHome(ctx.home, ctx.env, { readonly: true });
+export async function preflight(ctx: Ctx, fn: (h: Home) => void | Promise<void>): Promise<void> {
+  const h = await openHome(ctx.home, ctx.env, { readonly: true });
   try {
-    fn(h);
+    await fn(h);
   } finally {
     await h.close();
   }

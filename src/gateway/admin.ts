@@ -2,34 +2,18 @@
  * The gateway's own read-only endpoints, behind the same authentication and roles as the model
  * routes: `GET /dsk/keys` (key.manage) lists every key's public view, never a key or secret;
  * `GET /dsk/audit` (audit.view) runs the audit query `dsk audit query` runs (audit/query.ts), with
- * the filters action, key_id, source_ip, actor, since and limit (at most 1000, default 100).
+ * the filters of auditFilterFromParams: action, key_id, source_ip, actor, since, until and limit
+ * (at most 1000, default 100).
  */
 import type http from 'node:http';
 import type { Home } from '../app/home.js';
 import { keyView, listKeys } from '../app/keys.js';
-import { parseActions, parseIpFilter, parseTimeArg, queryAudit, type AuditFilter } from '../audit/query.js';
+import { auditFilterFromParams, queryAudit } from '../audit/query.js';
 import { UsageError } from '../kernel/errors.js';
 import { errorBody } from './refusals.js';
 
-const MAX_ROWS = 1000;
-
-/** The query string of /dsk/audit as an audit filter; throws UsageError on a bad value. */
-export function auditFilterOf(params: URLSearchParams, now: number): AuditFilter {
-  const f: AuditFilter = { limit: Math.min(MAX_ROWS, Math.max(1, Math.floor(Number(params.get('limit'))) || 100)) };
-  const v = (name: string) => params.get(name) || undefined;
-  const action = v('action');
-  if (action) f.actions = parseActions(action);
-  f.keyId = v('key_id');
-  f.actor = v('actor');
-  const ip = v('source_ip');
-  if (ip) f.ip = parseIpFilter(ip);
-  const since = v('since');
-  if (since) f.since = parseTimeArg(since, now, 'since');
-  return f;
-}
-
-function auditRows(home: Home, params: URLSearchParams, now: number) {
-  return queryAudit(home.db, auditFilterOf(params, now)).map((r) => {
+async function auditRows(home: Home, params: URLSearchParams, now: number) {
+  return (await queryAudit(home.store, auditFilterFromParams(params, now))).map((r) => {
     let details: unknown = r.details;
     try {
       details = JSON.parse(r.details);
@@ -44,15 +28,15 @@ export class AdminEndpoints {
   constructor(private readonly home: Home) {}
 
   /** Answers an authorized request for a `GET /dsk/…` route. `target` is the request target (path and query). */
-  answer(res: http.ServerResponse, routeName: string, target: string, now: number): void {
+  async answer(res: http.ServerResponse, routeName: string, target: string, now: number): Promise<void> {
     const send = (status: number, body: string) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(body);
     };
     const params = () => new URL(target, 'http://gateway').searchParams;
     try {
-      if (routeName === 'GET /dsk/keys') return send(200, JSON.stringify({ object: 'list', data: listKeys(this.home).map(keyView) }));
-      if (routeName === 'GET /dsk/audit') return send(200, JSON.stringify({ object: 'list', data: auditRows(this.home, params(), now) }));
+      if (routeName === 'GET /dsk/keys') return send(200, JSON.stringify({ object: 'list', data: (await listKeys(this.home)).map(keyView) }));
+      if (routeName === 'GET /dsk/audit') return send(200, JSON.stringify({ object: 'list', data: await auditRows(this.home, params(), now) }));
       // a route added under /dsk/ in dsk.json: nothing here answers it, and it is never proxied
       return send(404, errorBody(`unknown route ${routeName}`, 'invalid_request_error', 'unknown_route'));
     } catch (e) {

@@ -1,11 +1,12 @@
 /**
  * The gateway's writer thread. Usage counters and batched refusal rows are committed here, on a
- * connection of its own, because a commit with synchronous=FULL waits for several fsyncs (tens of
- * milliseconds on a busy disk) and would otherwise stall every request in flight once a second.
+ * store connection of its own, because a commit with synchronous=FULL waits for several fsyncs
+ * (tens of milliseconds on a busy disk) and would otherwise stall every request in flight once a
+ * second. Counters and rows of one batch commit together in one transaction.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { openDatabase, inTransaction } from '../store/sqlite.js';
-import { AuditWriter } from '../audit/writer.js';
+import { openStore } from '../store/open.js';
+import { appendAudit } from '../audit/writer.js';
 import { systemClock } from '../kernel/clock.js';
 
 export interface FlushBatch {
@@ -15,20 +16,20 @@ export interface FlushBatch {
 }
 
 const { home, auditKey } = workerData as { home: string; auditKey: Uint8Array };
-const db = openDatabase(home);
-const writer = new AuditWriter(db, systemClock, Buffer.from(auditKey));
-const bump = db.prepare('UPDATE keys SET use_count = use_count + ?, last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?');
+const store = await openStore(home);
+const key = Buffer.from(auditKey);
 
-parentPort!.on('message', (b: FlushBatch | 'close') => {
+parentPort!.on('message', async (b: FlushBatch | 'close') => {
   if (b === 'close') {
-    db.close();
+    await store.close();
+    key.fill(0);
     parentPort!.postMessage({ closed: true });
     return;
   }
   try {
-    inTransaction(db, () => {
-      for (const [id, n, last] of b.counts) bump.run(n, last, id);
-      for (const r of b.rows) writer.append(r);
+    await store.transaction(async (tx) => {
+      for (const [id, n, last] of b.counts) await tx.usage.bump(id, n, last);
+      for (const r of b.rows) await appendAudit(tx, r, systemClock, key);
     });
     parentPort!.postMessage({ seq: b.seq, ok: true });
   } catch (e) {

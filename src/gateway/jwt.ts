@@ -85,12 +85,12 @@ export async function issueKeyToken(home: import('../app/home.js').Home, id: str
   if (ttlMs > JWT_MAX_TTL_MS) throw new UsageError('ERR_TOKEN_TTL', `a token lifetime is at most 24h: tokens are meant to be short-lived`, { hint: 'issue a new token when it expires' });
   const { master } = home.requireUnsealed();
   const now = home.env.clock.now();
-  const row = getKey(home, id);
+  const row = await getKey(home, id);
   const u = checkUsable(row, now);
   if (!u.ok) throw new ConflictError('ERR_KEY_STATE', `key ${id} is ${u.code.toLowerCase()}; tokens are issued only for active keys or keys in grace`);
   const key = await tokenKey(master, id);
   const t = await issueToken(key, id, ttlMs, now);
   key.fill(0);
-  home.tx(() => home.audit({ action: 'TOKEN_ISSUE', key_id: id, details: { key_id: id, jti: t.jti, expires_at: t.expires_at, scope: JWT_SCOPE } }));
+  await home.tx((tx) => tx.audit({ action: 'TOKEN_ISSUE', key_id: id, details: { key_id: id, jti: t.jti, expires_at: t.expires_at, scope: JWT_SCOPE } }));
   return { token: t.token, key_id: id, scope: JWT_SCOPE, jti: t.jti, expires_at: t.expires_at };
 }

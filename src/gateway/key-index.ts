@@ -1,13 +1,13 @@
 /**
- * The gateway's in-memory view of the keys table. Verifying a request never touches SQLite: it
+ * The gateway's in-memory view of the keys table. Verifying a request never touches the store: it
  * looks the key id up here. Changes made by other processes (revocation, rotation, emergency) are
- * picked up by polling `PRAGMA data_version` every 250 ms; that pragma changes only when another
- * connection commits to keys.db, so the poll costs one tiny query and a reload happens only after
- * a real change. A revocation is therefore enforced within about 250 ms (the brief asks for 1 s).
+ * picked up by polling the store's change marker (`store.keys.version()`, SQLite's
+ * `PRAGMA data_version`) every 250 ms; it changes only when another connection commits, so the poll
+ * costs one tiny query and a reload happens only after a real change. A revocation is therefore
+ * enforced within about 250 ms (the brief asks for 1 s).
  */
 import type { Home } from '../app/home.js';
-import type { KeyRow } from '../app/keys.js';
-import { openSigningSecret } from '../app/keys.js';
+import { openSigningSecret, type KeyRow } from '../domain/key.js';
 import type { CidrList } from '../kernel/ip.js';
 import { allowListOf, parseKeyOptions, type KeyOptions } from './key-options.js';
 
@@ -23,22 +23,29 @@ export const POLL_MS = 250;
 
 export class KeyIndex {
   #keys = new Map<string, IndexedKey>();
-  #version = -1;
+  #version: number | null = null;
   #timer: NodeJS.Timeout | null = null;
-  #select;
+  #polling = false;
   reloads = 0;
 
-  constructor(
+  private constructor(
     private readonly home: Home,
     private readonly onReload?: (n: number) => void,
-  ) {
-    this.#select = home.db.prepare('SELECT * FROM keys');
-    this.reload();
+  ) {}
+
+  /** The index of a home's keys, loaded. */
+  static async load(home: Home, onReload?: (n: number) => void): Promise<KeyIndex> {
+    const index = new KeyIndex(home, onReload);
+    await index.reload();
+    return index;
   }
 
-  reload(): void {
+  async reload(): Promise<void> {
+    // The marker is read before the rows: a commit in between makes the next poll reload again,
+    // never miss a change.
+    const version = await this.home.store.keys.version();
     const next = new Map<string, IndexedKey>();
-    for (const row of this.#select.all() as KeyRow[]) {
+    for (const row of await this.home.store.keys.all()) {
       const prev = this.#keys.get(row.id);
       const options = parseKeyOptions(row.options);
       next.set(row.id, {
@@ -50,29 +57,27 @@ export class KeyIndex {
       });
     }
     this.#keys = next;
-    this.#version = this.#dataVersion();
+    this.#version = version;
     this.reloads++;
     this.onReload?.(next.size);
   }
 
-  #dataVersion(): number {
-    return this.home.db.pragma('data_version', { simple: true }) as number;
-  }
-
   /** Reloads when another connection has committed since the last look. */
-  poll(): boolean {
-    if (this.#dataVersion() === this.#version) return false;
-    this.reload();
+  async poll(): Promise<boolean> {
+    if ((await this.home.store.keys.version()) === this.#version) return false;
+    await this.reload();
     return true;
   }
 
   start(intervalMs = POLL_MS): void {
     this.#timer = setInterval(() => {
-      try {
-        this.poll();
-      } catch {
-        // a locked or briefly unreadable store: keep the last good view and try again
-      }
+      if (this.#polling) return;
+      this.#polling = true;
+      this.poll()
+        .catch(() => {
+          // a locked or briefly unreadable store: keep the last good view and try again
+        })
+        .finally(() => (this.#polling = false));
     }, intervalMs);
     this.#timer.unref();
   }

@@ -56,9 +56,8 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   // The request path only reads from this connection (the key index poll, admin endpoints). While
   // another process commits, a read waits at most 100 ms instead of freezing the event loop; a
   // failed poll keeps the last good view and tries again 250 ms later.
-  const previousBusy = home.db.pragma('busy_timeout', { simple: true }) as number;
-  home.db.pragma('busy_timeout = 100');
-  const index = new KeyIndex(home);
+  const previousBusy = await home.store.setLockTimeout(100);
+  const index = await KeyIndex.load(home);
   index.start(o.pollMs);
   const metrics = new Metrics();
   const limiter = new RateLimiter();
@@ -153,9 +152,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     upstream.close();
     auth.wipe();
   };
-  const restoreBusyTimeout = () => {
-    if (home.db.open) home.db.pragma(`busy_timeout = ${previousBusy}`);
-  };
+  const restoreBusyTimeout = () => home.store.setLockTimeout(previousBusy).catch(() => {});
 
   let server: http.Server;
   try {
@@ -163,7 +160,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   } catch (e) {
     stopBackground();
     await sink.terminate();
-    restoreBusyTimeout();
+    await restoreBusyTimeout();
     throw e;
   }
   const addr = server.address() as AddressInfo;
@@ -180,7 +177,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
         await drain(server, metrics, o.drainMs);
         stopBackground();
         await sink.close();
-        restoreBusyTimeout();
+        await restoreBusyTimeout();
       })();
       return closing;
     },

@@ -1,9 +1,9 @@
 /**
- * The file side of replacing a software master key, made crash-safe around one SQLite commit.
+ * The file side of replacing a software master key, made crash-safe around one store commit.
  *
  *   1. the new fragment set is written to <home>/.master-next/key_fragments (new files only);
  *   2. one transaction re-seals every stored secret, re-MACs the audit chain, revokes every key and
- *      records the new key check value in `master_state` — the commit point;
+ *      records the new key check value in the store's master state — the commit point;
  *   3. key_fragments is moved aside to .master-old-*, the new set renamed into place, and the old
  *      fragment files overwritten and removed.
  *
@@ -15,29 +15,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import type { DB } from '../store/sqlite.js';
 import { homePath } from '../kernel/home-layout.js';
 import { readMetadata } from './fragments.js';
 
 export const STAGING_DIR = '.master-next';
 const OLD_PREFIX = '.master-old-';
 
-export const MASTER_STATE_SCHEMA = `CREATE TABLE IF NOT EXISTS master_state (
-  id              INTEGER PRIMARY KEY CHECK (id = 1),
-  key_check_value TEXT NOT NULL,
-  replaced_at     INTEGER NOT NULL
-)`;
-
 export function stagingFragments(home: string): string {
   return path.join(home, STAGING_DIR, 'key_fragments');
-}
-
-/** The key check value of the current master key as the store records it (null: never replaced). */
-export function recordedKcv(db: DB): string | null {
-  const t = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'master_state'").get();
-  if (!t) return null;
-  const r = db.prepare('SELECT key_check_value FROM master_state WHERE id = 1').get() as { key_check_value: string } | undefined;
-  return r?.key_check_value ?? null;
 }
 
 /** Overwrites a file with zeros, syncs, and unlinks it. Best effort on copy-on-write filesystems. */
@@ -81,12 +66,15 @@ export function swapFragments(home: string): void {
   for (const d of fs.readdirSync(home)) if (d.startsWith(OLD_PREFIX)) destroyFragmentDir(path.join(home, d));
 }
 
-/** Finishes or discards a master replacement a crash interrupted. Call before unsealing. */
-export function completePendingReplacement(home: string, db: DB): void {
+/**
+ * Finishes or discards a master replacement a crash interrupted. Call before unsealing, with the
+ * key check value the store records for the current master key (null: never replaced).
+ */
+export function completePendingReplacement(home: string, recordedKcv: string | null): void {
   const staging = path.join(home, STAGING_DIR);
   const hasOld = fs.existsSync(home) && fs.readdirSync(home).some((d) => d.startsWith(OLD_PREFIX));
   if (!fs.existsSync(staging) && !hasOld) return;
-  const expected = recordedKcv(db);
+  const expected = recordedKcv;
   let stagedKcv: string | null = null;
   try {
     stagedKcv = readMetadata(stagingFragments(home)).key_check_value;

@@ -11,13 +11,14 @@ import { ctxOf, type Ctx } from '../context.js';
 import { line, paint, printJson, statusColour, table } from '../render.js';
 import { initSoftwareHome, openUnsealed, type Home } from '../../app/home.js';
 import { issueKey, keyView, listKeys, recoverKeyText, revokeKey, verifyKeyText, getKey } from '../../app/keys.js';
+import { parseApiKey } from '../../domain/key-text.js';
 import { generateApiKey } from '../../domain/derivation.js';
 import { homeStatus } from '../../app/status.js';
 import { rotateEmergency, rotateKey } from '../../app/rotation.js';
-import { recentAudit } from '../../audit/writer.js';
+import { lastRows } from '../../audit/query.js';
 import { verifyChain } from '../../audit/verify.js';
 import { readHead } from '../../audit/head.js';
-import Database from 'better-sqlite3';
+import { openStore } from '../../store/open.js';
 import { writePrivateFile } from '../../kernel/files.js';
 import { passphrasesFromFiles } from '../secrets.js';
 import type { UnsealInputs } from '../../master/unseal.js';
@@ -94,7 +95,7 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
       table(
         ctx,
         ['id', 'name', 'role', 'status', 'uses', 'expires'],
-        listKeys(h).map((r) => [r.id, r.name, r.role, statusColour(ctx, r.status), r.use_count, r.expires_at ? `${Math.round((r.expires_at - now) / 86_400_000)}d` : 'never']),
+        (await listKeys(h)).map((r) => [r.id, r.name, r.role, statusColour(ctx, r.status), r.use_count, r.expires_at ? `${Math.round((r.expires_at - now) / 86_400_000)}d` : 'never']),
       ).replace(/^/gm, '   '),
     );
 
@@ -102,18 +103,23 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
     const demoMaster = Buffer.alloc(32, 0x42);
     const demoSalt = Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex');
     say(`   master 4242…42, salt 0001…0f → ${await generateApiKey(demoMaster, demoSalt)}`);
-    const rederived = await recoverKeyText(h, getKey(h, chat.id));
+    const rederived = await recoverKeyText(h, await getKey(h, chat.id));
     say(`   re-deriving ${chat.id} from the master key and its stored salt gives the issued key again: ${rederived === chat.api_key ? c.green('yes') : c.red('NO')}`);
 
     step(6, 'A caller presents a key; a mistyped key fails its checksum before any lookup', 'curl -H "Authorization: Bearer dsk_…" …');
-    const lookup = (id: string) => h!.db.prepare('SELECT * FROM keys WHERE id = ?').get(id) as ReturnType<typeof getKey> | undefined;
+    // What the gateway does per request, with a store lookup in place of its in-memory index.
+    const present = async (text: string) => {
+      const p = parseApiKey(text);
+      const row = p.ok ? await h!.store.keys.get(p.id) : undefined;
+      return fmt(verifyKeyText(text, () => row, env.clock.now()));
+    };
     const typo = chat.api_key.slice(0, 30) + (chat.api_key[30] === 'a' ? 'b' : 'a') + chat.api_key.slice(31);
-    say(`   correct key → ${fmt(verifyKeyText(chat.api_key, lookup, env.clock.now()))}`);
-    say(`   one character off → ${fmt(verifyKeyText(typo, lookup, env.clock.now()))}`);
+    say(`   correct key → ${await present(chat.api_key)}`);
+    say(`   one character off → ${await present(typo)}`);
 
     step(7, 'Revoke a key at once', `dsk keys revoke ${batch.id} --reason "demo: suspected leak"`);
-    revokeKey(h, batch.id, 'demo: suspected leak');
-    say(`   ${batch.id} is now ${statusColour(ctx, getKey(h, batch.id).status)}; presenting it → ${fmt(verifyKeyText(batch.api_key, lookup, env.clock.now()))}`);
+    await revokeKey(h, batch.id, 'demo: suspected leak');
+    say(`   ${batch.id} is now ${statusColour(ctx, (await getKey(h, batch.id)).status)}; presenting it → ${await present(batch.api_key)}`);
 
     step(8, 'The gateway in front of a model server: a good key passes, a revoked one is refused', `dsk serve --upstream http://127.0.0.1:11434 --listen 127.0.0.1:8080`);
     summary.gateway = await demoGateway(h, chat.api_key, batch.api_key, say);
@@ -122,29 +128,19 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
     const rot = await rotateKey(h, chat.id, { graceMs: 48 * 3_600_000 });
     const succ = rot.issued[0];
     const graceUntil = rot.actions[0].action === 'rotate' ? rot.actions[0].grace_until : null;
-    say(`   ${chat.id} → ${succ.id}; old key ${statusColour(ctx, getKey(h, chat.id).status)} until ${graceUntil}`);
-    say(`   old key → ${fmt(verifyKeyText(chat.api_key, lookup, env.clock.now()))}   new key → ${fmt(verifyKeyText(succ.api_key, lookup, env.clock.now()))}`);
+    say(`   ${chat.id} → ${succ.id}; old key ${statusColour(ctx, (await getKey(h, chat.id)).status)} until ${graceUntil}`);
+    say(`   old key → ${await present(chat.api_key)}   new key → ${await present(succ.api_key)}`);
     say(c.dim('   the cron job (dsk rotate --due, see dsk cron print) rotates on schedule or after max-uses and retires keys whose grace ended'));
 
     step(9, 'Emergency: revoke at once, no grace, successors issued', 'dsk rotate --emergency --owner security --reason "dashboard host compromised"');
     const em = await rotateEmergency(h, { owner: 'security' }, { reason: 'demo: dashboard host compromised' });
-    say(`   ${audit.id} ${statusColour(ctx, getKey(h, audit.id).status)} → presenting it: ${fmt(verifyKeyText(audit.api_key, lookup, env.clock.now()))}; successor ${em.issued[0].id} → ${fmt(verifyKeyText(em.issued[0].api_key, lookup, env.clock.now()))}`);
+    say(`   ${audit.id} ${statusColour(ctx, (await getKey(h, audit.id)).status)} → presenting it: ${await present(audit.api_key)}; successor ${em.issued[0].id} → ${await present(em.issued[0].api_key)}`);
     summary.rotation = { manual: rot.actions, emergency: em.actions };
 
     step(8, 'Verify the audit chain, then show that tampering with a copy is caught', 'dsk audit verify');
-    const ok = verifyChain(h.db, readHead(h.dir), h.auditKey);
+    const ok = await verifyChain(h.store, readHead(h.dir), h.auditKey);
     say(`   ${ok.ok ? c.green('✓ OK') : c.red('BROKEN')}: ${ok.rows} rows, MACs checked through seq ${ok.authenticated_through}, audit_log/HEAD ${ok.head_file?.state}`);
-    const copyDir = path.join(root, 'tampered');
-    fs.mkdirSync(path.join(copyDir, 'audit_log'), { recursive: true, mode: 0o700 });
-    h.db.prepare('VACUUM audit INTO ?').run(path.join(copyDir, 'audit_log', 'audit.db'));
-    fs.copyFileSync(path.join(home, 'audit_log', 'HEAD'), path.join(copyDir, 'audit_log', 'HEAD'));
-    const copy = new Database(path.join(copyDir, 'audit_log', 'audit.db'));
-    copy.prepare("UPDATE events SET details = replace(details, 'suspected leak', 'routine') WHERE action = 'KEY_REVOKE'").run();
-    copy.close();
-    const copyDb = new Database(':memory:');
-    copyDb.prepare('ATTACH DATABASE ? AS audit').run(path.join(copyDir, 'audit_log', 'audit.db'));
-    const bad = verifyChain(copyDb, readHead(copyDir), h.auditKey);
-    copyDb.close();
+    const bad = await tamperedCopy(h, path.join(root, 'tampered'));
     say(c.dim(`   $ sqlite3 copy/audit.db "UPDATE events SET details = … WHERE action = 'KEY_REVOKE'"; dsk audit verify`));
     say(`   ${bad.breach ? `${c.red('✗')} exit 5: broken at seq ${bad.breach.seq} (${bad.breach.kind})` : c.red('NOT DETECTED')}`);
     summary.audit_verify = { ok: ok.ok, rows: ok.rows, tampered_copy: bad.breach };
@@ -155,15 +151,15 @@ export async function runDemo(ctx: Ctx, keep: boolean) {
     summary.operators = await demoOperators(h, ctx, say);
 
     step(9, 'Status', 'dsk status');
-    const st = homeStatus(h);
+    const st = await homeStatus(h);
     say(`   backend ${st.backend} (${st.fragments?.threshold}-of-${st.fragments?.shares}), keys ${Object.entries(st.keys).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ')}, audit ${st.audit.rows} rows`);
     summary.status = st;
 
     step(10, 'The audit log: every change, hash-chained', 'dsk audit query');
-    const rows = recentAudit(h.db, 20).reverse();
+    const rows = await lastRows(h.store, 20);
     say(table(ctx, ['seq', 'time', 'action', 'actor', 'details'], rows.map((r) => [r.seq, r.ts.slice(11, 19), r.action, r.actor, r.details.length > 60 ? r.details.slice(0, 57) + '…' : r.details])).replace(/^/gm, '   '));
     summary.audit_rows = rows.length;
-    summary.final_keys = listKeys(h).map(keyView);
+    summary.final_keys = (await listKeys(h)).map(keyView);
     say('');
     say(keep ? `${c.green('✓')} demo home kept at ${home} (passphrase files beside it)` : `${c.green('✓')} done; the demo home was removed. Try it for real: dsk init --help`);
     return summary;
@@ -239,11 +235,11 @@ async function demoGateway(h: Home, goodKey: string, revokedKey: string, say: (s
 /** Step 8: the first admin enrols (code computed here, as the phone app would), then a refusal. */
 async function demoOperators(h: Home, ctx: Ctx, say: (s?: string) => void) {
   const c = paint(ctx);
-  const admin = addOperator(h, h.env.actor, 'admin');
+  const admin = await addOperator(h, h.env.actor, 'admin');
   const code = totpCode(secretFromUri(admin.otpauth_uri!), h.env.clock.now());
   await confirmEnrolment(h, h.env.actor, code);
   say(`   ${h.env.actor} enrolled: the app scans ${admin.otpauth_uri!.replace(/secret=[A-Z2-7]+/, 'secret=…')} and shows ${code}; checks are now on`);
-  addOperator(h, 'dana', 'developer');
+  await addOperator(h, 'dana', 'developer');
   say(c.dim('   $ dsk operator add dana --role developer --otp …   (dsk policy show:)'));
   say(table(ctx, ['role', ...PERMISSIONS], policyMatrix(h.config).map((r) => [r.role, ...PERMISSIONS.map((p) => (r.permissions[p] ? c.green('✓') : c.red('✗')))])).replace(/^/gm, '   '));
   say(c.dim('   $ dsk --actor dana keygen --name x --role developer'));
@@ -254,6 +250,26 @@ async function demoOperators(h: Home, ctx: Ctx, say: (s?: string) => void) {
     say(`   refused (exit ${(e as { exitCode?: number }).exitCode}): ${(e as Error).message}`);
   }
   return { admin: h.env.actor, refused: 'dana keygen (key.manage)' };
+}
+
+/**
+ * What someone with write access to the audit store does: copies the log and rewrites one row's
+ * details (here: the reason of the revocation). The copy goes through the store's own API, row by
+ * row, so the demo needs no sqlite3 tool and leaves the live home alone; verify must name the row.
+ */
+async function tamperedCopy(h: Home, dir: string) {
+  fs.mkdirSync(path.join(dir, 'audit_log'), { recursive: true, mode: 0o700 });
+  fs.copyFileSync(path.join(h.dir, 'audit_log', 'HEAD'), path.join(dir, 'audit_log', 'HEAD'));
+  const copy = await openStore(dir, { create: true });
+  try {
+    await copy.transaction(async (tx) => {
+      for await (const chunk of h.store.events.exportChunks({}))
+        for (const r of chunk) await tx.events.insert(r.action === 'KEY_REVOKE' ? { ...r, details: r.details.replace('suspected leak', 'routine') } : r);
+    });
+    return await verifyChain(copy, readHead(dir), h.auditKey);
+  } finally {
+    await copy.close();
+  }
 }
 
 function mask(s: string): string {

@@ -44,7 +44,7 @@ async function run(ctx: Ctx, id: string, format: ExportFormat, o: Opts): Promise
     checkK8sName(o.name, '--name');
     if (o.namespace !== undefined) checkK8sName(o.namespace, '--namespace');
   } else if (!/^[A-Z_][A-Z0-9_]{0,63}$/.test(o.prefix)) throw new UsageError('ERR_ENV_PREFIX', `invalid --prefix '${o.prefix}': use upper-case letters, digits and _`);
-  await withHome(ctx, { permission: null, readonly: true }, (h) => assertExportable(getKey(h, id)));
+  await withHome(ctx, { permission: null, readonly: true }, async (h) => assertExportable(await getKey(h, id)));
   const e = await withUnsealed(ctx, o as object, { permission: 'key.manage', sensitive: true }, (h) => exportKey(h, id, format));
   const text = format === 'k8s' ? k8sSecret(e, { name: o.name, namespace: o.namespace }) : envLines(e, o.prefix);
   if (o.out) {

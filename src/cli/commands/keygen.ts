@@ -29,7 +29,7 @@ export function register(program: Command): void {
       const options = keyOptionsFromFlags(o);
       const spec = { name: o.name, role: o.role, owner: o.owner, ...policyFromFlags(o), ...(Object.keys(options).length ? { options: options as Record<string, unknown> } : {}) };
       // Reject a bad role or name before asking anyone for a passphrase.
-      const pre = openHome(ctx.home, ctx.env, { readonly: true });
+      const pre = await openHome(ctx.home, ctx.env, { readonly: true });
       try {
         resolveSpec(pre, spec);
       } finally {

@@ -20,7 +20,7 @@ export function register(program: Command): void {
       const ctx = ctxOf(cmd);
       const status = o.status ? (String(o.status).split(',') as KeyStatus[]) : undefined;
       for (const s of status ?? []) if (!KEY_STATUSES.includes(s)) throw new UsageError('ERR_STATUS_UNKNOWN', `unknown --status '${s}'`, { hint: `use ${KEY_STATUSES.join(', ')}` });
-      const rows = await withHome(ctx, { permission: null, readonly: true }, (h) => ({ rows: listKeys(h, { status, role: o.role, owner: o.owner }), now: h.env.clock.now() }));
+      const rows = await withHome(ctx, { permission: null, readonly: true }, async (h) => ({ rows: await listKeys(h, { status, role: o.role, owner: o.owner }), now: h.env.clock.now() }));
       if (ctx.json) return printJson(rows.rows.map(keyView));
       if (!rows.rows.length) return line('no keys');
       line(
@@ -37,7 +37,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExample:\n  dsk keys show 3f9a2c7d1e8b --json')
     .action(async (id: string, _o, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const v = await withHome(ctx, { permission: null, readonly: true }, (h) => keyView(getKey(h, id)));
+      const v = await withHome(ctx, { permission: null, readonly: true }, async (h) => keyView(await getKey(h, id)));
       if (ctx.json) return printJson(v);
       const c = paint(ctx);
       for (const [k, val] of Object.entries(v)) line(`${c.bold(k.padEnd(16))}${k === 'status' ? statusColour(ctx, String(val)) : val ?? '-'}`);
@@ -52,8 +52,8 @@ export function register(program: Command): void {
     .action(async (id: string, o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       // Unknown id or a key already out of use: say so before asking custodians to unseal.
-      await withHome(ctx, { permission: null, readonly: true }, (h) => assertRevocable(getKey(h, id)));
-      const r = await withUnsealed(ctx, o, { permission: 'key.manage', sensitive: true }, (h) => keyView(revokeKey(h, id, o.reason ?? null)));
+      await withHome(ctx, { permission: null, readonly: true }, async (h) => assertRevocable(await getKey(h, id)));
+      const r = await withUnsealed(ctx, o, { permission: 'key.manage', sensitive: true }, async (h) => keyView(await revokeKey(h, id, o.reason ?? null)));
       if (ctx.json) return printJson(r);
       line(`${paint(ctx).red('✗')} revoked key ${r.id} (${r.name})`);
     });

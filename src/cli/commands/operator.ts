@@ -12,9 +12,9 @@ import { addOperator, confirmEnrolment, getOperator, listOperators, operatorSumm
 import { NotFoundError } from '../../kernel/errors.js';
 
 
-function mustExist(h: Home, name: string): void {
+async function mustExist(h: Home, name: string): Promise<void> {
   validateOperatorName(name);
-  if (!getOperator(h, name)) throw new NotFoundError('ERR_NO_OPERATOR', `no operator '${name}'`, { hint: 'see dsk operator list' });
+  if (!(await getOperator(h, name))) throw new NotFoundError('ERR_NO_OPERATOR', `no operator '${name}'`, { hint: 'see dsk operator list' });
 }
 
 /** The code an operator's authenticator shows: --code, DSK_OTP/--otp when confirming oneself, or a prompt. */
@@ -65,7 +65,7 @@ async function enrolFlow(ctx: Ctx, h: Home, r: AddedOperator, verb: string) {
     }
   }
   const next = r.otpauth_uri && !confirmed ? `dsk --actor ${name} operator confirm ${name} --code CODE` : null;
-  if (ctx.json) return printJson({ ...operatorView(confirmed ? getOperator(h, name)! : r.operator, h.env.clock.now()), otpauth_uri: r.otpauth_uri, confirmed, operator_checks_started: enforcedNow, next });
+  if (ctx.json) return printJson({ ...operatorView(confirmed ? (await getOperator(h, name))! : r.operator, h.env.clock.now()), otpauth_uri: r.otpauth_uri, confirmed, operator_checks_started: enforcedNow, next });
   const p = paint(ctx);
   if (confirmed) line(`${p.green('✓')} second factor confirmed for ${name}`);
   if (enforcedNow) line(`${p.bold('operator checks are now on')}: every command checks the acting operator's role; sensitive ones need a code (dsk policy show)`);
@@ -97,7 +97,7 @@ Examples:
     .action(async (name: string, o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       await preflight(ctx, (h) => preflightAdd(h, name, o.role));
-      await withUnsealed(ctx, o, ADMIN_SENSITIVE, async (h) => enrolFlow(ctx, h, addOperator(h, name, o.role), 'added'));
+      await withUnsealed(ctx, o, ADMIN_SENSITIVE, async (h) => enrolFlow(ctx, h, await addOperator(h, name, o.role), 'added'));
     });
 
   withUnsealOptions(
@@ -124,9 +124,9 @@ Examples:
     .addHelpText('after', '\nExamples:\n  dsk operator list\n  dsk operator list --json')
     .action(async (_o, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const r = await withHome(ctx, { permission: null, readonly: true }, (h) => {
+      const r = await withHome(ctx, { permission: null, readonly: true }, async (h) => {
         const now = h.env.clock.now();
-        return { checks: operatorSummary(h).mode, operators: listOperators(h).map((x) => operatorView(x, now)) };
+        return { checks: (await operatorSummary(h)).mode, operators: (await listOperators(h)).map((x) => operatorView(x, now)) };
       });
       if (ctx.json) return printJson(r);
       line(`operator checks: ${r.checks === 'open' ? 'off (open mode: no admin has confirmed a second factor yet)' : 'on'}`);
@@ -139,7 +139,7 @@ Examples:
     .action(async (name: string, o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       await preflight(ctx, (h) => mustExist(h, name));
-      const r = await withUnsealed(ctx, o, ADMIN_SENSITIVE, (h) => operatorView(removeOperator(h, name), h.env.clock.now()));
+      const r = await withUnsealed(ctx, o, ADMIN_SENSITIVE, async (h) => operatorView(await removeOperator(h, name), h.env.clock.now()));
       if (ctx.json) return printJson({ removed: r.name, role: r.role });
       line(`${paint(ctx).red('✗')} removed operator ${r.name} (role ${r.role})`);
     });
@@ -153,6 +153,6 @@ Examples:
     .action(async (name: string, o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       await preflight(ctx, (h) => mustExist(h, name));
-      await withUnsealed(ctx, o, ADMIN_SENSITIVE, async (h) => enrolFlow(ctx, h, resetOtp(h, name), 'reset'));
+      await withUnsealed(ctx, o, ADMIN_SENSITIVE, async (h) => enrolFlow(ctx, h, await resetOtp(h, name), 'reset'));
     });
 }

@@ -51,7 +51,7 @@ Examples:
     .addHelpText('after', '\nExamples:\n  dsk policy show\n  dsk policy show --json | jq .roles')
     .action(async (_o, cmd: Command) => {
       const ctx = ctxOf(cmd);
-      const r = await withHome(ctx, { permission: null, readonly: true }, (h) => ({ rows: policyMatrix(h.config), checks: operatorSummary(h).mode }));
+      const r = await withHome(ctx, { permission: null, readonly: true }, async (h) => ({ rows: policyMatrix(h.config), checks: (await operatorSummary(h)).mode }));
       showMatrix(ctx, r.rows);
       if (!ctx.json) line(paint(ctx).dim(`operator checks: ${r.checks === 'open' ? 'off (open mode until an admin operator confirms a second factor)' : 'on'}`));
     });

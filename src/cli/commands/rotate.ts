@@ -81,9 +81,9 @@ deliver them with --out-dir or --exec, or later with dsk export.`,
       const threshold = o.threshold === undefined ? undefined : parsePositiveInt(o.threshold, '--threshold', 255);
 
       // Reject unknown ids, wrong states and bad targets before taking the lock or unsealing.
-      const pre = await withHome(ctx, { permission: null, readonly: true }, (h) => {
-        if (mode === 'manual') assertRotatable(getKey(h, ids[0]));
-        if (mode === 'emergency') emergencyTargets(h, { all: o.all, ids, role: o.role, owner: o.owner });
+      const pre = await withHome(ctx, { permission: null, readonly: true }, async (h) => {
+        if (mode === 'manual') assertRotatable(await getKey(h, ids[0]));
+        if (mode === 'emergency') await emergencyTargets(h, { all: o.all, ids, role: o.role, owner: o.owner });
         if (mode === 'due' && o.dryRun) return rotateDue(h, { dryRun: true, graceMs });
         return null;
       });

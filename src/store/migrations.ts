@@ -1,0 +1,28 @@
+/**
+ * Schema versions. Every engine applies the same numbered migrations, in order, inside one
+ * transaction when a store is opened, and records the number it reached (SQLite: `user_version` of
+ * keys.db and of audit_log/audit.db). A home made by an older dsk is therefore upgraded in place the
+ * first time a newer dsk opens it; a home whose version is newer than this dsk knows is refused
+ * before anything is written, because an older dsk cannot know what the newer tables mean.
+ *
+ *   1  keys; audit events with their indexes (the first released schema)
+ *   2  operators and operator_failures (created on first use before they were a migration)
+ *   3  master_state (created by the first master key replacement before it was a migration)
+ */
+import { UnavailableError } from '../kernel/errors.js';
+
+export const MIGRATIONS = [
+  { version: 1, name: 'keys and audit events' },
+  { version: 2, name: 'operators' },
+  { version: 3, name: 'master state' },
+] as const;
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
+
+/** Refuses a store written by a newer dsk (exit 7: this dsk cannot use it; nothing was written). */
+export function assertKnownVersion(found: number, where: string): void {
+  if (found > SCHEMA_VERSION)
+    throw new UnavailableError('ERR_SCHEMA_TOO_NEW', `${where} has schema version ${found}, newer than this dsk knows (${SCHEMA_VERSION}); nothing was changed`, {
+      hint: 'a newer dsk wrote this home: upgrade dsk to open it',
+    });
+}
