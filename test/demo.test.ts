@@ -1,0 +1,32 @@
+/** `dsk demo`: the whole lifecycle runs in seconds on SQLite and each step reports what it showed. */
+import { describe, expect, it } from 'vitest';
+import { dsk, json } from './helpers.js';
+
+describe('dsk demo', () => {
+  it('runs every step and reports it in --json', () => {
+    const r = dsk(['demo', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.init).toMatchObject({ backend: 'software', threshold: 3, shares: 5 });
+    expect(s.keys_issued).toHaveLength(3);
+    expect(s.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked' });
+    expect(s.rotation.manual[0]).toMatchObject({ action: 'rotate', trigger: 'MANUAL' });
+    expect(s.rotation.emergency.map((a: { action: string }) => a.action)).toEqual(['revoke', 'rotate']);
+    expect(s.audit_verify.ok).toBe(true);
+    expect(s.audit_verify.tampered_copy).toMatchObject({ kind: 'edited' });
+    expect(s.operators.refused).toContain('key.manage');
+    expect(s.status.keys).toMatchObject({ active: 2, grace: 1, revoked: 2 });
+    // nothing secret in what a script would log
+    expect(r.stdout).not.toMatch(/dsk_[0-9a-f]{12}_[0-9a-f]{64}|dss_[A-Za-z0-9_-]{20}/);
+  });
+
+  it('prints numbered steps with the equivalent command lines for a person', () => {
+    const r = dsk(['demo']);
+    expect(r.code, r.stderr).toBe(0);
+    const titles = r.stdout.split('\n').filter((l) => /^\d+\. /.test(l));
+    expect(titles.length).toBeGreaterThanOrEqual(15);
+    expect(titles.map((t) => Number(t.split('.')[0]))).toEqual(titles.map((_, i) => i + 1));
+    expect(r.stdout).toContain('$ dsk rotate --emergency');
+    expect(r.stdout).toContain('done; the demo home was removed');
+  });
+});
