@@ -175,6 +175,8 @@ export interface OperatorWrites extends OperatorReads {
 export interface AuditReads {
   /** The newest row's seq and hash (null when the log is empty). */
   last(): Promise<{ seq: number; hash: string } | null>;
+  /** The highest seq of a row that has a MAC (null when none has): where a keyed writer starts checking the tail. */
+  lastKeyedSeq(): Promise<number | null>;
   /** Lowest and highest seq (cheap: no count). */
   bounds(): Promise<{ first: number | null; last: number | null }>;
   /** How many rows (may read the whole table). */

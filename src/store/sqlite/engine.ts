@@ -67,7 +67,7 @@ const KEY_READS = ['get', 'list', 'all', 'countByStatus', 'countLive', 'sealedSe
 const KEY_WRITES = [...KEY_READS, 'insert', 'revoke', 'expire', 'retire', 'startGrace', 'reissued', 'reseal'] as const;
 const OP_READS = ['get', 'list', 'countEnrolled'] as const;
 const OP_WRITES = [...OP_READS, 'insert', 'remove', 'acceptCode', 'recordFailure', 'lock', 'confirmEnrolment', 'resetSecret'] as const;
-const EV_READS = ['last', 'bounds', 'count', 'hashAt', 'firstPrevHash', 'firstSeqAtOrAfter', 'hasAction', 'withAction', 'macs', 'query', 'stats'] as const;
+const EV_READS = ['last', 'lastKeyedSeq', 'bounds', 'count', 'hashAt', 'firstPrevHash', 'firstSeqAtOrAfter', 'hasAction', 'withAction', 'macs', 'query', 'stats'] as const;
 const EV_WRITES = [...EV_READS, 'insert', 'deleteThrough', 'setMac'] as const;
 
 export class SqliteStore implements Store {
