@@ -42,7 +42,7 @@ export function writePrivateFile(dest: string, data: string | Buffer, opts: { ex
     throw ioError(e, path.dirname(dest));
   }
   try {
-    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
     fs.fsyncSync(fd);
   } catch (e) {
     fs.closeSync(fd);
@@ -66,12 +66,30 @@ export function writePrivateFile(dest: string, data: string | Buffer, opts: { ex
   if (opts.syncDir !== false) fsyncDir(path.dirname(dest));
 }
 
+/**
+ * write(2) may write less than asked: at most 0x7ffff000 bytes per call on Linux, and less near a
+ * file-size limit or on some filesystems. One writeSync would then leave a silently truncated file
+ * (an audit archive over 2 GiB), so loop until every byte is written; a write that can make no
+ * progress throws (EFBIG, ENOSPC) and the temporary file is removed.
+ */
+function writeAll(fd: number, buf: Buffer): void {
+  let off = 0;
+  while (off < buf.length) {
+    const n = fs.writeSync(fd, buf, off, Math.min(buf.length - off, MAX_WRITE));
+    if (n <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    off += n;
+  }
+}
+
+/** The most one write(2) call moves on Linux; larger buffers go in several calls. */
+const MAX_WRITE = 0x7ffff000;
+
 export function ioError(e: unknown, where: string): Error {
   const code = (e as NodeJS.ErrnoException)?.code;
   if (code === 'ENOENT') return new NotFoundError('ERR_NOT_FOUND', `${where}: no such file or directory`, { cause: e });
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
     return new UnavailableError('ERR_NOT_WRITABLE', `${where}: permission denied or read-only`, { hint: 'check the ownership and mode of the path', cause: e });
-  if (code === 'ENOSPC') return new UnavailableError('ERR_DISK_FULL', `${where}: no space left on device`, { cause: e });
+  if (code === 'ENOSPC' || code === 'EFBIG' || code === 'EDQUOT') return new UnavailableError('ERR_DISK_FULL', `${where}: no space left on device (or over a file-size limit or quota)`, { cause: e });
   if (code === 'EEXIST') return new ConflictError('ERR_FILE_EXISTS', `${where} already exists`, { cause: e });
   return e instanceof Error ? e : new Error(String(e));
 }
