@@ -11,8 +11,61 @@ import { ConflictError, IntegrityError, NotFoundError, UnavailableError } from '
 export const FILE_MODE = 0o600;
 export const DIR_MODE = 0o700;
 
+/** `.<name>.<pid>-<random>.tmp` beside the destination: the pid lets a later run tell a leftover from a live write. */
 function tmpName(dest: string): string {
-  return path.join(path.dirname(dest), `.${path.basename(dest)}.${crypto.randomBytes(6).toString('hex')}.tmp`);
+  return path.join(path.dirname(dest), `.${path.basename(dest)}.${process.pid}-${crypto.randomBytes(6).toString('hex')}.tmp`);
+}
+
+const TMP_WITH_PID = /^\..+\.(\d+)-[0-9a-f]{12}\.tmp$/;
+/** The name older dsk releases used, without the writer's pid. */
+const TMP_LEGACY = /^\..+\.[0-9a-f]{12}\.tmp$/;
+/** A legacy temporary file this old cannot belong to a write in progress (writes take milliseconds). */
+const LEGACY_TMP_AGE_MS = 10 * 60_000;
+
+export function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Removes temporary files that writePrivateFile left in `dir` when its process was killed between
+ * creating and renaming them (kill -9, power cut): those of a dead pid, and unnamed ones older than
+ * ten minutes. A temporary file of a live process is a write in progress and stays. Returns the
+ * names removed. Best effort: a file that cannot be removed is left for the next run.
+ */
+export function removeLeftoverTempFiles(dir: string, now = Date.now()): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const n of names) {
+    const m = TMP_WITH_PID.exec(n);
+    let stale = false;
+    if (m) stale = !pidAlive(Number(m[1]));
+    else if (TMP_LEGACY.test(n)) {
+      try {
+        stale = now - fs.lstatSync(path.join(dir, n)).mtimeMs > LEGACY_TMP_AGE_MS;
+      } catch {
+        stale = false;
+      }
+    }
+    if (!stale) continue;
+    try {
+      fs.unlinkSync(path.join(dir, n));
+      removed.push(n);
+    } catch {
+      // read-only home, or removed by another run: the next run tries again
+    }
+  }
+  return removed;
 }
 
 function fsyncDir(dir: string): void {
