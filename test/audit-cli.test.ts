@@ -72,7 +72,7 @@ describe('dsk audit (read side)', () => {
       [['--ip', '10.0.0.0/33'], "--ip: invalid address filter '10.0.0.0/33'"],
       [['--since', 'yesterday'], "invalid --since 'yesterday'"],
       [['--since', '1d', '--until', '2d'], '--until must be later than --since'],
-      [['--key', 'nothex'], "invalid --key 'nothex'"],
+      [['--key', 'nothex'], "'nothex' is not a key id for --key"],
       [['--action', 'drop table'], '--action: invalid action'],
       [['--limit', '0'], 'invalid --limit'],
       [['--csv', '--json'], 'mutually exclusive'],

@@ -6,7 +6,7 @@
 import { AuthError, NotFoundError, UsageError } from '../kernel/errors.js';
 import { constantTimeEqual, seal, sha256Hex } from '../kernel/crypto.js';
 import { finishSeedDerivation, SALT_BYTES, SEED_ITERATIONS } from '../domain/derivation.js';
-import { formatApiKey, isKeyId } from '../domain/key-text.js';
+import { assertKeyId, formatApiKey } from '../domain/key-text.js';
 import { assertRevocable, KEY_STATUSES, secretAad, type KeyRow, type KeySpec, type KeyStatus } from '../domain/key.js';
 import { assertRole } from '../domain/config.js';
 import { policyMs } from '../domain/policy.js';
@@ -145,7 +145,7 @@ export async function issueKey(home: Home, spec: KeySpec, opts: { deliver?: (k: 
 
 /** A key by id, from the store or inside a transaction (`t.keys`); a malformed id is exit 2, a missing one exit 4. */
 export async function findKey(keys: KeyReads, id: string): Promise<KeyRow> {
-  if (!isKeyId(id)) throw new UsageError('ERR_KEY_ID', `'${id}' is not a key id (12 hex characters, as shown by dsk keys list)`);
+  assertKeyId(id);
   const row = await keys.get(id);
   if (!row) throw new NotFoundError('ERR_KEY_NOT_FOUND', `no key with id ${id}`, { hint: 'dsk keys list shows the ids' });
   return row;

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { keyIdArg } from '../key-id.js';
 import { ctxOf, type Ctx } from '../context.js';
 import { line, paint, printJson } from '../render.js';
 import { withHome, withUnsealed, type Access } from '../session.js';
@@ -75,6 +76,7 @@ deliver them with --out-dir or --exec, or later with dsk export.`,
     )
     .action(async (ids: string[], o: Opts, c: Command) => {
       const ctx = ctxOf(c);
+      for (const id of ids) keyIdArg(id);
       const mode = checkFlags(ids, o);
       checkDelivery(o);
       const graceMs = o.grace === undefined ? undefined : parseDuration(o.grace, '--grace', true);
