@@ -217,6 +217,32 @@ export interface AuditWrites extends AuditReads {
   setMac(seq: number, mac: string): Promise<void>;
 }
 
+/** A rotated key's successor that has not reached its callers yet (see app/rotation.ts, delivery). */
+export interface PendingDelivery {
+  key_id: string;
+  old_key_id: string;
+  name: string;
+  trigger: string;
+  /** when the rotation committed (epoch ms) */
+  created_at: number;
+  attempts: number;
+  last_error: string | null;
+}
+
+export interface DeliveryReads {
+  /** Successors not yet delivered whose key is still active or in grace, oldest rotation first. */
+  pending(): Promise<PendingDelivery[]>;
+}
+
+export interface DeliveryWrites extends DeliveryReads {
+  /** Records a new successor as undelivered, in the rotation's own transaction. */
+  add(d: { key_id: string; old_key_id: string; trigger: string; created_at: number }): Promise<void>;
+  /** Marks it delivered (no-op for an id that is not pending). */
+  delivered(keyId: string, at: number): Promise<void>;
+  /** Counts a failed attempt and keeps it pending. */
+  failed(keyId: string, error: string, at: number): Promise<void>;
+}
+
 export interface MasterStateReads {
   /** The key check value of the current master key as recorded at its last replacement (null: never replaced). */
   keyCheckValue(): Promise<string | null>;
@@ -232,6 +258,7 @@ export interface StoreReads {
   readonly operators: OperatorReads;
   readonly events: AuditReads;
   readonly masterState: MasterStateReads;
+  readonly deliveries: DeliveryReads;
 }
 
 /** Everything one transaction may read and write; valid only until its fn returns. */
@@ -241,6 +268,7 @@ export interface StoreTx {
   readonly events: AuditWrites;
   readonly usage: UsageWrites;
   readonly masterState: MasterStateWrites;
+  readonly deliveries: DeliveryWrites;
 }
 
 export interface Store extends StoreReads {
