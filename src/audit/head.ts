@@ -52,6 +52,11 @@ export type HeadRead = { state: 'missing' } | { state: 'unreadable'; reason: str
 export function readHead(home: string): HeadRead {
   const text = readTextIfExists(headPath(home));
   if (text === null) return { state: 'missing' };
+  return parseHead(text);
+}
+
+/** Decodes HEAD's text; never throws. */
+export function parseHead(text: string): HeadRead {
   let v: Partial<HeadRecord>;
   try {
     v = JSON.parse(text);

@@ -16,6 +16,11 @@ export function loadConfig(home: string): DskConfig {
   } catch {
     throw new NotFoundError('ERR_NO_HOME', `${home} is not a dsk home (no dsk.json)`, { hint: 'run dsk init, or point --home at an existing home' });
   }
+  return configFromText(text, p);
+}
+
+/** dsk.json's text to a checked config (defaults filled in); IntegrityError (exit 5) naming the field. */
+export function configFromText(text: string, p = 'dsk.json'): DskConfig {
   let v: unknown;
   try {
     v = JSON.parse(text);
