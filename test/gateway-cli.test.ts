@@ -6,6 +6,7 @@ import https from 'node:https';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { dsk, dskAsync, json, makeHome, requireTool, snapshot } from './helpers.js';
+import { readRest } from './gwkit.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
 
 let t: ReturnType<typeof makeHome>;
@@ -173,11 +174,7 @@ describe('dsk serve (spawned)', () => {
     const first = await reader.read();
     text += Buffer.from(first.value!).toString();
     gw.proc.kill('SIGTERM');
-    for (;;) {
-      const c = await reader.read();
-      if (c.done) break;
-      text += Buffer.from(c.value).toString();
-    }
+    text = await readRest(reader, text);
     expect(text).toContain('[7]');
     expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
     expect(await gw.exited).toBe(0);
