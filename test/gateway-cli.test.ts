@@ -6,6 +6,7 @@ import https from 'node:https';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { dsk, dskAsync, json, makeHome, requireTool, snapshot } from './helpers.js';
+import { readRest } from './gwkit.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
 
 let t: ReturnType<typeof makeHome>;
@@ -85,6 +86,9 @@ describe('dsk serve (spawned)', () => {
     const k = keygen('svc', 'developer');
     const office = keygen('office', 'developer', undefined, ['--allow-cidr', '10.0.0.0/8']);
     const slow = keygen('slow', 'developer', undefined, ['--rate-limit', '1:1', '--require-signature']);
+    // the stored options are what keys show prints (and what docs/gateway.md shows)
+    expect(json(dsk(['keys', 'show', office.id, '--json'], { env: t.env })).options).toEqual({ allowed_cidrs: ['10.0.0.0/8'] });
+    expect(json(dsk(['keys', 'show', slow.id, '--json'], { env: t.env })).options).toEqual({ require_signature: true, rate_limit: { rps: 1, burst: 1 } });
     const gw = await serve(['--upstream', up.url]);
     expect((await fetch(`${gw.url}/v1/models`, { headers: auth(office.api_key) })).status).toBe(403);
     const unsigned = await fetch(`${gw.url}/v1/models`, { headers: auth(slow.api_key) });
@@ -170,11 +174,7 @@ describe('dsk serve (spawned)', () => {
     const first = await reader.read();
     text += Buffer.from(first.value!).toString();
     gw.proc.kill('SIGTERM');
-    for (;;) {
-      const c = await reader.read();
-      if (c.done) break;
-      text += Buffer.from(c.value).toString();
-    }
+    text = await readRest(reader, text);
     expect(text).toContain('[7]');
     expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
     expect(await gw.exited).toBe(0);

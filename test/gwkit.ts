@@ -51,3 +51,12 @@ export async function call(url: string, init: RequestInit & { headers?: Record<s
   }
   return { status: r.status, headers: r.headers, body };
 }
+
+/** Reads a response body stream to its end, appending to what was read already. */
+export async function readRest(reader: ReadableStreamDefaultReader<Uint8Array>, text = ''): Promise<string> {
+  for (;;) {
+    const c = await reader.read();
+    if (c.done) return text;
+    text += Buffer.from(c.value).toString();
+  }
+}

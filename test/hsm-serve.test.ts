@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dsk, dskAsync, json } from './helpers.js';
 import { pkcs11Home, requireSoftHsm, softHsm, type Setup } from './hsm-helpers.js';
+import { readRest } from './gwkit.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
 
 const HSM = requireSoftHsm();
@@ -53,11 +54,7 @@ describe.skipIf(!HSM)('dsk serve with the pkcs11 backend', () => {
       const refused = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${auditor.api_key}`, 'content-type': 'application/json' }, body: '{}' });
       expect(refused.status).toBe(403);
       proc.kill('SIGTERM');
-      for (;;) {
-        const c = await reader.read();
-        if (c.done) break;
-        text += Buffer.from(c.value).toString();
-      }
+      text = await readRest(reader, text);
       expect(text).toContain('[7]');
       expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
       expect(await exited, stderr).toBe(0);

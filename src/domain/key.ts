@@ -96,6 +96,8 @@ export function keyView(r: KeyRow) {
     revoked_at: iso(r.revoked_at),
     revoke_reason: r.revoke_reason,
     retired_at: iso(r.retired_at),
+    /** gateway options as stored (require_signature, allowed_cidrs, rate_limit, …); bookkeeping flags left out */
+    options: Object.fromEntries(Object.entries(keyOptions(r)).filter(([k]) => k !== 'reissue_pending')),
   };
 }
 export type KeyView = ReturnType<typeof keyView>;

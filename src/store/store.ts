@@ -67,23 +67,8 @@ export interface AuditStats {
 }
 
 /** A key as inserted; the store sets status 'active', use_count 0, updated_at = created_at. */
-export interface NewKey {
-  id: string;
-  name: string;
-  owner: string | null;
-  role: string;
-  key_hash: string;
-  /** hex */
-  salt: string;
-  secret_sealed: Buffer;
-  created_at: number;
-  expires_at: number | null;
-  rotate_every_ms: number | null;
-  max_uses: number | null;
-  replaces: string | null;
-  /** JSON object text */
-  options: string;
-}
+/** A key as issued: the row's fixed fields; state, usage and lifecycle columns start empty. */
+export type NewKey = Pick<KeyRow, 'id' | 'name' | 'owner' | 'role' | 'key_hash' | 'salt' | 'secret_sealed' | 'created_at' | 'expires_at' | 'rotate_every_ms' | 'max_uses' | 'replaces' | 'options'>;
 
 export interface KeyFilter {
   status?: KeyStatus[];

@@ -8,7 +8,7 @@
  * That costs one C_SignInit + C_Sign pair per iteration (100,000 for the seed's derivation), so the
  * session is opened and logged in once per process and reused (see bench/hsm.mjs for the cost).
  *
- * Sealing signing secrets: the foundation derives sealKey = hmac(PURPOSE.SEAL) and seals with
+ * Sealing signing secrets: the home derives sealKey = hmac(PURPOSE.SEAL) and seals with
  * AES-256-GCM in software. On this backend that makes sealKey a data key derived by the token key:
  * it exists only in memory while a command runs, cannot be recomputed without the token and PIN,
  * and needs no second token object (see docs/hsm.md).
