@@ -76,6 +76,11 @@ async function insertRow(tx: StoreTx, e: AuditEvent, details: string, clock: Clo
   return row;
 }
 
+/** A breach message quotes row fields a writer of the file chose: bounded, and never anything shaped like a secret. */
+function safeMessage(m: string): string {
+  return SECRET_SHAPES.test(m) ? 'a row holds text shaped like a key or secret (not repeated here)' : m.slice(0, 300);
+}
+
 /** What an AUDIT_BREAK row records. */
 export interface TailBreak {
   [k: string]: unknown;
@@ -104,7 +109,7 @@ export async function checkTail(tx: StoreTx, auditKey: Buffer): Promise<TailBrea
     auditKey,
     trustFirstLink: true,
   });
-  if (w.breach) return { seq: w.breach.seq, kind: w.breach.kind, message: w.breach.message, authenticated_through: w.authenticated_through, last_seq: last.seq };
+  if (w.breach) return { seq: w.breach.seq, kind: w.breach.kind, message: safeMessage(w.breach.message), authenticated_through: w.authenticated_through, last_seq: last.seq };
   if (w.last_seq !== last.seq) return { seq: (w.last_seq ?? from) + 1, kind: 'deleted', message: `the chain ends at ${w.last_seq} but its newest row is ${last.seq}`, authenticated_through: w.authenticated_through, last_seq: last.seq };
   return null;
 }
