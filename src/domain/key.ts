@@ -96,9 +96,15 @@ export function keyView(r: KeyRow) {
     revoked_at: iso(r.revoked_at),
     revoke_reason: r.revoke_reason,
     retired_at: iso(r.retired_at),
-    /** gateway options as stored (require_signature, allowed_cidrs, rate_limit, …); bookkeeping flags left out */
-    options: Object.fromEntries(Object.entries(keyOptions(r)).filter(([k]) => k !== 'reissue_pending')),
+    /** gateway options as stored (require_signature, allowed_cidrs, rate_limit, …), when the key has any */
+    options: publicOptions(r),
   };
+}
+
+function publicOptions(r: KeyRow): Record<string, unknown> | undefined {
+  if (r.options === '{}') return undefined;
+  const o = Object.fromEntries(Object.entries(keyOptions(r)).filter(([k]) => k !== 'reissue_pending'));
+  return Object.keys(o).length ? o : undefined;
 }
 export type KeyView = ReturnType<typeof keyView>;
 
@@ -115,6 +121,7 @@ export function openSigningSecret(sealKey: Buffer, row: Pick<KeyRow, 'id' | 'sec
 
 /** The options object of a row; an unparsable one reads as empty (the gateway then applies defaults). */
 export function keyOptions(row: Pick<KeyRow, 'options'>): Record<string, unknown> {
+  if (row.options === '{}') return {}; // most keys: no parse in the listing of thousands
   try {
     const o = JSON.parse(row.options) as Record<string, unknown>;
     return o && typeof o === 'object' && !Array.isArray(o) ? o : {};
