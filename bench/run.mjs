@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 const dir = path.dirname(fileURLToPath(import.meta.url));
 const scripts = fs
   .readdirSync(dir)
-  .filter((f) => f.endsWith('.mjs') && f !== 'run.mjs')
+  .filter((f) => f.endsWith('.mjs') && f !== 'run.mjs' && f !== 'fuzz.mjs') // fuzz.mjs: npm run fuzz
   .sort();
 let failed = 0;
 for (const s of scripts) {

@@ -72,7 +72,7 @@ describe('dsk audit (read side)', () => {
       [['--ip', '10.0.0.0/33'], "--ip: invalid address filter '10.0.0.0/33'"],
       [['--since', 'yesterday'], "invalid --since 'yesterday'"],
       [['--since', '1d', '--until', '2d'], '--until must be later than --since'],
-      [['--key', 'nothex'], "invalid --key 'nothex'"],
+      [['--key', 'nothex'], "'nothex' is not a key id for --key"],
       [['--action', 'drop table'], '--action: invalid action'],
       [['--limit', '0'], 'invalid --limit'],
       [['--csv', '--json'], 'mutually exclusive'],
@@ -97,7 +97,7 @@ describe('dsk audit (read side)', () => {
       expect(pred()).toBe(true);
     };
     await waitFor(() => out.includes('"seq":7'));
-    writeRows(h.home, 2, { tag: 'tailed' });
+    writeRows(h.home, 2, { tag: 'tailed', env });
     await waitFor(() => out.includes('"seq":9'));
     p.kill('SIGTERM');
     const code = await new Promise((r) => p.on('exit', (c) => r(c)));
@@ -136,7 +136,7 @@ describe('dsk audit (read side)', () => {
   it('every audit subcommand documents examples; status shows the audit head and HEAD', () => {
     for (const sub of ['query', 'tail', 'verify', 'export', 'stats', 'archive']) expect(dsk(['audit', sub, '--help']).stdout).toContain('Example');
     const s = json(dsk(['status', '--json'], { env }));
-    expect(s.audit.head_file).toEqual({ seq: s.audit.head_seq, hash: s.audit.head_hash, keyed: false });
+    expect(s.audit.head_file).toEqual({ seq: s.audit.head_seq, hash: s.audit.head_hash, keyed: true });
     expect(json0(dsk(['status'], { env }))).toContain('HEAD file agrees');
   });
 });

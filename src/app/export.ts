@@ -19,6 +19,10 @@ export async function exportKey(home: Home, id: string, format: ExportFormat): P
   assertExportable(row);
   const apiKey = await recoverKeyText(home, row);
   const apiSecret = openSigningSecret(sealKey, row);
-  await home.tx((t) => t.audit({ action: 'KEY_EXPORT', key_id: id, details: { key_id: id, name: row.name, format } }));
+  await home.tx(async (t) => {
+    await t.audit({ action: 'KEY_EXPORT', key_id: id, details: { key_id: id, name: row.name, format } });
+    // A rotated key's successor handed over by export has been delivered (app/rotation.ts).
+    await t.deliveries.delivered(id, home.env.clock.now());
+  });
   return { row, apiKey, apiSecret };
 }

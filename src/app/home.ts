@@ -24,6 +24,7 @@ import { makeKdfParams } from '../master/kdf.js';
 import { SoftwareMasterKey } from '../master/software.js';
 import { wipe } from '../kernel/crypto.js';
 import { completePendingReplacement } from '../master/replacement.js';
+import { cleanLeftovers } from './leftovers.js';
 
 export interface Env {
   clock: Clock;
@@ -98,6 +99,11 @@ export class Home {
 export async function openHome(dir: string, env: Env, opts: { readonly?: boolean } = {}): Promise<Home> {
   const config = loadConfig(dir);
   const store = await openStore(dir, { readonly: opts.readonly });
+  try {
+    await cleanLeftovers(dir, store);
+  } catch {
+    // best effort: leftovers never stop a command
+  }
   return new Home(dir, config, store, env);
 }
 

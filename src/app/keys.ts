@@ -6,13 +6,14 @@
 import { AuthError, NotFoundError, UsageError } from '../kernel/errors.js';
 import { constantTimeEqual, seal, sha256Hex } from '../kernel/crypto.js';
 import { finishSeedDerivation, SALT_BYTES, SEED_ITERATIONS } from '../domain/derivation.js';
-import { formatApiKey, isKeyId } from '../domain/key-text.js';
+import { assertKeyId, formatApiKey } from '../domain/key-text.js';
 import { assertRevocable, KEY_STATUSES, secretAad, type KeyRow, type KeySpec, type KeyStatus } from '../domain/key.js';
 import { assertRole } from '../domain/config.js';
 import { policyMs } from '../domain/policy.js';
 import { iso } from '../kernel/clock.js';
 import type { KeyFilter, KeyReads } from '../store/store.js';
 import type { Home, Tx } from './home.js';
+import { markPendingFile, removeFileOfKey } from './leftovers.js';
 import type { MasterKey } from '../master/backend.js';
 import type { RandomSource } from '../kernel/clock.js';
 
@@ -115,25 +116,36 @@ export function issuedView(row: KeyRow, m: KeyMaterial): IssuedKey {
 
 /**
  * dsk keygen. `deliver` (for example writing --out FILE) runs inside the transaction: if it throws,
- * no key is created, so a key is never stored without having reached its caller.
+ * no key is created, so a key is never stored without having reached its caller. `file` names the
+ * file `deliver` writes: a marker records it until the commit is decided, so a run killed in
+ * between has the file removed by the next one (app/leftovers.ts).
  */
-export async function issueKey(home: Home, spec: KeySpec, opts: { deliver?: (k: IssuedKey) => void | Promise<void> } = {}): Promise<IssuedKey> {
+export async function issueKey(home: Home, spec: KeySpec, opts: { deliver?: (k: IssuedKey) => void | Promise<void>; file?: string } = {}): Promise<IssuedKey> {
   const { master, sealKey } = home.requireUnsealed();
   const s = resolveSpec(home, spec);
   const m = await prepareKeyMaterial(master, sealKey, home.env.random);
   const now = home.env.clock.now();
-  return home.tx(async (t) => {
-    const r = await insertKey(t, m, s, now);
-    await t.audit({ action: 'KEY_CREATE', key_id: r.id, details: { key_id: r.id, name: r.name, role: r.role, owner: r.owner, expires_at: iso(r.expires_at) } });
-    const issued = issuedView(r, m);
-    await opts.deliver?.(issued);
-    return issued;
-  });
+  const clear = opts.file ? markPendingFile(home.dir, m.id, opts.file) : null;
+  try {
+    return await home.tx(async (t) => {
+      const r = await insertKey(t, m, s, now);
+      await t.audit({ action: 'KEY_CREATE', key_id: r.id, details: { key_id: r.id, name: r.name, role: r.role, owner: r.owner, expires_at: iso(r.expires_at) } });
+      const issued = issuedView(r, m);
+      await opts.deliver?.(issued);
+      return issued;
+    });
+  } catch (e) {
+    // The commit failed after the file was written: the file must not outlive its key.
+    if (opts.file) removeFileOfKey(opts.file, m.id);
+    throw e;
+  } finally {
+    clear?.();
+  }
 }
 
 /** A key by id, from the store or inside a transaction (`t.keys`); a malformed id is exit 2, a missing one exit 4. */
 export async function findKey(keys: KeyReads, id: string): Promise<KeyRow> {
-  if (!isKeyId(id)) throw new UsageError('ERR_KEY_ID', `'${id}' is not a key id (12 hex characters, as shown by dsk keys list)`);
+  assertKeyId(id);
   const row = await keys.get(id);
   if (!row) throw new NotFoundError('ERR_KEY_NOT_FOUND', `no key with id ${id}`, { hint: 'dsk keys list shows the ids' });
   return row;

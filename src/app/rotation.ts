@@ -15,12 +15,19 @@
  * are then issued like any rotation. A crash in between leaves revoked keys still marked, and the
  * next `rotate --due` (or emergency run) issues their successors.
  *
+ * Delivery. Each successor is recorded as undelivered in the rotation's own transaction
+ * (store: deliveries), and marked delivered only after its hook (--exec, --out-dir) succeeded. A
+ * run killed between the commit and a delivery therefore leaves the successor pending, and the
+ * next `rotate --due` delivers it: at least once, so a hook may see the same key twice and must
+ * tolerate it (DSK_KEY_ID tells it which key it got). `dsk status` and `rotate --due --dry-run`
+ * list what is pending; `dsk export` of a pending successor also counts as its delivery.
+ *
  * Every function here takes the Home (clock, random source, master key) it is given: nothing reads
  * the wall clock, so schedules, grace and expiry are tested with a fixed clock.
  */
 import { ConflictError, UsageError } from '../kernel/errors.js';
-import { findKey, getKey, insertKey, issuedView, prepareKeyMaterial, resolveSpec, type IssuedKey, type KeyMaterial } from './keys.js';
-import { assertRotatable, dueTrigger, pendingReissue, successorSpec, type KeyRow, type RotationTrigger } from '../domain/key.js';
+import { findKey, getKey, insertKey, issuedView, prepareKeyMaterial, recoverKeyText, resolveSpec, type IssuedKey, type KeyMaterial } from './keys.js';
+import { assertRotatable, dueTrigger, openSigningSecret, pendingReissue, successorSpec, type KeyRow, type RotationTrigger } from '../domain/key.js';
 import { assertRole } from '../domain/config.js';
 import { policyMs } from '../domain/policy.js';
 import { iso } from '../kernel/clock.js';
@@ -58,19 +65,38 @@ export interface DuePlan {
   warnings: Warning[];
 }
 
+/** A successor that has not reached its callers yet. */
+export interface Undelivered {
+  key_id: string;
+  old_key_id: string;
+  name: string;
+  trigger: string;
+  rotated_at: string;
+  attempts: number;
+  last_error: string | null;
+}
+
 export interface RotationReport {
   now: string;
   dry_run: boolean;
   actions: Action[];
   warnings: Warning[];
+  /** successors still waiting for delivery after this run (what a rerun with --exec/--out-dir delivers) */
+  undelivered?: Undelivered[];
   /** Keys issued in this run, with their secrets; the CLI delivers them and never logs them. */
   issued: IssuedKey[];
   /** Set when the master key was replaced. */
   master?: { old_key_check_value: string; new_key_check_value: string; threshold: number; shares: number; fragments: string[] };
 }
 
-/** Called once per successor after its transaction commits (deliver to --out-dir, --exec …). */
-export type OnIssued = (k: IssuedKey, oldId: string) => void | Promise<void>;
+/** What a delivery reports: reached its callers, or failed (kept pending, retried by the next run). */
+export type DeliveryOutcome = { ok: true } | { ok: false; error: string };
+
+/**
+ * Called once per successor after its transaction commits (deliver to --out-dir, --exec …), and
+ * for each pending successor on a later `rotate --due`. Returning nothing records no outcome.
+ */
+export type OnIssued = (k: IssuedKey, oldId: string) => DeliveryOutcome | void | Promise<DeliveryOutcome | void>;
 
 /** What `rotate --due` would do at `now`. Reads only. */
 export async function planDue(home: Home): Promise<DuePlan> {
@@ -133,7 +159,7 @@ export async function issueSuccessors(home: Home, items: { id: string; trigger: 
       actions.push(done[j].action);
       if (done[j].issued) {
         issued.push(done[j].issued!);
-        await onIssued?.(done[j].issued!, batch[j].id);
+        await deliver(home, onIssued, done[j].issued!, batch[j].id);
       }
     }
   }
@@ -157,8 +183,63 @@ async function commitRotation(home: Home, t: Tx, oldId: string, trigger: Trigger
     await t.keys.startGrace(oldId, { successor: row.id, graceUntil, now });
   }
   const tr = reissue ? 'EMERGENCY' : trigger;
+  await t.deliveries.add({ key_id: row.id, old_key_id: oldId, trigger: tr, created_at: now });
   await t.audit({ action: 'KEY_ROTATION', key_id: oldId, details: { old_key_id: oldId, new_key_id: row.id, trigger: tr, name: row.name, grace_until: iso(graceUntil) } });
   return { action: { action: 'rotate', trigger: tr, old_key_id: oldId, new_key_id: row.id, name: row.name, grace_until: iso(graceUntil) }, issued: issuedView(row, m) };
+}
+
+/** Runs the delivery hook and records its outcome; a hook that throws counts as a failed attempt. */
+async function deliver(home: Home, onIssued: OnIssued | undefined, k: IssuedKey, oldId: string): Promise<void> {
+  if (!onIssued) return;
+  let out: DeliveryOutcome | void;
+  try {
+    out = await onIssued(k, oldId);
+  } catch (e) {
+    out = { ok: false, error: (e as Error).message };
+  }
+  if (!out) return;
+  const o = out;
+  const now = home.env.clock.now();
+  await home.tx((t) => (o.ok ? t.deliveries.delivered(k.id, now) : t.deliveries.failed(k.id, o.error, now)));
+}
+
+/** Successors still waiting for delivery. */
+export async function undelivered(home: Home): Promise<Undelivered[]> {
+  return (await home.store.deliveries.pending()).map((d) => ({ key_id: d.key_id, old_key_id: d.old_key_id, name: d.name, trigger: d.trigger, rotated_at: iso(d.created_at)!, attempts: d.attempts, last_error: d.last_error }));
+}
+
+/**
+ * Delivers every pending successor again (a run killed after its rotation committed, or a hook
+ * that failed): the key text is re-derived and the signing secret unsealed, as `dsk export` does.
+ */
+async function deliverPending(home: Home, onIssued: OnIssued, skip: Set<string>): Promise<void> {
+  const { sealKey } = home.requireUnsealed();
+  for (const d of await home.store.deliveries.pending()) {
+    if (skip.has(d.key_id)) continue;
+    const row = await getKey(home, d.key_id);
+    const k: IssuedKey = {
+      id: row.id,
+      api_key: await recoverKeyText(home, row),
+      api_secret: openSigningSecret(sealKey, row),
+      name: row.name,
+      owner: row.owner,
+      role: row.role,
+      status: row.status,
+      created_at: iso(row.created_at)!,
+      expires_at: iso(row.expires_at),
+      replaces: row.replaces,
+    };
+    await deliver(home, onIssued, k, d.old_key_id);
+  }
+}
+
+/** Marks successors delivered once the CLI has shown them (manual rotation, --print-keys). */
+export async function markDelivered(home: Home, ids: string[]): Promise<void> {
+  if (!ids.length) return;
+  const now = home.env.clock.now();
+  await home.tx(async (t) => {
+    for (const id of ids) await t.deliveries.delivered(id, now);
+  });
 }
 
 function graceFor(home: Home, graceMs: number | undefined): number {
@@ -176,11 +257,12 @@ export async function rotateDue(home: Home, opts: { dryRun?: boolean; graceMs?: 
       ...plan.retire.map((k) => ({ action: 'retire' as const, key_id: k.id, name: k.name })),
       ...plan.rotate.map((k) => ({ action: 'rotate' as const, trigger: k.trigger, old_key_id: k.id, new_key_id: '(new)', name: k.name, grace_until: k.trigger === 'EMERGENCY' ? null : iso(home.env.clock.now() + graceMs) })),
     ];
-    return { now: plan.now, dry_run: true, actions, warnings: plan.warnings, issued: [] };
+    return { now: plan.now, dry_run: true, actions, warnings: plan.warnings, issued: [], undelivered: await undelivered(home) };
   }
   const actions = await retireAndExpire(home, plan);
   const r = await issueSuccessors(home, plan.rotate, graceMs, opts.onIssued);
-  return { now: plan.now, dry_run: false, actions: [...actions, ...r.actions.filter((a) => a.action !== 'skip')], warnings: plan.warnings, issued: r.issued };
+  if (opts.onIssued) await deliverPending(home, opts.onIssued, new Set(r.issued.map((k) => k.id)));
+  return { now: plan.now, dry_run: false, actions: [...actions, ...r.actions.filter((a) => a.action !== 'skip')], warnings: plan.warnings, issued: r.issued, undelivered: await undelivered(home) };
 }
 
 /** dsk rotate ID: one active key, now. */

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Home } from './home.js';
 import { countByStatus } from './keys.js';
-import { planDue } from './rotation.js';
+import { planDue, undelivered } from './rotation.js';
 import { auditHead } from '../audit/query.js';
 import { readHead } from '../audit/head.js';
 import { readMetadata } from '../master/fragments.js';
@@ -39,6 +39,7 @@ export async function homeStatus(h: Home) {
     keys: await countByStatus(h),
     rotations_due: due.rotate.length,
     rotation_warnings: due.warnings.length,
+    undelivered: await undelivered(h),
     audit: { rows: head.count, head_seq: head.seq, head_hash: head.hash, head_file: headFile(h.dir) },
     operators: await operatorSummary(h),
   };

@@ -100,12 +100,55 @@ export interface ArchiveReport extends Omit<VerifyReport, 'head_file' | 'start'>
   checkpoint: { seq: number; state: 'match' } | null;
 }
 
+/** The longest line (one row) an archive may hold; a longer one is damage, not a row to buffer. */
+const MAX_LINE_BYTES = 64 * 1024 ** 2;
+
+class ArchiveDamage extends Error {}
+
+/**
+ * The lines of a gzip archive, decompressed and split as they stream in: an archive is never held
+ * in memory or turned into one string (V8 strings end at 512 MiB; a year of gateway refusals can
+ * be larger). Gzip members are concatenated (one for the header, one per 20,000 rows).
+ */
+export async function* archiveLines(file: string, maxLineBytes = MAX_LINE_BYTES): AsyncGenerator<string> {
+  const gunzip = zlib.createGunzip();
+  const input = fs.createReadStream(file);
+  input.on('error', (e) => gunzip.destroy(e));
+  input.pipe(gunzip);
+  let parts: Buffer[] = [];
+  let partLen = 0;
+  try {
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+      let from = 0;
+      for (let nl = chunk.indexOf(10, from); nl !== -1; nl = chunk.indexOf(10, from)) {
+        const piece = chunk.subarray(from, nl);
+        if (partLen + piece.length > maxLineBytes) throw new ArchiveDamage(`a line of the archive is longer than ${maxLineBytes} bytes`);
+        yield partLen ? Buffer.concat([...parts, piece]).toString('utf8') : piece.toString('utf8');
+        parts = [];
+        partLen = 0;
+        from = nl + 1;
+      }
+      if (from < chunk.length) {
+        parts.push(chunk.subarray(from));
+        partLen += chunk.length - from;
+        if (partLen > maxLineBytes) throw new ArchiveDamage(`a line of the archive is longer than ${maxLineBytes} bytes`);
+      }
+    }
+  } catch (e) {
+    if (e instanceof ArchiveDamage) throw e;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'EACCES') throw ioError(e, file);
+    throw new ArchiveDamage(`${path.basename(file)} is not a gzip file (or is damaged)`);
+  } finally {
+    input.destroy();
+    gunzip.destroy();
+  }
+  if (partLen) yield Buffer.concat(parts).toString('utf8');
+}
+
 /** Reads and checks an archive file on its own; with the live home, also against its checkpoint row. */
-export async function verifyArchive(file: string, auditKey: Buffer | null, live: { homeId: string; store: Store } | null): Promise<ArchiveReport> {
-  let data: Buffer;
+export async function verifyArchive(file: string, auditKey: Buffer | null, live: { homeId: string; store: Store } | null, opts: { maxLineBytes?: number } = {}): Promise<ArchiveReport> {
   try {
     if (fs.statSync(file).size > MAX_ARCHIVE_BYTES) throw new UsageError('ERR_ARCHIVE_TOO_LARGE', `${file} is larger than ${MAX_ARCHIVE_BYTES} bytes; not a dsk audit archive`);
-    data = fs.readFileSync(file);
   } catch (e) {
     if ((e as { exitCode?: number }).exitCode) throw e;
     throw ioError(e, file);
@@ -125,67 +168,82 @@ export async function verifyArchive(file: string, auditKey: Buffer | null, live:
     unauthenticated: null,
     breach: { seq, kind, message },
   });
-  let text: string;
+  const lines = archiveLines(file, opts.maxLineBytes);
   try {
-    text = zlib.gunzipSync(data, { maxOutputLength: MAX_ARCHIVE_BYTES }).toString('utf8');
-  } catch {
-    return bad(`${path.basename(file)} is not a gzip file (or is damaged)`);
-  }
-  const lines = text.split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  let header: ArchiveHeader;
-  try {
-    header = JSON.parse(lines[0] ?? '');
-  } catch {
-    return bad('the archive header is not valid JSON');
-  }
-  if (header?.format !== ARCHIVE_FORMAT || !Number.isSafeInteger(header.first_seq) || !Number.isSafeInteger(header.last_seq) || typeof header.first_prev_hash !== 'string')
-    return bad('the archive header is not a dsk-audit-archive/1 header');
-  let headerState: ArchiveReport['header_mac'] = 'unchecked';
-  if (auditKey) {
-    const { mac, ...rest } = header;
-    if (!mac) headerState = 'absent';
-    else if (headerMac(auditKey, rest) !== mac) return { ...bad('the archive header has a wrong MAC: it was rewritten by someone without the audit key', 'forged', header.first_seq), header };
-    else headerState = 'valid';
-  }
-  let parseError: string | null = null;
-  function* chunks(): Generator<AuditTuple[]> {
-    let chunk: AuditTuple[] = [];
-    for (let i = 1; i < lines.length; i++) {
-      let o: Record<string, unknown>;
+    let first: IteratorResult<string>;
+    try {
+      first = await lines.next();
+    } catch (e) {
+      if (e instanceof ArchiveDamage) return bad(e.message);
+      throw e;
+    }
+    let header: ArchiveHeader;
+    try {
+      header = JSON.parse(first.done ? '' : first.value);
+    } catch {
+      return bad('the archive header is not valid JSON');
+    }
+    if (header?.format !== ARCHIVE_FORMAT || !Number.isSafeInteger(header.first_seq) || !Number.isSafeInteger(header.last_seq) || typeof header.first_prev_hash !== 'string')
+      return bad('the archive header is not a dsk-audit-archive/1 header');
+    let headerState: ArchiveReport['header_mac'] = 'unchecked';
+    if (auditKey) {
+      const { mac, ...rest } = header;
+      if (!mac) headerState = 'absent';
+      else if (headerMac(auditKey, rest) !== mac) return { ...bad('the archive header has a wrong MAC: it was rewritten by someone without the audit key', 'forged', header.first_seq), header };
+      else headerState = 'valid';
+    }
+    let parseError: string | null = null;
+    async function* chunks(): AsyncGenerator<AuditTuple[]> {
+      let chunk: AuditTuple[] = [];
+      let lineNo = 1;
       try {
-        o = JSON.parse(lines[i]);
-      } catch {
-        parseError = `line ${i + 1} of the archive is not valid JSON`;
-        break;
+        for await (const text of lines) {
+          lineNo++;
+          let o: Record<string, unknown>;
+          try {
+            o = JSON.parse(text);
+          } catch {
+            parseError = `line ${lineNo} of the archive is not valid JSON`;
+            break;
+          }
+          if (o === null || typeof o !== 'object') {
+            parseError = `line ${lineNo} of the archive is not a row`;
+            break;
+          }
+          chunk.push(COLS.map((c) => o[c] ?? null) as AuditTuple);
+          if (chunk.length === 20_000) {
+            yield chunk;
+            chunk = [];
+          }
+        }
+      } catch (e) {
+        if (!(e instanceof ArchiveDamage)) throw e;
+        parseError = e.message;
       }
-      chunk.push(COLS.map((c) => o[c] ?? null) as AuditTuple);
-      if (chunk.length === 20_000) {
-        yield chunk;
-        chunk = [];
+      if (chunk.length) yield chunk;
+    }
+    const w = await walkChain({ chunks: chunks(), start: { seq: header.first_seq, prev_hash: header.first_prev_hash, from: 'genesis' }, auditKey });
+    const rep: ArchiveReport = { ...w, file, header, header_mac: headerState, checkpoint: null };
+    if (parseError && !rep.breach) rep.breach = { seq: (w.last_seq ?? header.first_seq - 1) + 1, kind: 'edited', message: parseError };
+    if (!rep.breach && (w.last_seq !== header.last_seq || w.head_hash !== header.last_hash || w.rows !== header.rows))
+      rep.breach = { seq: (w.last_seq ?? header.first_seq - 1) + 1, kind: 'truncated', message: `the archive holds rows up to ${w.last_seq ?? 'none'} but its header names ${header.first_seq} to ${header.last_seq}` };
+    if (!rep.breach && live) {
+      if (live.homeId !== header.home_id) throw new UsageError('ERR_ARCHIVE_FOREIGN', `${path.basename(file)} belongs to another home (${header.home_id})`);
+      const cps = await live.store.events.withAction('AUDIT_ARCHIVE');
+      for (const cp of cps) {
+        const d = JSON.parse(cp.details) as { last_seq: number; last_hash: string; first_seq: number; first_prev_hash: string };
+        if (d.last_seq === header.last_seq && d.first_seq === header.first_seq) {
+          if (d.last_hash !== header.last_hash || d.first_prev_hash !== header.first_prev_hash)
+            rep.breach = { seq: cp.seq, kind: 'forged', message: `the archive does not match checkpoint row ${cp.seq} of the live chain` };
+          else rep.checkpoint = { seq: cp.seq, state: 'match' };
+        }
       }
     }
-    if (chunk.length) yield chunk;
+    rep.ok = rep.breach === null;
+    return rep;
+  } finally {
+    await lines.return(undefined);
   }
-  const w = await walkChain({ chunks: chunks(), start: { seq: header.first_seq, prev_hash: header.first_prev_hash, from: 'genesis' }, auditKey });
-  const rep: ArchiveReport = { ...w, file, header, header_mac: headerState, checkpoint: null };
-  if (parseError && !rep.breach) rep.breach = { seq: (w.last_seq ?? header.first_seq - 1) + 1, kind: 'edited', message: parseError };
-  if (!rep.breach && (w.last_seq !== header.last_seq || w.head_hash !== header.last_hash || w.rows !== header.rows))
-    rep.breach = { seq: (w.last_seq ?? header.first_seq - 1) + 1, kind: 'truncated', message: `the archive holds rows up to ${w.last_seq ?? 'none'} but its header names ${header.first_seq} to ${header.last_seq}` };
-  if (!rep.breach && live) {
-    if (live.homeId !== header.home_id) throw new UsageError('ERR_ARCHIVE_FOREIGN', `${path.basename(file)} belongs to another home (${header.home_id})`);
-    const cps = await live.store.events.withAction('AUDIT_ARCHIVE');
-    for (const cp of cps) {
-      const d = JSON.parse(cp.details) as { last_seq: number; last_hash: string; first_seq: number; first_prev_hash: string };
-      if (d.last_seq === header.last_seq && d.first_seq === header.first_seq) {
-        if (d.last_hash !== header.last_hash || d.first_prev_hash !== header.first_prev_hash)
-          rep.breach = { seq: cp.seq, kind: 'forged', message: `the archive does not match checkpoint row ${cp.seq} of the live chain` };
-        else rep.checkpoint = { seq: cp.seq, state: 'match' };
-      }
-    }
-  }
-  rep.ok = rep.breach === null;
-  return rep;
 }
 
 export function assertArchiveReadable(file: string): void {

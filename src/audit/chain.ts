@@ -19,6 +19,16 @@ import { hmacSha256 } from '../kernel/crypto.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
+/**
+ * The only actions ever written without the audit key: refusals recorded before anyone unsealed
+ * (a failed unseal; an operator refused by the role checks, which run before custodians are asked
+ * for a passphrase). Every other row must carry a MAC: `dsk audit verify` names an unkeyed row with
+ * any other action as `forged`, and a keyed writer refuses to chain onto one without recording the
+ * break (writer.ts). A closed list, so a writer of the file cannot pass off a deleted or edited
+ * row as "written while sealed".
+ */
+export const UNKEYED_ACTIONS: ReadonlySet<string> = new Set(['UNSEAL_FAILURE', 'OPERATOR_DENIED']);
+
 const oneShot = (crypto as unknown as { hash?: (alg: string, data: string | Buffer, enc: string) => string | Buffer }).hash;
 
 function sha256(data: string | Buffer, enc: 'hex'): string;

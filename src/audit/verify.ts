@@ -2,10 +2,11 @@
  * Verifies the audit chain (see chain.ts for its definition) and names the first thing wrong.
  *
  * Structure (anyone can check): every row's hash is SHA-256 over its own fields and its
- * predecessor's hash, sequence numbers have no gaps, and the chain starts at genesis (or at the
- * point the newest archive checkpoint names). Keys (only after unsealing): every MAC matches; a
- * row without a MAC (written by a process that could not unseal) is accepted only when a later row
- * with a valid MAC covers it through the chain; the rows after the last keyed row are reported as
+ * predecessor's hash, sequence numbers have no gaps, the chain starts at genesis (or at the point
+ * the newest archive checkpoint names), and a row without a MAC is one of the few actions ever
+ * written unkeyed (chain.ts UNKEYED_ACTIONS; any other is `forged`). Keys (only after unsealing):
+ * every MAC matches; an unkeyed row of an allowed action is accepted when a later row with a valid
+ * MAC covers it through the chain; the rows after the last keyed row are reported as
  * unauthenticated. Without the key, a writer of the file can recompute every hash after an edit,
  * so a structure-only pass says so.
  *
@@ -19,7 +20,7 @@
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { chainHash, ChainMac, GENESIS_HASH } from './chain.js';
+import { chainHash, ChainMac, GENESIS_HASH, UNKEYED_ACTIONS } from './chain.js';
 import { headMac, type HeadRead } from './head.js';
 import type { AuditTuple, Store } from '../store/store.js';
 
@@ -50,7 +51,14 @@ export interface VerifyReport {
   /** highest seq covered by a valid MAC (null when none, or MACs not checked) */
   authenticated_through: number | null;
   unauthenticated: { from: number; to: number; rows: number } | null;
-  head_file: { state: 'match' | 'behind' | 'ahead' | 'missing' | 'unreadable' | 'archived'; seq: number | null; rows_behind: number; mac: 'valid' | 'absent' | 'unchecked' } | null;
+  head_file: {
+    state: 'match' | 'behind' | 'ahead' | 'missing' | 'unreadable' | 'archived';
+    seq: number | null;
+    rows_behind: number;
+    mac: 'valid' | 'absent' | 'unchecked';
+    /** a finding that is not a breach; `dsk audit verify --strict` fails on it (an unkeyed HEAD naming a keyed row) */
+    finding: string | null;
+  } | null;
   breach: Breach | null;
 }
 
@@ -74,6 +82,8 @@ export interface ChainInput {
   chunks: AsyncIterable<AuditTuple[]> | Iterable<AuditTuple[]>;
   start: ChainStart;
   auditKey?: Buffer | null;
+  /** accept the first row's prev_hash as it is (a slice, or a tail starting at a keyed row) */
+  trustFirstLink?: boolean;
 }
 
 export type WalkResult = Omit<VerifyReport, 'head_file' | 'start'>;
@@ -94,6 +104,10 @@ export async function walkChain(input: ChainInput): Promise<WalkResult> {
   let authThrough: number | null = null;
   let pendingFrom: number | null = null; // first unkeyed row not yet covered by a keyed one
   let breach: Breach | null = null;
+  // An unkeyed row of an action that is never unkeyed, reported once the next row is seen: if
+  // that row shows the unkeyed one was inserted or replaced, that names it more precisely.
+  let forbidden: Breach | null = null;
+  const settle = (b: Breach): Breach => (forbidden && forbidden.seq < b.seq ? forbidden : b);
   try {
     walk: for await (const chunk of input.chunks) {
       for (const r of chunk) {
@@ -107,27 +121,31 @@ export async function walkChain(input: ChainInput): Promise<WalkResult> {
               message: seq - expectSeq === 1 ? `row ${expectSeq} is missing` : `rows ${expectSeq} to ${seq - 1} are missing`,
             };
           else breach = { seq, kind: 'inserted', message: `row ${seq} appears out of sequence (expected ${expectSeq})` };
+          breach = settle(breach);
           break walk;
         }
         const own = chainHash(seq, ts, action, actor, ip, keyId, details, prev);
         if (own !== hash) {
-          breach = classifyBadHash(r, prevSeq, prevPrevHash);
+          breach = settle(classifyBadHash(r, prevSeq, prevPrevHash));
           break walk;
         }
-        if (prev !== prevHash) {
+        if (prev !== prevHash && !(prevSeq === null && input.trustFirstLink)) {
           if (prevSeq !== null && prevPrevHash !== null && prev === prevPrevHash)
             breach = { seq: prevSeq, kind: 'inserted', message: `row ${prevSeq} was inserted: row ${seq} links straight to row ${prevSeq - 1}` };
           else if (prevSeq === null)
             breach = { seq, kind: 'deleted', message: `row ${seq} does not link to the start of the chain (${input.start.from === 'genesis' ? 'genesis' : 'the archive checkpoint'}): earlier rows were removed or replaced` };
           else breach = { seq: prevSeq, kind: 'edited', message: `row ${prevSeq} was replaced: its hash is not the one row ${seq} recorded` };
+          breach = settle(breach);
           break walk;
         }
+        if (forbidden) {
+          breach = forbidden;
+          break walk;
+        }
+        if (m === null && !UNKEYED_ACTIONS.has(action))
+          forbidden = { seq, kind: 'forged', message: `row ${seq} (${action}) has no MAC; only ${[...UNKEYED_ACTIONS].join(' and ')} rows are ever written without the audit key: its MAC was removed or the row rewritten` };
         if (mac) {
           if (m === null) {
-            if (action === 'AUDIT_ARCHIVE') {
-              breach = { seq, kind: 'forged', message: `row ${seq} (AUDIT_ARCHIVE) has no MAC; archive checkpoints are always written keyed` };
-              break walk;
-            }
             if (pendingFrom === null) pendingFrom = seq;
           } else if (mac.ofHash(hash) !== m) {
             breach = { seq, kind: 'forged', message: `row ${seq} has a consistent hash but a wrong MAC: it was rewritten by someone without the audit key` };
@@ -144,6 +162,7 @@ export async function walkChain(input: ChainInput): Promise<WalkResult> {
         rows++;
       }
     }
+    breach ??= forbidden;
   } finally {
     mac?.wipe();
   }
@@ -251,11 +270,11 @@ async function compareHead(store: Store, rep: VerifyReport, head: HeadRead, audi
   if (head.state === 'missing') {
     if (!rep.breach && rep.rows > 0)
       rep.breach = { seq: (rep.last_seq ?? 0) + 1, kind: 'truncated', message: 'audit_log/HEAD is missing, so cutting rows off the end cannot be ruled out' };
-    return { state: 'missing', seq: null, rows_behind: 0, mac: 'unchecked' };
+    return { state: 'missing', seq: null, rows_behind: 0, mac: 'unchecked', finding: null };
   }
   if (head.state === 'unreadable') {
     if (!rep.breach) rep.breach = { seq: (rep.last_seq ?? 0) + 1, kind: 'truncated', message: `audit_log/HEAD is unreadable (${head.reason})` };
-    return { state: 'unreadable', seq: null, rows_behind: 0, mac: 'unchecked' };
+    return { state: 'unreadable', seq: null, rows_behind: 0, mac: 'unchecked', finding: null };
   }
   const h = head.head;
   let macState: 'valid' | 'absent' | 'unchecked' = 'unchecked';
@@ -264,7 +283,7 @@ async function compareHead(store: Store, rep: VerifyReport, head: HeadRead, audi
     else if (headMac(auditKey, h.seq, h.hash) === h.mac) macState = 'valid';
     else {
       rep.breach ??= { seq: h.seq, kind: 'forged', message: `audit_log/HEAD (seq ${h.seq}) has a wrong MAC: it was written by someone without the audit key` };
-      return { state: 'unreadable', seq: h.seq, rows_behind: 0, mac: 'unchecked' };
+      return { state: 'unreadable', seq: h.seq, rows_behind: 0, mac: 'unchecked', finding: null };
     }
   }
   const last = rep.last_seq ?? rep.start.seq - 1;
@@ -274,11 +293,14 @@ async function compareHead(store: Store, rep: VerifyReport, head: HeadRead, audi
       kind: 'truncated',
       message: `the chain ends at seq ${last} but audit_log/HEAD records seq ${h.seq}: rows ${last + 1} to ${h.seq} were cut off`,
     };
-    return { state: 'ahead', seq: h.seq, rows_behind: 0, mac: macState };
+    return { state: 'ahead', seq: h.seq, rows_behind: 0, mac: macState, finding: null };
   }
-  if (h.seq < rep.start.seq) return { state: 'archived', seq: h.seq, rows_behind: last - h.seq, mac: macState };
-  const at = await store.events.hashAt(h.seq);
-  if (at !== h.hash && !rep.breach)
+  if (h.seq < rep.start.seq) return { state: 'archived', seq: h.seq, rows_behind: last - h.seq, mac: macState, finding: null };
+  const [row] = await store.events.after(h.seq - 1, 1);
+  const at = row?.seq === h.seq ? row : null;
+  if (at?.hash !== h.hash && !rep.breach)
     rep.breach = { seq: h.seq, kind: 'truncated', message: `row ${h.seq} is not the row audit_log/HEAD records: the chain was cut back and rewritten from there` };
-  return { state: h.seq === last ? 'match' : 'behind', seq: h.seq, rows_behind: last - h.seq, mac: macState };
+  // Only the keyed writer of a keyed row publishes a HEAD naming it, and it writes that HEAD keyed.
+  const finding = h.mac === null && at?.mac != null ? `audit_log/HEAD (seq ${h.seq}) was written without the audit key but names a keyed row: rows after it may have been cut off and HEAD rewritten` : null;
+  return { state: h.seq === last ? 'match' : 'behind', seq: h.seq, rows_behind: last - h.seq, mac: macState, finding };
 }

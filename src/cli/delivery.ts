@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { UsageError } from '../kernel/errors.js';
 import { writePrivateFile } from '../kernel/files.js';
 import type { IssuedKey } from '../app/keys.js';
+import type { DeliveryOutcome } from '../app/rotation.js';
 
 export interface DeliveryFlags {
   outDir?: string;
@@ -37,14 +38,19 @@ export function hasDelivery(f: DeliveryFlags): boolean {
 
 const HOOK_ENV_DROP = ['DSK_PASSPHRASE_FILES', 'DSK_HSM_PIN', 'DSK_OTP'];
 
+/**
+ * Delivers one key; the outcome is recorded per successor (app/rotation.ts), so a failed or
+ * interrupted delivery is retried by the next `rotate --due`. At least once: a hook may get the
+ * same key again after a crash, and an --out-dir file already holding this key counts as delivered.
+ */
 export function deliverer(f: DeliveryFlags, log: Delivered[]) {
-  return (k: IssuedKey, oldId: string): void => {
+  return (k: IssuedKey, oldId: string): DeliveryOutcome => {
     const d: Delivered = { key_id: k.id, old_key_id: oldId };
     const body = JSON.stringify(k, null, 2) + '\n';
     try {
       if (f.outDir !== undefined) {
         d.file = path.join(path.resolve(f.outDir), `${k.id}.json`);
-        writePrivateFile(d.file, body, { exclusive: true });
+        if (!holdsKey(d.file, k.id)) writePrivateFile(d.file, body, { exclusive: true });
       }
     } catch (e) {
       d.error = `writing ${d.file}: ${(e as Error).message}`;
@@ -57,5 +63,14 @@ export function deliverer(f: DeliveryFlags, log: Delivered[]) {
       if (r.status !== 0) d.error = `--exec exited ${r.status ?? r.signal ?? 'abnormally'}`;
     }
     log.push(d);
+    return d.error ? { ok: false, error: d.error } : { ok: true };
   };
+}
+
+function holdsKey(file: string, id: string): boolean {
+  try {
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { id?: unknown }).id === id;
+  } catch {
+    return false;
+  }
 }

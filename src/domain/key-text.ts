@@ -12,6 +12,7 @@
  * whole text is stored.
  */
 import { zlibCrc32 } from '../kernel/crc32.js';
+import { UsageError } from '../kernel/errors.js';
 
 export const KEY_PREFIX = 'dsk';
 export const KEY_ID_LENGTH = 12;
@@ -50,4 +51,26 @@ export function parseApiKey(text: string): ParsedKey {
   if (!m) return { ok: false, reason: 'MALFORMED' };
   if (checksum(text.slice(0, 81)) !== m[3]) return { ok: false, reason: 'BAD_CHECKSUM' };
   return { ok: true, id: m[1], secret: m[2] };
+}
+
+/** Anything in the text that could be a secret: a key (or its start), a signing secret, a long hex run. */
+const KEY_IN_TEXT = /dsk_([0-9a-f]{12})_/;
+const SECRETISH = /dsk_|dss_|[0-9a-f]{20,}|[A-Za-z0-9_-]{40,}/;
+
+/**
+ * Refuses a value that is not a key id, without repeating anything that may be secret: a pasted
+ * API key is named by its id only ("the id is 3f9a2c7d1e8b"), a signing secret or other long token
+ * is not shown at all. Short, harmless typos are quoted so the user sees what was wrong.
+ */
+export function assertKeyId(text: string, what = 'key id'): void {
+  if (ID_PATTERN.test(text)) return;
+  const k = KEY_IN_TEXT.exec(text);
+  if (k)
+    throw new UsageError('ERR_KEY_PASTED', `this looks like an API key, not a ${what}; the id is ${k[1]} (dsk_${k[1]}_…)`, {
+      hint: `pass the id: ${k[1]}. A key typed on a command line is in shell history and visible in ps: if it was exposed, rotate it`,
+    });
+  if (text.includes('dss_'))
+    throw new UsageError('ERR_KEY_PASTED', `this looks like a signing secret, not a ${what}`, { hint: 'pass the 12-character key id (dsk keys list shows it); if the secret was exposed, rotate the key' });
+  const shown = text.length <= 40 && !SECRETISH.test(text) && /^[\x20-\x7e]*$/.test(text) ? `'${text}'` : `the value given (${text.length} characters, not shown)`;
+  throw new UsageError('ERR_KEY_ID', `${shown} is not a ${what} (12 hex characters, as shown by dsk keys list)`);
 }

@@ -2,11 +2,13 @@
  * The gateway's writer thread. Usage counters and batched refusal rows are committed here, on a
  * store connection of its own, because a commit with synchronous=FULL waits for several fsyncs
  * (tens of milliseconds on a busy disk) and would otherwise stall every request in flight once a
- * second. Counters and rows of one batch commit together in one transaction.
+ * second. Counters and rows of one batch commit together in one transaction; then audit_log/HEAD
+ * moves to the new head, as after every CLI transaction.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { openStore } from '../store/open.js';
 import { appendAudit } from '../audit/writer.js';
+import { publishHead } from '../audit/head.js';
 import { systemClock } from '../kernel/clock.js';
 
 export interface FlushBatch {
@@ -31,6 +33,15 @@ parentPort!.on('message', async (b: FlushBatch | 'close') => {
       for (const [id, n, last] of b.counts) await tx.usage.bump(id, n, last);
       for (const r of b.rows) await appendAudit(tx, r, systemClock, key);
     });
+    if (b.rows.length) {
+      // Like every writer, move audit_log/HEAD after the commit (once per flush), so rows the
+      // gateway wrote cannot be cut off the end unnoticed. A failure leaves HEAD behind, not wrong.
+      try {
+        await publishHead(store, home, key, systemClock.now());
+      } catch {
+        // the next flush (or any writer) moves it
+      }
+    }
     parentPort!.postMessage({ seq: b.seq, ok: true });
   } catch (e) {
     parentPort!.postMessage({ seq: b.seq, ok: false, error: (e as Error).message });

@@ -30,6 +30,8 @@ export async function startStubUpstream(opts: { port?: number; record?: boolean 
       } catch {
         body = {};
       }
+      // JSON that is not an object (null, a number, a list): treat as an empty request, never crash.
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) body = {};
       const json = (status: number, v: unknown) => {
         const s = JSON.stringify(v);
         res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });

@@ -11,8 +11,61 @@ import { ConflictError, IntegrityError, NotFoundError, UnavailableError } from '
 export const FILE_MODE = 0o600;
 export const DIR_MODE = 0o700;
 
+/** `.<name>.<pid>-<random>.tmp` beside the destination: the pid lets a later run tell a leftover from a live write. */
 function tmpName(dest: string): string {
-  return path.join(path.dirname(dest), `.${path.basename(dest)}.${crypto.randomBytes(6).toString('hex')}.tmp`);
+  return path.join(path.dirname(dest), `.${path.basename(dest)}.${process.pid}-${crypto.randomBytes(6).toString('hex')}.tmp`);
+}
+
+const TMP_WITH_PID = /^\..+\.(\d+)-[0-9a-f]{12}\.tmp$/;
+/** The name older dsk releases used, without the writer's pid. */
+const TMP_LEGACY = /^\..+\.[0-9a-f]{12}\.tmp$/;
+/** A legacy temporary file this old cannot belong to a write in progress (writes take milliseconds). */
+const LEGACY_TMP_AGE_MS = 10 * 60_000;
+
+export function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Removes temporary files that writePrivateFile left in `dir` when its process was killed between
+ * creating and renaming them (kill -9, power cut): those of a dead pid, and unnamed ones older than
+ * ten minutes. A temporary file of a live process is a write in progress and stays. Returns the
+ * names removed. Best effort: a file that cannot be removed is left for the next run.
+ */
+export function removeLeftoverTempFiles(dir: string, now = Date.now()): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const n of names) {
+    const m = TMP_WITH_PID.exec(n);
+    let stale = false;
+    if (m) stale = !pidAlive(Number(m[1]));
+    else if (TMP_LEGACY.test(n)) {
+      try {
+        stale = now - fs.lstatSync(path.join(dir, n)).mtimeMs > LEGACY_TMP_AGE_MS;
+      } catch {
+        stale = false;
+      }
+    }
+    if (!stale) continue;
+    try {
+      fs.unlinkSync(path.join(dir, n));
+      removed.push(n);
+    } catch {
+      // read-only home, or removed by another run: the next run tries again
+    }
+  }
+  return removed;
 }
 
 function fsyncDir(dir: string): void {
@@ -42,7 +95,7 @@ export function writePrivateFile(dest: string, data: string | Buffer, opts: { ex
     throw ioError(e, path.dirname(dest));
   }
   try {
-    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
     fs.fsyncSync(fd);
   } catch (e) {
     fs.closeSync(fd);
@@ -66,12 +119,30 @@ export function writePrivateFile(dest: string, data: string | Buffer, opts: { ex
   if (opts.syncDir !== false) fsyncDir(path.dirname(dest));
 }
 
+/**
+ * write(2) may write less than asked: at most 0x7ffff000 bytes per call on Linux, and less near a
+ * file-size limit or on some filesystems. One writeSync would then leave a silently truncated file
+ * (an audit archive over 2 GiB), so loop until every byte is written; a write that can make no
+ * progress throws (EFBIG, ENOSPC) and the temporary file is removed.
+ */
+function writeAll(fd: number, buf: Buffer): void {
+  let off = 0;
+  while (off < buf.length) {
+    const n = fs.writeSync(fd, buf, off, Math.min(buf.length - off, MAX_WRITE));
+    if (n <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    off += n;
+  }
+}
+
+/** The most one write(2) call moves on Linux; larger buffers go in several calls. */
+const MAX_WRITE = 0x7ffff000;
+
 export function ioError(e: unknown, where: string): Error {
   const code = (e as NodeJS.ErrnoException)?.code;
   if (code === 'ENOENT') return new NotFoundError('ERR_NOT_FOUND', `${where}: no such file or directory`, { cause: e });
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
     return new UnavailableError('ERR_NOT_WRITABLE', `${where}: permission denied or read-only`, { hint: 'check the ownership and mode of the path', cause: e });
-  if (code === 'ENOSPC') return new UnavailableError('ERR_DISK_FULL', `${where}: no space left on device`, { cause: e });
+  if (code === 'ENOSPC' || code === 'EFBIG' || code === 'EDQUOT') return new UnavailableError('ERR_DISK_FULL', `${where}: no space left on device (or over a file-size limit or quota)`, { cause: e });
   if (code === 'EEXIST') return new ConflictError('ERR_FILE_EXISTS', `${where} already exists`, { cause: e });
   return e instanceof Error ? e : new Error(String(e));
 }

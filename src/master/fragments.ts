@@ -152,12 +152,15 @@ export function readMetadata(fragmentsDir: string): FragmentMetadata {
   try {
     m = JSON.parse(text);
   } catch {
-    throw new IntegrityError('ERR_METADATA', `${p} is not valid JSON`, { hint: 'restore it from a backup' });
+    throw new IntegrityError('ERR_METADATA', `${p} is damaged: not valid JSON`, { hint: 'restore it from a backup of the home' });
   }
-  if (m.format !== METADATA_FORMAT || typeof m.store_id !== 'string' || !Array.isArray(m.fragments))
-    throw new IntegrityError('ERR_METADATA', `${p} is not a dsk fragment metadata file`);
+  if (m === null || typeof m !== 'object' || m.format !== METADATA_FORMAT || typeof m.store_id !== 'string' || !Array.isArray(m.fragments))
+    throw new IntegrityError('ERR_METADATA', `${p} is damaged: not a dsk fragment metadata file`, { hint: 'restore it from a backup of the home' });
   if (!Number.isInteger(m.threshold) || !Number.isInteger(m.shares) || m.threshold < 2 || m.threshold > m.shares || m.fragments.length !== m.shares)
-    throw new IntegrityError('ERR_METADATA', `${p}: threshold/shares are inconsistent`);
+    throw new IntegrityError('ERR_METADATA', `${p}: threshold/shares are inconsistent`, { hint: 'restore it from a backup of the home' });
+  const badEntry = m.fragments.findIndex((e) => e === null || typeof e !== 'object' || typeof e.file !== 'string' || !Number.isInteger(e.index) || typeof e.sha256 !== 'string');
+  if (badEntry !== -1 || typeof m.key_check_value !== 'string')
+    throw new IntegrityError('ERR_METADATA', `${p} is damaged: ${badEntry !== -1 ? `fragment entry ${badEntry + 1} is malformed` : 'key_check_value is missing'}`, { hint: 'restore it from a backup of the home' });
   m.kdf = checkKdfParams(m.kdf, p);
   return m;
 }

@@ -4,6 +4,7 @@ import { IntegrityError, NotFoundError } from '../kernel/errors.js';
 import { assertPrivate, writePrivateFile } from '../kernel/files.js';
 import { homePath } from '../kernel/home-layout.js';
 import { CONFIG_FORMAT, withDefaults, type DskConfig } from '../domain/config.js';
+import { checkConfig } from '../domain/config-schema.js';
 
 export function loadConfig(home: string): DskConfig {
   const p = homePath(home, 'config');
@@ -15,14 +16,22 @@ export function loadConfig(home: string): DskConfig {
   } catch {
     throw new NotFoundError('ERR_NO_HOME', `${home} is not a dsk home (no dsk.json)`, { hint: 'run dsk init, or point --home at an existing home' });
   }
-  let c: DskConfig;
+  return configFromText(text, p);
+}
+
+/** dsk.json's text to a checked config (defaults filled in); IntegrityError (exit 5) naming the field. */
+export function configFromText(text: string, p = 'dsk.json'): DskConfig {
+  let v: unknown;
   try {
-    c = JSON.parse(text);
+    v = JSON.parse(text);
   } catch {
-    throw new IntegrityError('ERR_CONFIG', `${p} is not valid JSON`, { hint: 'restore it from a backup' });
+    throw new IntegrityError('ERR_CONFIG', `${p} is damaged: not valid JSON`, { hint: 'restore dsk.json from a backup of the home' });
   }
-  if (c.format !== CONFIG_FORMAT) throw new IntegrityError('ERR_CONFIG', `${p}: unknown format ${String(c.format)}`);
-  return withDefaults(c);
+  if (v !== null && typeof v === 'object' && 'format' in v && v.format !== CONFIG_FORMAT)
+    throw new IntegrityError('ERR_CONFIG', `${p}: unknown format ${JSON.stringify(v.format)}`, { hint: 'a newer dsk may have written it; else restore dsk.json from a backup of the home' });
+  const c = checkConfig(v);
+  if (!c.ok) throw new IntegrityError('ERR_CONFIG', `${p} is damaged: ${c.field ? `${c.field}: ` : ''}${c.problem}`, { hint: 'fix that field, or restore dsk.json from a backup of the home' });
+  return withDefaults(c.config);
 }
 
 export function saveConfig(home: string, c: DskConfig): void {

@@ -8,6 +8,11 @@
  *   1  keys; audit events with their indexes (the first released schema)
  *   2  operators and operator_failures (created on first use before they were a migration)
  *   3  master_state (created by the first master key replacement before it was a migration)
+ *   4  deliveries: per rotated key's successor, whether it reached its callers (written in the
+ *      rotation's transaction; `rotate --due` delivers what is pending)
+ *
+ * Every engine applies the same numbers with the same tables and columns (times are epoch
+ * milliseconds: INTEGER in SQLite, BIGINT in PostgreSQL).
  */
 import { UnavailableError } from '../kernel/errors.js';
 
@@ -15,6 +20,7 @@ export const MIGRATIONS = [
   { version: 1, name: 'keys and audit events' },
   { version: 2, name: 'operators' },
   { version: 3, name: 'master state' },
+  { version: 4, name: 'rotation deliveries' },
 ] as const;
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -160,6 +160,8 @@ export interface OperatorWrites extends OperatorReads {
 export interface AuditReads {
   /** The newest row's seq and hash (null when the log is empty). */
   last(): Promise<{ seq: number; hash: string } | null>;
+  /** The highest seq of a row that has a MAC (null when none has): where a keyed writer starts checking the tail. */
+  lastKeyedSeq(): Promise<number | null>;
   /** Lowest and highest seq (cheap: no count). */
   bounds(): Promise<{ first: number | null; last: number | null }>;
   /** How many rows (may read the whole table). */
@@ -200,6 +202,32 @@ export interface AuditWrites extends AuditReads {
   setMac(seq: number, mac: string): Promise<void>;
 }
 
+/** A rotated key's successor that has not reached its callers yet (see app/rotation.ts, delivery). */
+export interface PendingDelivery {
+  key_id: string;
+  old_key_id: string;
+  name: string;
+  trigger: string;
+  /** when the rotation committed (epoch ms) */
+  created_at: number;
+  attempts: number;
+  last_error: string | null;
+}
+
+export interface DeliveryReads {
+  /** Successors not yet delivered whose key is still active or in grace, oldest rotation first. */
+  pending(): Promise<PendingDelivery[]>;
+}
+
+export interface DeliveryWrites extends DeliveryReads {
+  /** Records a new successor as undelivered, in the rotation's own transaction. */
+  add(d: { key_id: string; old_key_id: string; trigger: string; created_at: number }): Promise<void>;
+  /** Marks it delivered (no-op for an id that is not pending). */
+  delivered(keyId: string, at: number): Promise<void>;
+  /** Counts a failed attempt and keeps it pending. */
+  failed(keyId: string, error: string, at: number): Promise<void>;
+}
+
 export interface MasterStateReads {
   /** The key check value of the current master key as recorded at its last replacement (null: never replaced). */
   keyCheckValue(): Promise<string | null>;
@@ -215,6 +243,7 @@ export interface StoreReads {
   readonly operators: OperatorReads;
   readonly events: AuditReads;
   readonly masterState: MasterStateReads;
+  readonly deliveries: DeliveryReads;
 }
 
 /** Everything one transaction may read and write; valid only until its fn returns. */
@@ -224,6 +253,7 @@ export interface StoreTx {
   readonly events: AuditWrites;
   readonly usage: UsageWrites;
   readonly masterState: MasterStateWrites;
+  readonly deliveries: DeliveryWrites;
 }
 
 export interface Store extends StoreReads {

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { keyIdArg } from '../key-id.js';
 import { ctxOf, type Ctx } from '../context.js';
 import { line, printJson } from '../render.js';
 import { withHome, withUnsealed } from '../session.js';
@@ -40,6 +41,7 @@ export function register(program: Command): void {
 }
 
 async function run(ctx: Ctx, id: string, format: ExportFormat, o: Opts): Promise<void> {
+  keyIdArg(id);
   if (format === 'k8s') {
     checkK8sName(o.name, '--name');
     if (o.namespace !== undefined) checkK8sName(o.namespace, '--namespace');

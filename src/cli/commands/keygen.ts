@@ -46,7 +46,7 @@ export function register(program: Command): void {
         : undefined;
       let k: IssuedKey;
       try {
-        k = await withUnsealed(ctx, o, { permission: 'key.manage' }, (h) => issueKey(h, spec, { deliver }));
+        k = await withUnsealed(ctx, o, { permission: 'key.manage' }, (h) => issueKey(h, spec, { deliver, file: o.out }));
       } catch (e) {
         if (wrote) fs.rmSync(o.out, { force: true }); // the commit failed after the file was written
         throw e;

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { keyIdArg } from '../key-id.js';
 import { ctxOf } from '../context.js';
 import { line, listTable, paint, printJson, statusColour } from '../render.js';
 import { withHome, withUnsealed } from '../session.js';
@@ -37,6 +38,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExample:\n  dsk keys show 3f9a2c7d1e8b --json')
     .action(async (id: string, _o, cmd: Command) => {
       const ctx = ctxOf(cmd);
+      keyIdArg(id);
       const v = await withHome(ctx, { permission: null, readonly: true }, async (h) => keyView(await getKey(h, id)));
       if (ctx.json) return printJson(v);
       const c = paint(ctx);
@@ -51,6 +53,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExample:\n  dsk keys revoke 3f9a2c7d1e8b --reason "leaked in a CI log"')
     .action(async (id: string, o, cmd: Command) => {
       const ctx = ctxOf(cmd);
+      keyIdArg(id);
       // Unknown id or a key already out of use: say so before asking custodians to unseal.
       await withHome(ctx, { permission: null, readonly: true }, async (h) => assertRevocable(await getKey(h, id)));
       const r = await withUnsealed(ctx, o, { permission: 'key.manage', sensitive: true }, async (h) => keyView(await revokeKey(h, id, o.reason ?? null)));

@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
+import { keyIdArg } from '../key-id.js';
 import { ctxOf, type Ctx } from '../context.js';
 import { line, paint, printJson } from '../render.js';
 import { withHome, withUnsealed, type Access } from '../session.js';
 import { collect, passphrasesFromFiles, withUnsealOptions } from '../secrets.js';
 import { showIssued } from '../issued.js';
 import { checkDelivery, deliverer, hasDelivery, type Delivered, type DeliveryFlags } from '../delivery.js';
-import { assertRotatable, checkEmergencyTarget, emergencyTargets, rotateDue, rotateEmergency, rotateKey, type RotationReport } from '../../app/rotation.js';
+import { assertRotatable, checkEmergencyTarget, emergencyTargets, markDelivered, rotateDue, rotateEmergency, rotateKey, type RotationReport } from '../../app/rotation.js';
 import { replaceMasterKey } from '../../app/master-rotation.js';
 import { getKey } from '../../app/keys.js';
 import { acquireLock } from '../../kernel/lock.js';
@@ -75,6 +76,7 @@ deliver them with --out-dir or --exec, or later with dsk export.`,
     )
     .action(async (ids: string[], o: Opts, c: Command) => {
       const ctx = ctxOf(c);
+      for (const id of ids) keyIdArg(id);
       const mode = checkFlags(ids, o);
       checkDelivery(o);
       const graceMs = o.grace === undefined ? undefined : parseDuration(o.grace, '--grace', true);
@@ -106,15 +108,21 @@ deliver them with --out-dir or --exec, or later with dsk export.`,
         lock.release();
         for (const p of newPassphrases) p.value.fill(0);
       }
+      // Shown (or written to --out) is delivered; killed before that, the next rotate --due has it pending.
+      const shown = async (keys: string[]) => withHome(ctx, { permission: null }, (h) => markDelivered(h, keys));
       if (mode === 'manual' && !hasDelivery(o)) {
         const a = report.actions[0];
         const k = report.issued[0];
-        if (ctx.json && !o.out) return printJson({ ...k, old_key_id: ids[0], old_key_grace_until: a.action === 'rotate' ? a.grace_until : null });
-        showIssued(ctx, k, o.out);
-        if (!ctx.json && a.action === 'rotate') line(`  old key ${ids[0]} stays valid until ${a.grace_until} (grace), then is retired by dsk rotate --due`);
+        if (ctx.json && !o.out) printJson({ ...k, old_key_id: ids[0], old_key_grace_until: a.action === 'rotate' ? a.grace_until : null });
+        else {
+          showIssued(ctx, k, o.out);
+          if (!ctx.json && a.action === 'rotate') line(`  old key ${ids[0]} stays valid until ${a.grace_until} (grace), then is retired by dsk rotate --due`);
+        }
+        await shown([k.id]);
         return;
       }
       render(ctx, report, delivered, o);
+      if (o.printKeys) await shown(report.issued.map((k) => k.id));
       const failed = delivered.filter((d) => d.error);
       if (failed.length)
         throw new UnavailableError('ERR_DELIVERY', `delivery failed for ${failed.length} new key(s): ${failed.map((d) => `${d.key_id} (${d.error})`).join('; ')}`, { hint: 'the keys were rotated; deliver them again with dsk export k8s|env ID' });
@@ -180,4 +188,10 @@ function render(ctx: Ctx, r: RotationReport, delivered: Delivered[], o: Opts): v
   for (const d of delivered) line(`  delivered ${d.key_id}${d.file ? ` → ${d.file}` : ''}${d.exec_status !== undefined ? ` (exec exit ${d.exec_status})` : ''}${d.error ? c.red(` FAILED: ${d.error}`) : ''}`);
   if (o.printKeys) for (const k of issued) line(`  ${k.id}  api key ${k.api_key}  signing secret ${k.api_secret}`);
   else if (issued.length && !delivered.length) line(c.dim(`  ${issued.length} new key(s); hand them to their callers with dsk export k8s|env ID`));
+  const waiting = (r.undelivered ?? []).filter((u) => !(o.printKeys && issued.some((k) => k.id === u.key_id)));
+  if (waiting.length) {
+    line(c.yellow(`! ${waiting.length} successor key(s) not yet delivered to their callers:`));
+    for (const u of waiting) line(`  ${u.key_id} (${u.name}, replaces ${u.old_key_id}, rotated ${u.rotated_at}${u.attempts ? `, ${u.attempts} failed attempt(s)${u.last_error ? `: ${u.last_error}` : ''}` : ''})`);
+    line(c.dim(`  dsk rotate --due with --exec or --out-dir delivers them (hooks must tolerate a repeat); or dsk export k8s|env ID`));
+  }
 }

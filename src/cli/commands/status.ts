@@ -20,6 +20,8 @@ export function register(program: Command): void {
       line(`${c.bold('sealed')}    ${s.sealed ? 'yes (each command unseals, then wipes the key)' : 'no'}`);
       line(`${c.bold('keys')}      ${Object.entries(s.keys).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       line(`${c.bold('due')}       ${s.rotations_due} key(s) due for rotation`);
+      if (s.undelivered.length)
+        line(`${c.bold('delivery')}  ${c.yellow(`${s.undelivered.length} rotated key(s) not yet delivered: ${s.undelivered.map((u) => `${u.key_id} (${u.name}, replaces ${u.old_key_id})`).join(', ')}`)}; dsk rotate --due --exec … or --out-dir … delivers them`);
       line(`${c.bold('operators')} ${s.operators.mode === 'open' ? 'checks off (open mode: bootstrap; add an admin: dsk operator add NAME --role admin)' : `checks on, ${s.operators.operators} operator(s), ${s.operators.enrolled_admins} enrolled admin(s)`}`);
       const hf = s.audit.head_file;
       const hfText = !hf ? c.yellow('audit_log/HEAD missing') : hf.seq === s.audit.head_seq && hf.hash === s.audit.head_hash ? 'HEAD file agrees' : c.yellow(`HEAD file at #${hf.seq}: run dsk audit verify`);

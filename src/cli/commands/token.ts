@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
+import { keyIdArg } from '../key-id.js';
 import { ctxOf } from '../context.js';
 import { withUnsealed } from '../session.js';
 import { withUnsealOptions } from '../secrets.js';
 import { line, printJson } from '../render.js';
 import { parseDuration } from '../../kernel/duration.js';
-import { isKeyId } from '../../domain/key-text.js';
 import { UsageError } from '../../kernel/errors.js';
 import { issueKeyToken, JWT_MAX_TTL_MS } from '../../gateway/jwt.js';
 
@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExamples:\n  dsk token issue 3f2a9c1b7e4d --ttl 15m\n  TOKEN=$(dsk token issue 3f2a9c1b7e4d --ttl 1h --json | jq -r .token)')
     .action(async (id: string, o, c: Command) => {
       const ctx = ctxOf(c);
-      if (!isKeyId(id)) throw new UsageError('ERR_KEY_ID', `'${id}' is not a key id (12 hex characters, as shown by dsk keys list)`);
+      keyIdArg(id);
       const ttl = parseDuration(o.ttl, '--ttl');
       if (ttl > JWT_MAX_TTL_MS) throw new UsageError('ERR_TOKEN_TTL', '--ttl is at most 24h: tokens are meant to be short-lived', { hint: 'issue a new token when it expires' });
       const t = await withUnsealed(ctx, o, { permission: 'key.manage' }, (h) => issueKeyToken(h, id, ttl));

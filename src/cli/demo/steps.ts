@@ -6,6 +6,7 @@ import type { DemoStep } from './context.js';
 import { deriveStep, initStep, issueStep, listStep, presentStep, revokeStep, unsealStep } from './keys.js';
 import { gatewayStep } from './gateway.js';
 import { emergencyStep, rotateStep } from './rotation.js';
+import { deliveryStep } from './delivery.js';
 import { auditRowsStep, verifyStep } from './audit.js';
 import { hsmStep } from './hsm.js';
 import { operatorsStep } from './operators.js';
@@ -22,6 +23,7 @@ export const DEMO_STEPS: DemoStep[] = [
   gatewayStep,
   rotateStep,
   emergencyStep,
+  deliveryStep,
   verifyStep,
   hsmStep,
   operatorsStep,

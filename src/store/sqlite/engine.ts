@@ -23,8 +23,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import Database from 'better-sqlite3';
 import { homePath } from '../../kernel/home-layout.js';
 import { assertPrivate, ioError } from '../../kernel/files.js';
-import { ConflictError, UnavailableError } from '../../kernel/errors.js';
-import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, KeyReads, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageWrites } from '../store.js';
+import { ConflictError, IntegrityError, UnavailableError } from '../../kernel/errors.js';
+import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageWrites } from '../store.js';
 import { SCHEMA_VERSION } from '../migrations.js';
 import { checkVersions, migrate } from './migrations.js';
 import { Statements, type DB } from './statements.js';
@@ -32,6 +32,7 @@ import { SqliteKeys } from './keys.js';
 import { SqliteOperators } from './operators.js';
 import { SqliteEvents } from './events.js';
 import { SqliteMasterState } from './master-state.js';
+import { SqliteDeliveries } from './deliveries.js';
 
 const WHERE = 'the store (keys.db + audit_log/audit.db)';
 const CHUNK = 20_000;
@@ -67,7 +68,7 @@ const KEY_READS = ['get', 'list', 'all', 'countByStatus', 'countLive', 'sealedSe
 const KEY_WRITES = [...KEY_READS, 'insert', 'revoke', 'expire', 'retire', 'startGrace', 'reissued', 'reseal'] as const;
 const OP_READS = ['get', 'list', 'countEnrolled'] as const;
 const OP_WRITES = [...OP_READS, 'insert', 'remove', 'acceptCode', 'recordFailure', 'lock', 'confirmEnrolment', 'resetSecret'] as const;
-const EV_READS = ['last', 'bounds', 'count', 'hashAt', 'firstPrevHash', 'firstSeqAtOrAfter', 'hasAction', 'withAction', 'macs', 'query', 'stats'] as const;
+const EV_READS = ['last', 'lastKeyedSeq', 'bounds', 'count', 'hashAt', 'firstPrevHash', 'firstSeqAtOrAfter', 'hasAction', 'withAction', 'macs', 'query', 'stats'] as const;
 const EV_WRITES = [...EV_READS, 'insert', 'deleteThrough', 'setMac'] as const;
 
 export class SqliteStore implements Store {
@@ -77,12 +78,14 @@ export class SqliteStore implements Store {
   readonly operators: OperatorReads;
   readonly events: AuditReads;
   readonly masterState: MasterStateReads;
+  readonly deliveries: DeliveryReads;
   #db: DB;
   #mutex = new Mutex();
   #keys: SqliteKeys;
   #operators: SqliteOperators;
   #events: SqliteEvents;
   #master: SqliteMasterState;
+  #deliveries: SqliteDeliveries;
   #closed = false;
 
   private constructor(
@@ -95,11 +98,13 @@ export class SqliteStore implements Store {
     this.#operators = new SqliteOperators(st);
     this.#events = new SqliteEvents(st);
     this.#master = new SqliteMasterState(st);
+    this.#deliveries = new SqliteDeliveries(st);
     const read: Call = (f) => this.#read(f);
     this.keys = lift(this.#keys, KEY_READS, read);
     this.operators = lift(this.#operators, OP_READS, read);
     this.events = { ...lift(this.#events, EV_READS, read), ...this.#iterators(read) };
     this.masterState = lift(this.#master, ['keyCheckValue'] as const, read);
+    this.deliveries = lift(this.#deliveries, ['pending'] as const, read);
   }
 
   /** Opens (creating when `create`) the keys and audit databases of a home, migrating them to SCHEMA_VERSION. */
@@ -179,7 +184,8 @@ export class SqliteStore implements Store {
     const operators = lift(this.#operators, OP_WRITES, call) as OperatorWrites;
     const events: AuditWrites = { ...lift(this.#events, EV_WRITES, call), ...this.#iterators(call) };
     const masterState: MasterStateWrites = lift(this.#master, ['keyCheckValue', 'recordReplacement'] as const, call);
-    return { keys, usage, operators, events, masterState };
+    const deliveries: DeliveryWrites = lift(this.#deliveries, ['pending', 'add', 'delivered', 'failed'] as const, call);
+    return { keys, usage, operators, events, masterState, deliveries };
   }
 
   /** Chunked readers: each chunk is its own call, so other work (and other writers) run in between. */
@@ -238,6 +244,9 @@ function connect(home: string, opts: OpenStoreOptions): DB {
   }
   // Like ssh with ~/.ssh: database files others can read or write are refused (exit 5).
   for (const p of [keysPath, auditPath]) assertPrivate(p, 'file');
+  // SQLite takes an empty file for a new, empty database and would quietly start over: a home's
+  // databases are never empty once dsk init has run, so a 0-byte one was truncated.
+  if (!opts.create) for (const p of [keysPath, auditPath]) if (fs.statSync(p).size === 0) throw damaged(p, 'it is empty (0 bytes)');
   let db: DB;
   try {
     db = new Database(keysPath, { readonly: !!opts.readonly, fileMustExist: true });
@@ -246,7 +255,11 @@ function connect(home: string, opts: OpenStoreOptions): DB {
   }
   try {
     db.pragma(`busy_timeout = ${opts.lockTimeoutMs ?? busyTimeoutMs()}`);
-    db.prepare('ATTACH DATABASE ? AS audit').run(auditPath);
+    probe(keysPath, () => db.prepare('SELECT count(*) FROM main.sqlite_master').get());
+    probe(auditPath, () => {
+      db.prepare('ATTACH DATABASE ? AS audit').run(auditPath);
+      db.prepare('SELECT count(*) FROM audit.sqlite_master').get();
+    });
     // Refuse a newer schema before any pragma below could write to the files.
     checkVersions(db);
     if (!opts.readonly) {
@@ -263,10 +276,26 @@ function connect(home: string, opts: OpenStoreOptions): DB {
   return db;
 }
 
+/** Reads a file's header and schema, so a damaged file is named at open rather than at the first query. */
+function probe(file: string, read: () => void): void {
+  try {
+    read();
+  } catch (e) {
+    const code = (e as { code?: string })?.code ?? '';
+    if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) throw damaged(file, code === 'SQLITE_NOTADB' ? 'it is not a SQLite database (SQLITE_NOTADB)' : `its contents are corrupt (${code})`, e);
+    throw e;
+  }
+}
+
+function damaged(file: string, what: string, cause?: unknown): IntegrityError {
+  return new IntegrityError('ERR_STORE_DAMAGED', `${file} is damaged: ${what}; nothing was changed`, { hint: 'restore the home from a backup (the whole directory); dsk audit verify checks the audit log afterwards', cause });
+}
+
 /**
  * Maps SQLite failures to the brief's exit codes. A write that waited past the busy timeout is
- * exit 6 (another process holds the lock: a conflict, retry later); every other failure to write
- * (read-only, disk full, I/O error) is exit 7. Either way the transaction was rolled back, so the
+ * exit 6 (another process holds the lock: a conflict, retry later); a damaged file (not a
+ * database, corrupt pages) is exit 5 like any other integrity failure; every other failure to
+ * write (read-only, disk full, I/O error) is exit 7. Either way the transaction was rolled back, so the
  * change and its audit row were both dropped (fail closed, as Vault does).
  */
 export function mapSqliteError(e: unknown, where: string): Error {
@@ -278,7 +307,9 @@ export function mapSqliteError(e: unknown, where: string): Error {
     return new UnavailableError('ERR_STORE_FULL', `cannot write ${where}: no space left on device (${code}); ${nothing}`, { hint: 'free disk space, then retry', cause: e });
   if (code.startsWith('SQLITE_READONLY') || code === 'SQLITE_PERM' || code === 'SQLITE_AUTH')
     return new UnavailableError('ERR_STORE_UNWRITABLE', `cannot write ${where}: it is read-only (${code}); ${nothing}`, { hint: 'check that keys.db, audit_log/audit.db and their directories are writable by this user', cause: e });
-  if (code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_IOERR') || code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT')
+  if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT'))
+    return new IntegrityError('ERR_STORE_DAMAGED', `${where} is damaged: ${code === 'SQLITE_NOTADB' ? 'not a SQLite database' : 'its contents are corrupt'} (${code}); ${nothing}`, { hint: 'restore the home from a backup (the whole directory); dsk audit verify checks the audit log afterwards', cause: e });
+  if (code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_IOERR'))
     return new UnavailableError('ERR_STORE_UNWRITABLE', `cannot use ${where}: I/O error (${code}); ${nothing}`, { hint: 'check the disk, and that no stray file or directory sits at audit_log/audit.db-journal or keys.db-journal', cause: e });
   return e instanceof Error ? e : new Error(String(e));
 }

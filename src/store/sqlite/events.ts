@@ -23,6 +23,11 @@ export class SqliteEvents {
     return (this.st.get('SELECT seq, hash FROM audit.events ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined) ?? null;
   }
 
+  lastKeyedSeq(): number | null {
+    // Walks back from the newest row and stops at the first keyed one: one row in a healthy log.
+    return (this.st.get('SELECT seq FROM audit.events WHERE mac IS NOT NULL ORDER BY seq DESC LIMIT 1').get() as { seq: number } | undefined)?.seq ?? null;
+  }
+
   bounds(): { first: number | null; last: number | null } {
     // Two subqueries: SQLite answers a lone min() or max() from the index end, but not both at once.
     const b = this.st.get('SELECT (SELECT min(seq) FROM audit.events) AS first, (SELECT max(seq) FROM audit.events) AS last').get() as { first: number | null; last: number | null };

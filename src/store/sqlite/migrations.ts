@@ -83,11 +83,26 @@ CREATE TABLE IF NOT EXISTS master_state (
 );
 `;
 
+// Portable DDL: the same statement creates the table on PostgreSQL with INTEGER → BIGINT.
+const DELIVERIES_V4 = `
+CREATE TABLE IF NOT EXISTS deliveries (
+  key_id       TEXT PRIMARY KEY,
+  old_key_id   TEXT NOT NULL,
+  trigger      TEXT NOT NULL,
+  created_at   INTEGER NOT NULL,
+  delivered_at INTEGER,
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  last_error   TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(delivered_at, created_at);
+`;
+
 /** version → DDL for keys.db (main) and audit.db (schema `audit`). */
 const DDL: Record<number, { keys?: string; audit?: string }> = {
   1: { keys: KEYS_V1, audit: AUDIT_V1 },
   2: { keys: OPERATORS_V2 },
   3: { keys: MASTER_STATE_V3 },
+  4: { keys: DELIVERIES_V4 },
 };
 
 export function versions(db: DB): { keys: number; audit: number } {

@@ -109,7 +109,8 @@ async function withOptionalHome<T>(ctx: Ctx, fn: (h: Home | null) => Promise<T>)
 function renderVerify(ctx: Ctx, rep: VerifyReport | ArchiveReport, strict: boolean): void {
   const c = paint(ctx);
   const what = 'file' in rep ? `archive ${rep.file}` : 'audit chain';
-  const strictFail = strict && !rep.breach && (!rep.macs_checked || rep.unauthenticated !== null);
+  const headFinding = 'head_file' in rep ? (rep.head_file?.finding ?? null) : null;
+  const strictFail = strict && !rep.breach && (!rep.macs_checked || rep.unauthenticated !== null || headFinding !== null);
   if (ctx.json) printJson({ ...rep, ok: rep.ok && !strictFail, mode: rep.macs_checked ? 'structure+mac' : 'structure' });
   else if (!rep.breach) {
     const range = rep.rows ? `rows ${rep.first_seq}–${rep.last_seq}` : 'no rows';
@@ -120,6 +121,7 @@ function renderVerify(ctx: Ctx, rep: VerifyReport | ArchiveReport, strict: boole
       if (hf.state === 'match') line(`  audit_log/HEAD matches (seq ${hf.seq}${hm})`);
       else if (hf.state === 'behind') line(`  audit_log/HEAD is ${hf.rows_behind} row(s) behind (seq ${hf.seq}${hm}): a writer stopped before updating it`);
       else if (hf.state === 'archived') line(`  audit_log/HEAD names seq ${hf.seq}, now archived`);
+      if (hf.finding) line(c.yellow(`  ${hf.finding}`));
     }
     if ('start' in rep && rep.start.from !== 'genesis') line(`  the chain starts at seq ${rep.start.seq}, after an archive (checkpoint row ${rep.start.from.archive_row})`);
     if ('checkpoint' in rep && rep.checkpoint) line(`  matches checkpoint row ${rep.checkpoint.seq} of the live chain`);
@@ -131,6 +133,8 @@ function renderVerify(ctx: Ctx, rep: VerifyReport | ArchiveReport, strict: boole
   }
   if (rep.breach)
     throw new IntegrityError(`ERR_AUDIT_${rep.breach.kind.toUpperCase()}`, `${what} broken at seq ${rep.breach.seq} (${rep.breach.kind}): ${rep.breach.message}`, { hint: 'restore audit_log/ from a backup and investigate who could write it; dsk audit query shows the rows around it' });
+  if (strictFail && headFinding && !(rep.macs_checked && rep.unauthenticated))
+    throw new IntegrityError('ERR_AUDIT_HEAD_UNKEYED', headFinding, { hint: 'compare with a HEAD recorded elsewhere (dsk status prints it) and restore audit_log/ from a backup if rows are missing' });
   if (strictFail)
     throw new IntegrityError('ERR_AUDIT_UNAUTHENTICATED', rep.macs_checked ? `rows ${rep.unauthenticated!.from}–${rep.unauthenticated!.to} are not covered by a MAC` : 'MACs were not checked (no unseal input)', { hint: 'unseal to check MACs; any keyed write (for example dsk keygen) covers earlier unkeyed rows' });
 }

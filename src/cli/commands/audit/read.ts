@@ -3,6 +3,7 @@
  * any I/O; the query itself is src/audit/query.ts (the same one GET /dsk/audit uses).
  */
 import type { Command } from 'commander';
+import { keyIdArg } from '../../key-id.js';
 import { ctxOf } from '../../context.js';
 import { line, paint, printJson } from '../../render.js';
 import { withHome } from '../../session.js';
@@ -157,7 +158,7 @@ function filterFrom(o: { since?: string; until?: string; action?: string; actor?
   if (o.action !== undefined) f.actions = parseActions(o.action);
   if (o.actor !== undefined) f.actor = o.actor;
   if (o.key !== undefined) {
-    if (!/^[0-9a-f]{12}$/.test(o.key)) throw new UsageError('ERR_KEY_ID', `invalid --key '${o.key}': a key id is 12 hex characters`);
+    keyIdArg(o.key, '--key');
     f.keyId = o.key;
   }
   if (o.ip !== undefined) f.ip = parseIpFilter(o.ip);
