@@ -10,6 +10,8 @@
 import { z } from 'zod';
 import { parseDuration } from '../kernel/duration.js';
 import { PERMISSIONS } from './roles.js';
+import { ALERTS_SCHEMA } from './alert-rules.js';
+import { NETWORK_SCHEMA } from './network-map.js';
 import { CONFIG_FORMAT, type DskConfig } from './config.js';
 
 const duration = (allowZero: boolean) =>
@@ -46,7 +48,16 @@ export const CONFIG_SCHEMA = z
     created_at: z.string(),
     policy: policy.optional(),
     roles: z.record(roleName, z.array(z.enum(PERMISSIONS))).optional(),
-    gateway: z.record(z.string(), z.unknown()).optional(),
+    gateway: z
+      .object({
+        geoip_db: z.string().min(1).optional(),
+        asn_db: z.string().min(1).optional(),
+        anomaly_learning: duration(true).optional(),
+      })
+      .loose()
+      .optional(),
+    network: NETWORK_SCHEMA.optional(),
+    alerts: ALERTS_SCHEMA.optional(),
   })
   .loose();
 

@@ -10,11 +10,14 @@ import { openStore } from '../store/open.js';
 import { appendAudit } from '../audit/writer.js';
 import { publishHead } from '../audit/head.js';
 import { systemClock } from '../kernel/clock.js';
+import type { SideBatch } from './side-writes.js';
 
 export interface FlushBatch {
   seq: number;
   counts: [string, number, number][];
   rows: { action: string; actor: string; source_ip: string; key_id: string | null; details: Record<string, unknown> }[];
+  /** anomaly and alert rows, learned key sources (side-writes.ts) */
+  side?: SideBatch | null;
 }
 
 const { home, auditKey } = workerData as { home: string; auditKey: Uint8Array };
@@ -32,8 +35,10 @@ parentPort!.on('message', async (b: FlushBatch | 'close') => {
     await store.transaction(async (tx) => {
       for (const [id, n, last] of b.counts) await tx.usage.bump(id, n, last);
       for (const r of b.rows) await appendAudit(tx, r, systemClock, key);
+      if (b.side?.sources.length) await tx.keySources.learn(b.side.sources);
+      for (const r of b.side?.rows ?? []) await appendAudit(tx, r, systemClock, key);
     });
-    if (b.rows.length) {
+    if (b.rows.length || b.side?.rows.length) {
       // Like every writer, move audit_log/HEAD after the commit (once per flush), so rows the
       // gateway wrote cannot be cut off the end unnoticed. A failure leaves HEAD behind, not wrong.
       try {

@@ -30,6 +30,7 @@ import { Authenticator } from './authenticate.js';
 import { clientIp } from './credentials.js';
 import { KeyIndex } from './key-index.js';
 import { Metrics } from './metrics.js';
+import { Monitoring } from './monitoring.js';
 import type { GatewayOptions } from './options.js';
 import { readBody, UpstreamProxy } from './proxy.js';
 import { FailureTracker, RateLimiter, type BucketConfig } from './rate-limit.js';
@@ -53,6 +54,7 @@ export interface Gateway {
 
 export async function startGateway(home: Home, o: GatewayOptions, clock: Clock = systemClock): Promise<Gateway> {
   const { auditKey } = home.requireUnsealed();
+  const monitoring = await Monitoring.open(home); // a bad GeoIP file or webhook secret fails here, before anything starts
   // The request path only reads from this connection (the key index poll, admin endpoints). While
   // another process commits, a read waits at most 100 ms instead of freezing the event loop; a
   // failed poll keeps the last good view and tries again 250 ms later.
@@ -65,6 +67,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   const refusals = new RefusalBatch();
   const refuser = new Refuser(metrics, failures, o.failures, refusals, clock);
   const sink = new UsageSink(home.dir, auditKey, refusals, o.flushMs);
+  sink.carry(monitoring.side);
   const auth = new Authenticator(index, () => home.requireUnsealed().master);
   const signatures = new SignatureCheck(index, o);
   const routes = new RouteTable(o.routes);
@@ -98,7 +101,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     if (req.method === 'GET' && pathname === '/metrics') {
       routeLabel = '/metrics';
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      return void res.end(metrics.render({ keys: index.all().length, reloads: index.reloads }));
+      return void res.end(metrics.render({ keys: index.all().length, reloads: index.reloads }) + monitoring.renderMetrics());
     }
     const blocked = failures.blockedFor(ip, now);
     if (blocked) {
@@ -133,6 +136,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     if (wait)
       return refuser.refuse(res, ip, { status: 429, type: 'requests', code: 'rate_limit_exceeded', message: `rate limit of ${rl.rps} requests per second exceeded`, reason: 'RATE_LIMITED', action: 'RATE_LIMITED', retryAfter: wait, keyId: k.row.id }, route.name);
     sink.count(k.row.id, now);
+    monitoring.observe(k.row.id, ip, now);
     if (route.name.startsWith(ADMIN_ROUTE_PREFIX)) return admin.answer(res, route.name, target, now);
     upstream.forward(req, res, body, ip);
   }
@@ -148,6 +152,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   /** Everything but the server: timers, the index poll, upstream sockets, token keys. */
   const stopBackground = () => {
     sink.stop();
+    monitoring.stop();
     index.stop();
     upstream.close();
     auth.wipe();

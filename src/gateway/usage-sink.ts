@@ -12,10 +12,12 @@
 import { Worker } from 'node:worker_threads';
 import type { FlushBatch } from './flush-worker.js';
 import { auditRowOf, type AggregatedRow, type RefusalBatch } from './refusals.js';
+import type { SideBatch, SideWrites } from './side-writes.js';
 
 interface PendingBatch {
   counts: FlushBatch['counts'];
   raw: AggregatedRow[];
+  side: SideBatch | null;
   done: () => void;
 }
 
@@ -27,6 +29,7 @@ export class UsageSink {
   readonly #timer: NodeJS.Timeout;
   #seq = 0;
   #dead = false;
+  #side: SideWrites | null = null;
 
   constructor(
     homeDir: string,
@@ -41,6 +44,11 @@ export class UsageSink {
     this.#writer.on('error', () => this.#died());
     this.#timer = setInterval(() => void this.flush(), flushMs);
     this.#timer.unref();
+  }
+
+  /** Other writes to commit with each flush (anomaly and alert rows, learned sources). */
+  carry(side: SideWrites): void {
+    this.#side = side;
   }
 
   /** One accepted request of key `keyId` at `nowMs`. */
@@ -65,6 +73,7 @@ export class UsageSink {
     if (!m.ok) {
       this.#restoreCounts(b.counts);
       this.refusals.restore(b.raw);
+      if (b.side) this.#side?.restore(b.side);
     }
     b.done();
   }
@@ -74,22 +83,24 @@ export class UsageSink {
     for (const [seq, b] of this.#pending) {
       this.#pending.delete(seq);
       this.refusals.restore(b.raw);
+      if (b.side) this.#side?.restore(b.side);
       b.done();
     }
   }
 
   /** Sends what is pending to the writer; resolves when every batch sent so far is settled. */
   flush(): Promise<void> {
-    if (!this.#dead && (this.#usage.size || this.refusals.size)) {
+    if (!this.#dead && (this.#usage.size || this.refusals.size || this.#side?.size)) {
       const counts = [...this.#usage.entries()].map(([id, u]) => [id, u.n, u.last] as [string, number, number]);
       this.#usage.clear();
       const raw = this.refusals.take();
       const rows = raw.map(auditRowOf);
+      const side = this.#side?.take() ?? null;
       const seq = ++this.#seq;
-      const settled = new Promise<void>((done) => this.#pending.set(seq, { counts, raw, done }));
+      const settled = new Promise<void>((done) => this.#pending.set(seq, { counts, raw, side, done }));
       this.#settled.set(seq, settled);
       void settled.then(() => this.#settled.delete(seq));
-      this.#writer.postMessage({ seq, counts, rows } satisfies FlushBatch);
+      this.#writer.postMessage({ seq, counts, rows, side } satisfies FlushBatch);
     }
     return Promise.all([...this.#settled.values()]).then(() => undefined);
   }

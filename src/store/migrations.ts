@@ -10,6 +10,8 @@
  *   3  master_state (created by the first master key replacement before it was a migration)
  *   4  deliveries: per rotated key's successor, whether it reached its callers (written in the
  *      rotation's transaction; `rotate --due` delivers what is pending)
+ *   6  key_sources: each key's learned history of where it was used from (site, country, ASN),
+ *      which the gateway's anomaly check compares new sources against
  *
  * Every engine applies the same numbers with the same tables and columns (times are epoch
  * milliseconds: INTEGER in SQLite, BIGINT in PostgreSQL).
@@ -21,6 +23,7 @@ export const MIGRATIONS = [
   { version: 2, name: 'operators' },
   { version: 3, name: 'master state' },
   { version: 4, name: 'rotation deliveries' },
+  { version: 6, name: 'key sources' },
 ] as const;
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -228,6 +228,25 @@ export interface DeliveryWrites extends DeliveryReads {
   failed(keyId: string, error: string, at: number): Promise<void>;
 }
 
+/** A place a key was first seen used from (the gateway's source labels; see gateway/anomaly.ts). */
+export interface KeySourceRow {
+  key_id: string;
+  kind: 'site' | 'country' | 'asn';
+  value: string;
+  /** epoch ms */
+  first_seen: number;
+}
+
+export interface KeySourceReads {
+  /** Every learned row, by key then first sighting. */
+  all(): Promise<KeySourceRow[]>;
+}
+
+export interface KeySourceWrites extends KeySourceReads {
+  /** Adds the rows not yet present (a row already there is left unchanged). */
+  learn(rows: KeySourceRow[]): Promise<void>;
+}
+
 export interface MasterStateReads {
   /** The key check value of the current master key as recorded at its last replacement (null: never replaced). */
   keyCheckValue(): Promise<string | null>;
@@ -244,6 +263,7 @@ export interface StoreReads {
   readonly events: AuditReads;
   readonly masterState: MasterStateReads;
   readonly deliveries: DeliveryReads;
+  readonly keySources: KeySourceReads;
 }
 
 /** Everything one transaction may read and write; valid only until its fn returns. */
@@ -254,6 +274,7 @@ export interface StoreTx {
   readonly usage: UsageWrites;
   readonly masterState: MasterStateWrites;
   readonly deliveries: DeliveryWrites;
+  readonly keySources: KeySourceWrites;
 }
 
 export interface Store extends StoreReads {

@@ -24,7 +24,7 @@ import Database from 'better-sqlite3';
 import { homePath } from '../../kernel/home-layout.js';
 import { assertPrivate, ioError } from '../../kernel/files.js';
 import { ConflictError, IntegrityError, UnavailableError } from '../../kernel/errors.js';
-import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageWrites } from '../store.js';
+import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeySourceReads, KeySourceWrites, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageWrites } from '../store.js';
 import { SCHEMA_VERSION } from '../migrations.js';
 import { checkVersions, migrate } from './migrations.js';
 import { Statements, type DB } from './statements.js';
@@ -33,6 +33,7 @@ import { SqliteOperators } from './operators.js';
 import { SqliteEvents } from './events.js';
 import { SqliteMasterState } from './master-state.js';
 import { SqliteDeliveries } from './deliveries.js';
+import { SqliteKeySources } from './key-sources.js';
 
 const WHERE = 'the store (keys.db + audit_log/audit.db)';
 const CHUNK = 20_000;
@@ -79,6 +80,7 @@ export class SqliteStore implements Store {
   readonly events: AuditReads;
   readonly masterState: MasterStateReads;
   readonly deliveries: DeliveryReads;
+  readonly keySources: KeySourceReads;
   #db: DB;
   #mutex = new Mutex();
   #keys: SqliteKeys;
@@ -86,6 +88,7 @@ export class SqliteStore implements Store {
   #events: SqliteEvents;
   #master: SqliteMasterState;
   #deliveries: SqliteDeliveries;
+  #keySources: SqliteKeySources;
   #closed = false;
 
   private constructor(
@@ -99,12 +102,14 @@ export class SqliteStore implements Store {
     this.#events = new SqliteEvents(st);
     this.#master = new SqliteMasterState(st);
     this.#deliveries = new SqliteDeliveries(st);
+    this.#keySources = new SqliteKeySources(st);
     const read: Call = (f) => this.#read(f);
     this.keys = lift(this.#keys, KEY_READS, read);
     this.operators = lift(this.#operators, OP_READS, read);
     this.events = { ...lift(this.#events, EV_READS, read), ...this.#iterators(read) };
     this.masterState = lift(this.#master, ['keyCheckValue'] as const, read);
     this.deliveries = lift(this.#deliveries, ['pending'] as const, read);
+    this.keySources = lift(this.#keySources, ['all'] as const, read);
   }
 
   /** Opens (creating when `create`) the keys and audit databases of a home, migrating them to SCHEMA_VERSION. */
@@ -185,7 +190,8 @@ export class SqliteStore implements Store {
     const events: AuditWrites = { ...lift(this.#events, EV_WRITES, call), ...this.#iterators(call) };
     const masterState: MasterStateWrites = lift(this.#master, ['keyCheckValue', 'recordReplacement'] as const, call);
     const deliveries: DeliveryWrites = lift(this.#deliveries, ['pending', 'add', 'delivered', 'failed'] as const, call);
-    return { keys, usage, operators, events, masterState, deliveries };
+    const keySources: KeySourceWrites = lift(this.#keySources, ['all', 'learn'] as const, call);
+    return { keys, usage, operators, events, masterState, deliveries, keySources };
   }
 
   /** Chunked readers: each chunk is its own call, so other work (and other writers) run in between. */

@@ -97,12 +97,24 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(delivered_at, created_at);
 `;
 
+// One row per (key, kind, value) the key was first seen from; portable DDL like DELIVERIES_V4.
+const KEY_SOURCES_V6 = `
+CREATE TABLE IF NOT EXISTS key_sources (
+  key_id     TEXT NOT NULL,
+  kind       TEXT NOT NULL CHECK (kind IN ('site','country','asn')),
+  value      TEXT NOT NULL,
+  first_seen INTEGER NOT NULL,
+  PRIMARY KEY (key_id, kind, value)
+);
+`;
+
 /** version → DDL for keys.db (main) and audit.db (schema `audit`). */
 const DDL: Record<number, { keys?: string; audit?: string }> = {
   1: { keys: KEYS_V1, audit: AUDIT_V1 },
   2: { keys: OPERATORS_V2 },
   3: { keys: MASTER_STATE_V3 },
   4: { keys: DELIVERIES_V4 },
+  6: { keys: KEY_SOURCES_V6 },
 };
 
 export function versions(db: DB): { keys: number; audit: number } {
