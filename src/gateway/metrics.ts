@@ -32,6 +32,14 @@ export class Metrics {
     this.#authFailures.set(reason, (this.#authFailures.get(reason) ?? 0) + 1);
   }
 
+  /** Every request counter as (key, route, status, total), for the alert rules (alerts.ts). */
+  *requestCounters(): IterableIterator<[string, string, number, number]> {
+    for (const [k, n] of this.#requests) {
+      const [key, route, status] = k.split('\u0000');
+      yield [key, route, Number(status), n];
+    }
+  }
+
   upstreamError(): void {
     this.#upstreamErrors++;
   }

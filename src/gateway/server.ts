@@ -46,6 +46,8 @@ export interface Gateway {
   port: number;
   metrics: Metrics;
   index: KeyIndex;
+  /** source labels, anomalies, alerts */
+  monitoring: Monitoring;
   /** writes pending usage and audit rows now (on the writer thread) */
   flush(): Promise<void>;
   /** stop accepting, drain in-flight requests (up to drainMs), flush, stop timers */
@@ -54,14 +56,14 @@ export interface Gateway {
 
 export async function startGateway(home: Home, o: GatewayOptions, clock: Clock = systemClock): Promise<Gateway> {
   const { auditKey } = home.requireUnsealed();
-  const monitoring = await Monitoring.open(home); // a bad GeoIP file or webhook secret fails here, before anything starts
+  const metrics = new Metrics();
+  const monitoring = await Monitoring.open(home, metrics, clock); // a bad GeoIP file or webhook secret fails here, before anything starts
   // The request path only reads from this connection (the key index poll, admin endpoints). While
   // another process commits, a read waits at most 100 ms instead of freezing the event loop; a
   // failed poll keeps the last good view and tries again 250 ms later.
   const previousBusy = await home.store.setLockTimeout(100);
   const index = await KeyIndex.load(home);
   index.start(o.pollMs);
-  const metrics = new Metrics();
   const limiter = new RateLimiter();
   const failures = new FailureTracker(o.failures);
   const refusals = new RefusalBatch();
@@ -176,6 +178,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     port: addr.port,
     metrics,
     index,
+    monitoring,
     flush: () => sink.flush(),
     close() {
       closing ??= (async () => {

@@ -9,6 +9,8 @@ import { getKey } from '../../app/keys.js';
 import { writePrivateFile } from '../../kernel/files.js';
 import { UsageError } from '../../kernel/errors.js';
 import { iso } from '../../kernel/clock.js';
+import { alertRules, type AlertsConfig } from '../../domain/alert-rules.js';
+import { prometheusRules } from '../../domain/prometheus-rules.js';
 
 interface Opts {
   name: string;
@@ -38,6 +40,24 @@ export function register(program: Command): void {
   )
     .addHelpText('after', '\nExamples:\n  dsk export env 3f9a2c7d1e8b --out /etc/chat-frontend/deepseek.env\n  dsk export env 3f9a2c7d1e8b --json')
     .action((id: string, o: Opts, c: Command) => run(ctxOf(c), id, 'env', o));
+  exp
+    .command('prometheus-rules')
+    .description('print the alerts of dsk.json as a Prometheus rules file (for rule_files in prometheus.yml)')
+    .option('--out <file>', 'write to this new file instead of stdout')
+    .addHelpText('after', '\nExamples:\n  dsk export prometheus-rules > /etc/prometheus/rules/dsk.yml && promtool check rules /etc/prometheus/rules/dsk.yml\n  dsk export prometheus-rules --json')
+    .action((o: { out?: string }, c: Command) => rules(ctxOf(c), o));
+}
+
+async function rules(ctx: Ctx, o: { out?: string }): Promise<void> {
+  const alerts = await withHome(ctx, { permission: null, readonly: true }, async (h) => alertRules(h.config.alerts as AlertsConfig | undefined));
+  const text = prometheusRules(alerts);
+  if (o.out) {
+    writePrivateFile(o.out, text, { exclusive: true });
+    if (ctx.json) return printJson({ format: 'prometheus-rules', alerts: alerts.length, written_to: o.out });
+    return line(`wrote ${alerts.length} alert rule(s) to ${o.out}`);
+  }
+  if (ctx.json) return printJson({ format: 'prometheus-rules', alerts: alerts.length, names: alerts.map((a) => a.name), content: text });
+  process.stdout.write(text);
 }
 
 async function run(ctx: Ctx, id: string, format: ExportFormat, o: Opts): Promise<void> {
