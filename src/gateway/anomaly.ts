@@ -21,7 +21,7 @@ type Kind = (typeof KINDS)[number];
 
 interface KeyHistory {
   since: number;
-  seen: Map<Kind, string[]>;
+  seen: Map<Kind, Set<string>>;
 }
 
 export interface Anomaly {
@@ -46,23 +46,24 @@ export class SourceHistory {
     let h = this.#keys.get(keyId);
     if (!h) this.#keys.set(keyId, (h = { since: at, seen: new Map() }));
     h.since = Math.min(h.since, at);
-    const list = h.seen.get(kind);
-    if (list) list.push(value);
-    else h.seen.set(kind, [value]);
+    const set = h.seen.get(kind);
+    if (set) set.add(value);
+    else h.seen.set(kind, new Set([value]));
     return h;
   }
 
   /** Records the source of one accepted request of `keyId`; an ANOMALY row for each new label past learning. */
   observe(keyId: string, ip: string, labels: SourceLabels, now: number): Anomaly[] {
-    const found: Anomaly[] = [];
     const h = this.#keys.get(keyId);
+    if (h && known(h, labels)) return NONE;
+    const found: Anomaly[] = [];
     for (const kind of KINDS) {
       const value = labels[kind];
       if (value === undefined) continue;
-      const list = h?.seen.get(kind);
-      if (list?.includes(value)) continue;
+      const set = h?.seen.get(kind);
+      if (set?.has(value)) continue;
       const learning = !h || now < h.since + this.learningMs;
-      if (!learning) found.push({ kind, value, known: list ? list.slice(0, 20) : [] });
+      if (!learning) found.push({ kind, value, known: set ? [...set].slice(0, 20) : [] });
       this.#remember(keyId, kind, value, now);
       this.out.learned({ key_id: keyId, kind, value, first_seen: now });
     }
@@ -81,8 +82,15 @@ export class SourceHistory {
 
   /** The learned values of one key (for tests and `dsk top`). */
   history(keyId: string): Partial<Record<Kind, string[]>> {
-    return Object.fromEntries(this.#keys.get(keyId)?.seen ?? []);
+    return Object.fromEntries([...(this.#keys.get(keyId)?.seen ?? [])].map(([k, v]) => [k, [...v]]));
   }
+}
+
+const NONE: Anomaly[] = [];
+
+/** The common case, checked without allocating: every label of the source is already known. */
+function known(h: KeyHistory, l: SourceLabels): boolean {
+  return (l.site === undefined || !!h.seen.get('site')?.has(l.site)) && (l.country === undefined || !!h.seen.get('country')?.has(l.country)) && (l.asn === undefined || !!h.seen.get('asn')?.has(l.asn));
 }
 
 function plain(l: SourceLabels): Record<string, string> {
