@@ -172,7 +172,7 @@ describe('the gateway learns where each key is used from', () => {
 });
 
 describe('dsk serve with a bad GeoIP setting', () => {
-  it('exits before listening: 4 for a missing file, 5 for a damaged one, 5 for a damaged network map', () => {
+  it('exits before asking for a passphrase: 4 for a missing file, 5 for a damaged one, 5 for a damaged network map', () => {
     const m = makeHome();
     const cfgPath = path.join(m.home, 'dsk.json');
     const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
@@ -183,10 +183,12 @@ describe('dsk serve with a bad GeoIP setting', () => {
       [{ gateway: { geoip_db: bad } }, 5, /is not a readable MaxMind database/],
       [{ gateway: { asn_db: CITY } }, 5, /gateway\.asn_db .* is a GeoIP2-City database; expected an ASN database/],
       [{ network: { '10.0.0.0/99': 'x' } }, 5, /network\.10\.0\.0\.0\/99: expected a CIDR block/],
+      [{ alerts: { rules: [], webhook: { url: 'http://127.0.0.1:9/', secret_file: '/nonexistent/secret' } } }, 4, /alerts\.webhook\.secret_file '\/nonexistent\/secret' does not exist/],
     ];
     for (const [extra, code, message] of cases) {
       fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, ...extra }));
-      const r = dsk(['serve', '--upstream', 'http://127.0.0.1:1', '--listen', '127.0.0.1:0'], { env: m.env });
+      // no passphrase source at all: the error must come before the unseal would fail
+      const r = dsk(['serve', '--upstream', 'http://127.0.0.1:1', '--listen', '127.0.0.1:0'], { env: { DSK_HOME: m.home } });
       expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code, stderr: expect.stringMatching(message) });
       expect(r.stderr.split('\n').filter(Boolean).length).toBeLessThanOrEqual(2);
     }

@@ -22,6 +22,17 @@ function esc(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
+/**
+ * Checks the files the monitoring settings of `config` name (GeoIP databases, webhook secret)
+ * without keeping anything, so `dsk serve` can refuse them before anyone types a passphrase.
+ */
+export function checkMonitoringFiles(config: Home['config']): void {
+  const g = (config.gateway ?? {}) as { geoip_db?: string; asn_db?: string };
+  new SourceLabeler({ geoipDb: g.geoip_db, asnDb: g.asn_db });
+  const w = webhookConfig(config.alerts as AlertsConfig | undefined);
+  if (w) readWebhookSecret(w.secretFile).fill(0);
+}
+
 export class Monitoring {
   private constructor(
     readonly labeler: SourceLabeler,

@@ -6,6 +6,7 @@ import { readSecretFile, withUnsealOptions } from '../secrets.js';
 import { printJson } from '../render.js';
 import { loadConfig } from '../../store/config-file.js';
 import { gatewayOptions, startGateway, type GatewayOverrides } from '../../gateway/server.js';
+import { checkMonitoringFiles } from '../../gateway/monitoring.js';
 import { parsePositiveInt } from '../../kernel/duration.js';
 
 /** Each gateway option's flag has the option's name in kebab case: maxBody is --max-body. */
@@ -44,7 +45,9 @@ export function register(program: Command): void {
       for (const f of ['maxBody', 'rps', 'burst', 'maxFailures'] as const) if (o[f] !== undefined) flags[f] = parsePositiveInt(o[f], flagOf(f));
       // Reject bad flags and config before asking anyone for a passphrase. A value from a flag is
       // named by its flag, one from dsk.json by its key there.
-      const opts = gatewayOptions(loadConfig(ctx.home).gateway, flags, flagOf);
+      const config = loadConfig(ctx.home);
+      const opts = gatewayOptions(config.gateway, flags, flagOf);
+      checkMonitoringFiles(config); // GeoIP databases, webhook secret
       if (o.upstreamKeyFile) opts.upstreamAuthorization = `Bearer ${readSecretFile(o.upstreamKeyFile, 'upstream key').toString()}`;
       await withUnsealed(ctx, o, { permission: 'key.manage' }, async (h) => {
         const gw = await startGateway(h, opts);
