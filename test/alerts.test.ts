@@ -212,6 +212,7 @@ describe('the gateway raises alerts', () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ actor: 'dsk serve', alert: 'BruteForce', state: 'firing' });
     expect(rx.got).toHaveLength(2);
+    expect(JSON.parse(dsk(['audit', 'verify', '--json'], { env }).stdout)).toMatchObject({ ok: true });
     expect(webhookSignature(Buffer.from(SECRET), 1, '{}')).toBe(`sha256=${createHmac('sha256', SECRET).update('1.{}').digest('hex')}`);
     await rx.close();
   });
@@ -231,7 +232,8 @@ describe('the gateway raises alerts', () => {
         expect((await call(`${gw!.url}/v1/models`, { headers: { Authorization: `Bearer ${k.a.api_key}` } })).status).toBe(200);
         times.push(performance.now() - t0);
       }
-      expect({ mode, slowest: Math.max(...times) < 500 }).toEqual({ mode, slowest: true });
+      // a gateway that waited for the webhook would take its 3 s timeout; a loaded machine stays well under 1.5 s
+      expect({ mode, slowest: Math.max(...times) < 1500 }).toEqual({ mode, slowest: true });
       const m = await (await fetch(`${gw!.url}/metrics`)).text();
       expect(m).toMatch(/^dsk_gateway_alert_firing\{alert="BruteForce"\} 1$/m);
       if (mode === 'hang') expect(rx.got.length).toBeGreaterThanOrEqual(1);
