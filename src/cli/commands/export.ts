@@ -20,7 +20,7 @@ interface Opts {
 }
 
 export function register(program: Command): void {
-  const exp = program.command('export').description('hand a key to a workload: Kubernetes Secret manifest or env lines');
+  const exp = program.command('export').description('hand a key to a workload (Kubernetes Secret manifest, env lines); the alerts as Prometheus rules');
   withUnsealOptions(
     exp
       .command('k8s <id>')
