@@ -1,8 +1,8 @@
 /**
  * Alert rules: the engine against real counters and a real store (ticks driven by hand with a fixed
  * clock), then the gateway end to end with a webhook receiver on loopback that checks the
- * signature, a receiver that is down or slow (requests are not delayed; the alert stays in the
- * audit), and the exported rules file checked by the real `promtool check rules`.
+ * signature, and a receiver that is down or slow (requests are not delayed; the alert stays in the
+ * audit). The /metrics text is linted by the real `promtool check metrics`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHmac, timingSafeEqual } from 'node:crypto';
@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { call, gateway, keys, openTestHome, startStubUpstream, type Gateway, type StubUpstream } from './gwkit.js';
-import { dsk, makeHome, requireTool, tmpDir } from './helpers.js';
+import { dsk, requireTool, tmpDir } from './helpers.js';
 import type { Home } from '../src/app/home.js';
 import type { IssuedKey } from '../src/app/keys.js';
 import { fixedClock } from '../src/kernel/clock.js';
@@ -23,7 +23,7 @@ import { Metrics } from '../src/gateway/metrics.js';
 import { SideWrites } from '../src/gateway/side-writes.js';
 import { webhookSignature } from '../src/gateway/webhook.js';
 
-const PROMTOOL = requireTool('promtool', 'the Prometheus rules tests', { install: 'apt-get install prometheus' });
+const PROMTOOL = requireTool('promtool', 'the /metrics lint in the alert tests', { install: 'apt-get install prometheus' });
 const SECRET = 'a-webhook-secret-of-some-length-0123456789';
 
 let h: Home;
@@ -253,60 +253,5 @@ describe('the gateway raises alerts', () => {
     h.config.alerts = { rules: [], webhook: { url: 'http://127.0.0.1:9/x', secret_file: open } };
     await expect(gateway(h, up.url)).rejects.toMatchObject({ code: 'ERR_UNSAFE_PERMISSIONS', exitCode: 5 });
     delete h.config.alerts;
-  });
-});
-
-describe.skipIf(!PROMTOOL)('dsk export prometheus-rules', () => {
-  it('prints the alerts of dsk.json as a rules file that promtool accepts, and its rules fire on the gateway metrics', () => {
-    const m = makeHome();
-    const cfgPath = path.join(m.home, 'dsk.json');
-    const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
-    cfg.alerts = {
-      rules: [
-        { name: 'HighQps', kind: 'qps', above: 1, for: '1m' },
-        { name: 'KeyQps', kind: 'qps', above: 20, per_key: true },
-        { name: 'BruteForce', kind: 'auth_failures', above: 20, window: '1m' },
-        { name: 'UpstreamErrors', kind: 'upstream_error_rate', above: 0.05, window: '5m', min_requests: 20 },
-        { name: 'Quota', kind: 'quota' },
-        { name: 'Anomaly', kind: 'anomaly', clear_after: '1h' },
-      ],
-    };
-    fs.writeFileSync(cfgPath, JSON.stringify(cfg));
-    const r = dsk(['export', 'prometheus-rules'], { env: m.env });
-    expect(r.code).toBe(0);
-    const dir = tmpDir();
-    fs.writeFileSync(path.join(dir, 'dsk.yml'), r.stdout);
-    const check = spawnSync('promtool', ['check', 'rules', path.join(dir, 'dsk.yml')], { encoding: 'utf8' });
-    expect(check.stdout + check.stderr).toContain('SUCCESS: 6 rules found');
-    expect(check.status).toBe(0);
-    // promtool's rule unit test: 2 requests a second for 3 minutes fire HighQps; a quota row fires Quota
-    fs.writeFileSync(
-      path.join(dir, 'test.yml'),
-      [
-        'rule_files: [dsk.yml]',
-        'evaluation_interval: 15s',
-        'tests:',
-        '  - interval: 15s',
-        '    input_series:',
-        '      - series: \'dsk_gateway_requests_total{key="abc",route="POST /v1/chat/completions",status="200"}\'',
-        "        values: '0+30x12'",
-        '      - series: \'dsk_gateway_audit_events_total{action="QUOTA_WARNING"}\'',
-        "        values: '0 0 1 1 1'",
-        '    alert_rule_test:',
-        '      - eval_time: 3m',
-        '        alertname: HighQps',
-        '        exp_alerts: [{ exp_labels: { source: dsk, dsk_kind: qps }, exp_annotations: { summary: "Gateway above 1 requests per second for 1m" } }]',
-        '      - eval_time: 3m',
-        '        alertname: BruteForce',
-        '        exp_alerts: []',
-        '      - eval_time: 1m',
-        '        alertname: Quota',
-        '        exp_alerts: [{ exp_labels: { source: dsk, dsk_kind: quota }, exp_annotations: { summary: "A key crossed a quota threshold" } }]',
-      ].join('\n') + '\n',
-    );
-    const t = spawnSync('promtool', ['test', 'rules', path.join(dir, 'test.yml')], { encoding: 'utf8', cwd: dir });
-    expect(t.stdout + t.stderr).toContain('SUCCESS');
-    const j = JSON.parse(dsk(['export', 'prometheus-rules', '--json'], { env: m.env }).stdout);
-    expect(j).toMatchObject({ format: 'prometheus-rules', alerts: 6, names: ['HighQps', 'KeyQps', 'BruteForce', 'UpstreamErrors', 'Quota', 'Anomaly'] });
   });
 });
