@@ -10,7 +10,8 @@
  *   body (bounded, → 413), then signature if required or sent → 401    (signature-check.ts)
  *   per-key token bucket     → 429 + Retry-After (after the signature, so a key's text without
  *        its secret cannot spend the key's budget)                      (rate-limit.ts)
- *   usage counted, then /dsk/… answered here (admin.ts) or proxied     (usage-sink.ts, proxy.ts)
+ *   usage counted, source labelled (→ ANOMALY row if new to the key), then /dsk/… answered here
+ *        (admin.ts) or proxied                         (usage-sink.ts, monitoring.ts, proxy.ts)
  *
  * Every refusal goes through refusals.ts: OpenAI's error body, /metrics, and an aggregated audit
  * row flushed once a second with the usage counters.
@@ -62,7 +63,10 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   // another process commits, a read waits at most 100 ms instead of freezing the event loop; a
   // failed poll keeps the last good view and tries again 250 ms later.
   const previousBusy = await home.store.setLockTimeout(100);
-  const index = await KeyIndex.load(home);
+  const index = await KeyIndex.load(home).catch((e) => {
+    monitoring.stop();
+    throw e;
+  });
   index.start(o.pollMs);
   const limiter = new RateLimiter();
   const failures = new FailureTracker(o.failures);
