@@ -11,6 +11,7 @@ import { auditRowsStep, verifyStep } from './audit.js';
 import { hsmStep } from './hsm.js';
 import { operatorsStep } from './operators.js';
 import { statusStep } from './status.js';
+import { doctorStep } from './doctor.js';
 
 export const DEMO_STEPS: DemoStep[] = [
   initStep,
@@ -28,5 +29,6 @@ export const DEMO_STEPS: DemoStep[] = [
   hsmStep,
   operatorsStep,
   statusStep,
+  doctorStep,
   auditRowsStep,
 ];
