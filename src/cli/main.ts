@@ -27,6 +27,7 @@ export const COMMANDS: Record<string, { summary: string; load: Loader; hidden?: 
   sign: { summary: 'print the signature headers a client must send for a request', load: () => import('./commands/sign.js') },
   serve: { summary: 'the authenticating gateway in front of an OpenAI-compatible upstream', load: () => import('./commands/serve.js') },
   token: { summary: 'issue short-lived bearer tokens (HS256 JWT) for a key', load: () => import('./commands/token.js') },
+  service: { summary: 'print a hardened systemd unit for dsk serve (credentials via LoadCredential=)', load: () => import('./commands/service.js') },
   doctor: { summary: 'check a home without unsealing: a checklist with the fix for each problem', load: () => import('./commands/doctor.js') },
   completion: { summary: 'print a shell completion script (bash, zsh or fish)', load: loadCompletion },
   __complete: { summary: 'candidates for the completion scripts', load: loadCompletion, hidden: true },

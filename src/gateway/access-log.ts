@@ -1,0 +1,115 @@
+/**
+ * The gateway's access log: one JSON line per request, for a log shipper (Loki, Elasticsearch,
+ * Vector). It records who (the key's public id), what (method, route name, path), the outcome
+ * (status, bytes in and out, latency) and from where (the client address). It never records a
+ * header, a query string or a body, so no key, token, signature or prompt reaches it; a path
+ * that carries something shaped like a key has it cut to the key's id.
+ *
+ *   {"time":"2026-11-30T20:00:00.000Z","key_id":"3f9a2c7d1e8b","method":"POST",
+ *    "route":"chat.completions","path":"/v1/chat/completions","status":200,
+ *    "latency_ms":12.3,"bytes_in":96,"bytes_out":512,"source":"10.0.0.7"}
+ *
+ * A file is opened for appending (0600) and reopened by `reopen()`: logrotate renames the file,
+ * then signals the gateway (SIGHUP, handled in the CLI), and lines go to a new file at the old
+ * name. Lines written before the reopen stay whole in the renamed file.
+ */
+import fs from 'node:fs';
+import type http from 'node:http';
+import { ioError } from '../kernel/files.js';
+
+export interface AccessEntry {
+  time: string;
+  key_id: string | null;
+  method: string;
+  route: string;
+  path: string;
+  status: number;
+  latency_ms: number;
+  bytes_in: number;
+  bytes_out: number;
+  source: string;
+}
+
+const MAX_PATH = 512;
+const KEY_LIKE = /dsk_([0-9a-f]{12})_[0-9A-Za-z_-]*/g;
+
+/** The path as logged: no query string, anything key-shaped cut to its id, bounded length. */
+export function loggedPath(target: string): string {
+  const q = target.indexOf('?');
+  const p = (q < 0 ? target : target.slice(0, q)).replace(KEY_LIKE, 'dsk_$1_…');
+  return p.length > MAX_PATH ? `${p.slice(0, MAX_PATH)}…` : p;
+}
+
+/** Counts the body bytes a response sends (streamed or not), without buffering anything. */
+export function countResponseBytes(res: http.ServerResponse): () => number {
+  let n = 0;
+  const add = (chunk: unknown, encoding?: unknown) => {
+    if (typeof chunk === 'string') n += Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+    else if (chunk instanceof Uint8Array) n += chunk.byteLength;
+  };
+  const write = res.write;
+  const end = res.end;
+  res.write = function (this: http.ServerResponse, chunk: unknown, ...rest: unknown[]) {
+    add(chunk, rest[0]);
+    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as typeof res.write;
+  res.end = function (this: http.ServerResponse, chunk?: unknown, ...rest: unknown[]) {
+    if (chunk !== undefined && typeof chunk !== 'function') add(chunk, rest[0]);
+    return (end as (...a: unknown[]) => http.ServerResponse).call(this, chunk, ...rest);
+  } as typeof res.end;
+  return () => n;
+}
+
+/** Where lines go: an open stream that can be swapped for a fresh one at the same path. */
+export class AccessLog {
+  #stream: NodeJS.WritableStream;
+  readonly #file: string | null;
+
+  private constructor(stream: NodeJS.WritableStream, file: string | null) {
+    this.#stream = stream;
+    this.#file = file;
+  }
+
+  /** Lines to stdout (the journal under systemd, or a container's log). */
+  static toStdout(): AccessLog {
+    return new AccessLog(process.stdout, null);
+  }
+
+  /** Lines appended to `file` (created 0600). Fails now, before the gateway starts, if it cannot be opened. */
+  static toFile(file: string): AccessLog {
+    return new AccessLog(openAppend(file), file);
+  }
+
+  get file(): string | null {
+    return this.#file;
+  }
+
+  write(e: AccessEntry): void {
+    this.#stream.write(JSON.stringify(e) + '\n');
+  }
+
+  /** Opens the path again (after a rename by logrotate). If that fails the old file keeps the lines, and the error is thrown. */
+  reopen(): void {
+    if (!this.#file) return;
+    const next = openAppend(this.#file);
+    const old = this.#stream;
+    this.#stream = next;
+    old.end();
+  }
+
+  /** Flushes and closes the file (stdout is left open). */
+  close(): Promise<void> {
+    if (!this.#file) return Promise.resolve();
+    return new Promise((resolve) => this.#stream.end(resolve));
+  }
+}
+
+function openAppend(file: string): fs.WriteStream {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o600);
+  } catch (e) {
+    throw ioError(e, file);
+  }
+  return fs.createWriteStream(file, { fd, flags: 'a' });
+}
