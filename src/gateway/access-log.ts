@@ -60,24 +60,42 @@ export function countResponseBytes(res: http.ServerResponse): () => number {
   return () => n;
 }
 
-/** Where lines go: an open stream that can be swapped for a fresh one at the same path. */
-export class AccessLog {
-  #stream: NodeJS.WritableStream;
-  readonly #file: string | null;
+/** How long a line may wait for others before it is written, and how much may wait. */
+const FLUSH_EVERY_MS = 50;
+const FLUSH_BYTES = 64 * 1024;
 
-  private constructor(stream: NodeJS.WritableStream, file: string | null) {
-    this.#stream = stream;
+/**
+ * Where lines go. Lines are gathered and written together every FLUSH_EVERY_MS (or at
+ * FLUSH_BYTES), with one synchronous append: a write per request cost the gateway 15-25 % more CPU
+ * per request in bench/operations.mjs (a thread-pool round trip each), an append of a batch to the
+ * page cache costs microseconds. The price: a gateway killed with SIGKILL loses the last 50 ms of
+ * lines (SIGTERM and SIGHUP write them first).
+ */
+export class AccessLog {
+  #fd: number | null;
+  readonly #file: string | null;
+  #pending: string[] = [];
+  #bytes = 0;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #onError: (e: Error) => void;
+
+  private constructor(fd: number | null, file: string | null, onError: (e: Error) => void) {
+    this.#fd = fd;
     this.#file = file;
+    this.#onError = onError;
   }
 
   /** Lines to stdout (the journal under systemd, or a container's log). */
   static toStdout(): AccessLog {
-    return new AccessLog(process.stdout, null);
+    return new AccessLog(null, null, () => {});
   }
 
-  /** Lines appended to `file` (created 0600). Fails now, before the gateway starts, if it cannot be opened. */
-  static toFile(file: string): AccessLog {
-    return new AccessLog(openAppend(file), file);
+  /**
+   * Lines appended to `file` (created 0600). Fails now, before the gateway starts, if it cannot be
+   * opened. A failed write later (a full disk) loses those lines, never a request: `onError` is told.
+   */
+  static toFile(file: string, onError: (e: Error) => void = () => {}): AccessLog {
+    return new AccessLog(openAppend(file), file, onError);
   }
 
   get file(): string | null {
@@ -85,31 +103,56 @@ export class AccessLog {
   }
 
   write(e: AccessEntry): void {
-    this.#stream.write(JSON.stringify(e) + '\n');
+    const line = JSON.stringify(e) + '\n';
+    this.#pending.push(line);
+    this.#bytes += line.length;
+    if (this.#bytes >= FLUSH_BYTES) this.flush();
+    else if (!this.#timer) {
+      this.#timer = setTimeout(() => this.flush(), FLUSH_EVERY_MS);
+      this.#timer.unref();
+    }
   }
 
-  /** Opens the path again (after a rename by logrotate). If that fails the old file keeps the lines, and the error is thrown. */
+  /** Writes the lines gathered so far. */
+  flush(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (!this.#pending.length) return;
+    const data = Buffer.from(this.#pending.join(''));
+    this.#pending = [];
+    this.#bytes = 0;
+    if (this.#fd === null) {
+      process.stdout.write(data);
+      return;
+    }
+    try {
+      for (let off = 0; off < data.length; ) off += fs.writeSync(this.#fd, data, off, data.length - off);
+    } catch (e) {
+      this.#onError(ioError(e, this.#file!) as Error);
+    }
+  }
+
+  /** Opens the path again (after a rename by logrotate). If that fails, the old file keeps the lines and the error is thrown. */
   reopen(): void {
-    if (!this.#file) return;
+    if (!this.#file || this.#fd === null) return;
     const next = openAppend(this.#file);
-    const old = this.#stream;
-    this.#stream = next;
-    old.end();
+    this.flush();
+    fs.closeSync(this.#fd);
+    this.#fd = next;
   }
 
-  /** Flushes and closes the file (stdout is left open). */
-  close(): Promise<void> {
-    if (!this.#file) return Promise.resolve();
-    return new Promise((resolve) => this.#stream.end(resolve));
+  /** Writes what is pending and closes the file (stdout is left open). */
+  close(): void {
+    this.flush();
+    if (this.#fd !== null) fs.closeSync(this.#fd);
+    this.#fd = null;
   }
 }
 
-function openAppend(file: string): fs.WriteStream {
-  let fd: number;
+function openAppend(file: string): number {
   try {
-    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o600);
+    return fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o600);
   } catch (e) {
     throw ioError(e, file);
   }
-  return fs.createWriteStream(file, { fd, flags: 'a' });
 }

@@ -76,7 +76,7 @@ export function register(program: Command): void {
         });
       } finally {
         stopHangup();
-        await accessLog?.close();
+        accessLog?.close();
       }
       // Only now, after withUnsealed closed the home: the master key is closed (a PKCS#11 module finalized).
       process.stderr.write('dsk: gateway stopped; usage counters flushed and the master key closed\n');
@@ -86,6 +86,11 @@ export function register(program: Command): void {
 /** The access log asked for, opened now so a path that cannot be written fails before anyone unseals. */
 function openAccessLog(format: string | undefined, file: string | undefined): AccessLog | null {
   if (format !== undefined && format !== 'json') throw new UsageError('ERR_ACCESS_LOG_FORMAT', `invalid --access-log '${format}': the format is json`);
-  if (file !== undefined) return AccessLog.toFile(file);
+  let warned = false;
+  const warn = (e: Error) => {
+    if (!warned) process.stderr.write(`dsk: warning: access log lines lost: ${e.message}\n`);
+    warned = true;
+  };
+  if (file !== undefined) return AccessLog.toFile(file, warn);
   return format ? AccessLog.toStdout() : null;
 }
