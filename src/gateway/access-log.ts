@@ -66,7 +66,7 @@ const FLUSH_BYTES = 64 * 1024;
 
 /**
  * Where lines go. Lines are gathered and written together every FLUSH_EVERY_MS (or at
- * FLUSH_BYTES), with one synchronous append: a write per request cost the gateway 15-25 % more CPU
+ * FLUSH_BYTES), with one synchronous append: a write per request cost the gateway 12-23 % more CPU
  * per request in bench/operations.mjs (a thread-pool round trip each), an append of a batch to the
  * page cache costs microseconds. The price: a gateway killed with SIGKILL loses the last 50 ms of
  * lines (SIGTERM and SIGHUP write them first).
