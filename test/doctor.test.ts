@@ -203,6 +203,20 @@ describe('dsk doctor', () => {
     expect(check(rep, 'audit_head').status).toBe('skip');
   });
 
+  it('a database that is not SQLite, or emptied: exit 5, the store checks skipped', () => {
+    const home = copyHome(base.home);
+    fs.writeFileSync(path.join(home, 'audit_log', 'audit.db'), 'not a database at all, just text'.repeat(200), { mode: 0o600 });
+    let { r, rep } = doctor(home);
+    expect(r.code).toBe(5);
+    expect(check(rep, 'schema')).toMatchObject({ status: 'fail', failure: 'damage' });
+    expect(check(rep, 'schema').detail).toContain('audit.db is damaged');
+    expect(check(rep, 'audit_head').status).toBe('skip');
+    fs.writeFileSync(path.join(home, 'keys.db'), '', { mode: 0o600 });
+    ({ r, rep } = doctor(home));
+    expect(r.code).toBe(5);
+    expect(check(rep, 'schema').detail).toContain('keys.db is damaged: it is empty');
+  });
+
   it('keys expiring within 7 days are a warning; a rotation overdue (the job not running) is exit 7', async () => {
     const home = copyHome(base.home);
     const env = { ...base.env, DSK_HOME: home };
