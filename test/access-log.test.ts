@@ -9,10 +9,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DSK, dsk, json, makeHome, tmpDir } from './helpers.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
 import { loggedPath } from '../src/gateway/access-log.js';
+import { formatApiKey } from '../src/domain/key-text.js';
 
 let h: ReturnType<typeof makeHome>;
 let key: { id: string; api_key: string; api_secret: string };
@@ -150,6 +152,21 @@ describe('dsk serve --access-log json', () => {
   it('logged paths: no query string, key-shaped text cut to the id, bounded', () => {
     expect(loggedPath('/v1/models?api_key=dsk_0123456789ab_' + 'f'.repeat(64) + '_AbCdEf')).toBe('/v1/models');
     expect(loggedPath('/x/dsk_0123456789ab_' + 'f'.repeat(64) + '_AbCdEf/y')).toBe('/x/dsk_0123456789ab_…/y');
-    expect(loggedPath('/' + 'a'.repeat(2000))).toHaveLength(513);
+    expect(loggedPath('/' + 'z'.repeat(2000))).toHaveLength(513);
+    expect(loggedPath('/x/dsk%5F0123456789ab%5F' + 'f'.repeat(64) + '%5FAbCdEf')).toBe('/x/dsk%5F0123456789ab%…%5FAbCdEf');
+  });
+
+  it('property: whatever surrounds a key in a request target, the logged path holds neither its secret nor the query', () => {
+    const hex = (n: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`));
+    fc.assert(
+      fc.property(hex(12), hex(64), fc.string(), fc.string(), fc.string(), (id, secret, before, after, query) => {
+        const text = formatApiKey(id, secret);
+        const out = loggedPath(`/${before.replace(/\?/g, '')}${text}${after.replace(/\?/g, '')}?${query}`);
+        expect(out).not.toContain(secret);
+        expect(loggedPath(`/${before.replace(/\?/g, '')}${encodeURIComponent(text).replace(/_/g, '%5F')}`).toLowerCase()).not.toContain(secret);
+        expect(out).not.toContain('?');
+        expect(out.length).toBeLessThanOrEqual(513);
+      }),
+    );
   });
 });

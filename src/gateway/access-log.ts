@@ -3,7 +3,8 @@
  * Vector). It records who (the key's public id), what (method, route name, path), the outcome
  * (status, bytes in and out, latency) and from where (the client address). It never records a
  * header, a query string or a body, so no key, token, signature or prompt reaches it; a path
- * that carries something shaped like a key has it cut to the key's id.
+ * that carries something shaped like a key has it cut to the key's id, and any run of 64 hex
+ * digits (a secret, however encoded around it) is cut out.
  *
  *   {"time":"2026-11-30T20:00:00.000Z","key_id":"3f9a2c7d1e8b","method":"POST",
  *    "route":"chat.completions","path":"/v1/chat/completions","status":200,
@@ -32,11 +33,13 @@ export interface AccessEntry {
 
 const MAX_PATH = 512;
 const KEY_LIKE = /dsk_([0-9a-f]{12})_[0-9A-Za-z_-]*/g;
+/** 64 hex digits or more: a key's secret however it was encoded around it (dsk%5F…), or a signature. */
+const SECRET_LIKE = /[0-9A-Fa-f]{64,}/g;
 
 /** The path as logged: no query string, anything key-shaped cut to its id, bounded length. */
 export function loggedPath(target: string): string {
   const q = target.indexOf('?');
-  const p = (q < 0 ? target : target.slice(0, q)).replace(KEY_LIKE, 'dsk_$1_…');
+  const p = (q < 0 ? target : target.slice(0, q)).replace(KEY_LIKE, 'dsk_$1_…').replace(SECRET_LIKE, '…');
   return p.length > MAX_PATH ? `${p.slice(0, MAX_PATH)}…` : p;
 }
 
