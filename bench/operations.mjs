@@ -61,7 +61,7 @@ function start(args, re) {
     const on = (d) => {
       out += d;
       const m = re.exec(out);
-      if (m) resolve(m[1]);
+      if (m) resolve(m.length > 2 ? m.slice(1) : m[1]);
     };
     p.stdout.on('data', on);
     p.stderr.on('data', on);
@@ -71,9 +71,11 @@ function start(args, re) {
 const stubPort = await start(['-e', `import(${JSON.stringify(path.join(ROOT, 'dist/gateway/stub-upstream.js'))}).then(m => m.startStubUpstream({ record: false })).then(s => console.log('port ' + s.port))`], /port (\d+)/);
 const serveArgs = [DSK, 'serve', '--upstream', `http://127.0.0.1:${stubPort}`, '--listen', '127.0.0.1:0', '--rps', '100000000', '--burst', '100000000', '--json'];
 const logFile = path.join(tmp, 'access.log');
+const STARTED = /"url":\s*"([^"]+)"[\s\S]*"pid":\s*(\d+)/;
+const started = ([url, pid]) => ({ url, pid: Number(pid) });
 const gateways = {
-  plain: JSON.parse(await start(serveArgs, /(\{"url".*\})/)),
-  logged: JSON.parse(await start([...serveArgs, '--access-log', 'json', '--access-log-file', logFile], /(\{"url".*\})/)),
+  plain: started(await start(serveArgs, STARTED)),
+  logged: started(await start([...serveArgs, '--access-log', 'json', '--access-log-file', logFile], STARTED)),
 };
 const urls = { plain: gateways.plain.url, logged: gateways.logged.url };
 /** user + system CPU of a process so far, in ms (/proc/PID/stat fields 14 and 15, clock ticks of 10 ms). */

@@ -42,9 +42,10 @@ async function serve(args: string[], env: NodeJS.ProcessEnv, urlOn: 'stdout' | '
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`dsk serve did not start: ${stderr}`)), 60_000);
     const take = (l: string) => {
-      if (!l.startsWith('{"url"')) return false;
+      const m = /"url":\s*"([^"]+)"/.exec(l);
+      if (!m) return false;
       clearTimeout(timer);
-      resolve(JSON.parse(l).url);
+      resolve(m[1]);
       return true;
     };
     readline.createInterface({ input: child.stdout! }).on('line', (l) => (urlOn === 'stdout' && take(l)) || stdoutLines.push(l));

@@ -3,6 +3,7 @@ import { ctxOf } from '../context.js';
 import { withUnsealed } from '../session.js';
 import { onHangup, takeNextSignal } from '../signals.js';
 import { readSecretFile, withUnsealOptions } from '../secrets.js';
+import { printJson } from '../render.js';
 import { loadConfig } from '../../store/config-file.js';
 import { gatewayOptions, startGateway, type GatewayOverrides } from '../../gateway/server.js';
 import { parsePositiveInt } from '../../kernel/duration.js';
@@ -58,26 +59,25 @@ export function register(program: Command): void {
           process.stderr.write(`dsk: warning: cannot reopen the access log (${(e as Error).message}); still writing to the old file\n`);
         }
       });
-      try {
-        await withUnsealed(ctx, o, { permission: 'key.manage' }, async (h) => {
-          const gw = await startGateway(h, opts, undefined, { accessLog: accessLog ?? undefined });
-          const msg = { url: gw.url, upstream: opts.upstream, keys: gw.index.all().length, pid: process.pid };
-          // With the access log on stdout, stdout carries only its JSON lines.
-          const out = accessLog && !accessLog.file ? process.stderr : process.stdout;
-          if (ctx.json) out.write(JSON.stringify(msg) + '\n');
-          else out.write(`dsk: gateway listening on ${gw.url} → ${opts.upstream} (${msg.keys} keys)\n`);
-          // The first SIGTERM or SIGINT drains; a second one interrupts (src/cli/signals.ts).
-          await new Promise<void>((resolve) => {
-            takeNextSignal((sig) => {
-              process.stderr.write(`dsk: ${sig}: draining in-flight requests\n`);
-              gw.close().then(resolve, resolve);
-            });
+      await withUnsealed(ctx, o, { permission: 'key.manage' }, async (h) => {
+        const gw = await startGateway(h, opts, undefined, { accessLog: accessLog ?? undefined });
+        const msg = { url: gw.url, upstream: opts.upstream, keys: gw.index.all().length, pid: process.pid };
+        // With the access log on stdout, stdout carries only its JSON lines: this goes to stderr.
+        const logOnStdout = !!accessLog && !accessLog.file;
+        if (ctx.json && !logOnStdout) printJson(msg);
+        else if (ctx.json) process.stderr.write(JSON.stringify(msg) + '\n');
+        else (logOnStdout ? process.stderr : process.stdout).write(`dsk: gateway listening on ${gw.url} → ${opts.upstream} (${msg.keys} keys)\n`);
+        // The first SIGTERM or SIGINT drains; a second one interrupts (src/cli/signals.ts).
+        await new Promise<void>((resolve) => {
+          takeNextSignal((sig) => {
+            process.stderr.write(`dsk: ${sig}: draining in-flight requests\n`);
+            gw.close().then(resolve, resolve);
           });
         });
-      } finally {
+      }).finally(() => {
         stopHangup();
         accessLog?.close();
-      }
+      });
       // Only now, after withUnsealed closed the home: the master key is closed (a PKCS#11 module finalized).
       process.stderr.write('dsk: gateway stopped; usage counters flushed and the master key closed\n');
     });
