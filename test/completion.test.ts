@@ -47,7 +47,7 @@ const split = (line: string | undefined) => (line ?? '').split(' ').filter(Boole
 
 describe('dsk completion bash', () => {
   const BASH_T = `source <(dsk completion bash)
-t() { COMP_WORDS=(dsk "$@"); COMP_CWORD=$((\${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _dsk_complete; echo "\${COMPREPLY[*]}"; }`;
+t() { COMP_WORDS=(dsk "$@"); COMP_CWORD=$((\${#COMP_WORDS[@]} - 1)); COMP_LINE="dsk $*"; COMP_POINT=\${#COMP_LINE}; COMPREPLY=(); _dsk_complete; echo "\${COMPREPLY[*]}"; }`;
   const bash = (lines: string[], env?: NodeJS.ProcessEnv) => run('bash', ['--norc', '--noprofile', '-c'], [BASH_T, ...lines].join('\n'), env).split('\n');
 
   it('completes commands, subcommands, options and enumerated values from the command tree', () => {
@@ -80,6 +80,12 @@ t() { COMP_WORDS=(dsk "$@"); COMP_CWORD=$((\${#COMP_WORDS[@]} - 1)); COMPREPLY=(
     expect(split(env[0])).toEqual([live, revoked].sort());
     // no home: nothing offered, nothing printed on stderr (run() checks)
     expect(bash([`t --home ${path.join(cwd, 'nowhere')} keys show ''`])[0]).toBe('');
+  });
+
+  it('walks the line as the shell splits it: a value with a colon does not shift the command path', () => {
+    // readline breaks words at ':' too (COMP_WORDBREAKS): COMP_WORDS holds 127.0.0.1 : 8080
+    const out = bash([`COMP_WORDS=(dsk --actor ops : alice keys ''); COMP_CWORD=6; COMP_LINE='dsk --actor ops:alice keys '; COMP_POINT=\${#COMP_LINE}; _dsk_complete; echo "\${COMPREPLY[*]}"`]);
+    expect(split(out[0])).toEqual(['list', 'revoke', 'show']);
   });
 
   it('completes files and directories for path options', () => {

@@ -46,9 +46,13 @@ _dsk_walk() {
 ${SH_WALK}}
 
 _dsk_complete() {
-  local cur="\${COMP_WORDS[COMP_CWORD]}" spec
-  local -a ws=("\${COMP_WORDS[@]}") home
-  _dsk_walk 1 "$COMP_CWORD"
+  # Walk the words as the shell will split them, not COMP_WORDS: readline also breaks words at
+  # ':' and '=' (COMP_WORDBREAKS), which would turn --listen 127.0.0.1:8080 into three words.
+  local cur="\${COMP_WORDS[COMP_CWORD]}" spec line="\${COMP_LINE:0:COMP_POINT}"
+  local -a ws home
+  read -ra ws <<< "$line"
+  [[ -z $line || $line == *[[:space:]] ]] && ws+=("")
+  _dsk_walk 1 $((\${#ws[@]} - 1))
   case "$spec" in
     @dir) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur")) ;;
     @file) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
