@@ -24,6 +24,8 @@ beforeAll(() => {
   revoked = json(dsk(['keygen', '--name', 'old', '--role', 'developer', '--json'], { env: h.env })).id;
   expect(dsk(['keys', 'revoke', revoked, '--reason', 'test'], { env: h.env }).code).toBe(0);
   expect(dsk(['policy', 'add-role', 'release-bot', '--from', 'automation'], { env: h.env }).code).toBe(0);
+  const op = dsk(['operator', 'add', 'ops-alice', '--role', 'developer', '--json'], { env: h.env });
+  expect(op.code, op.stderr).toBe(0);
   bin = tmpDir('dsk-bin-');
   fs.writeFileSync(path.join(bin, 'dsk'), `#!/bin/sh\nexec "${process.execPath}" "${DSK}" "$@"\n`, { mode: 0o755 });
   cwd = tmpDir('dsk-cwd-');
@@ -76,6 +78,7 @@ t() { COMP_WORDS=(dsk "$@"); COMP_CWORD=$((\${#COMP_WORDS[@]} - 1)); COMP_LINE="
     expect(split(out[3])).toEqual([live]);
     expect(split(out[4])).toEqual(['admin', 'auditor', 'automation', 'developer', 'release-bot']);
     expect(split(out[5])).toEqual(split(out[4]));
+    expect(split(bash([`t --home ${home} operator remove ''`])[0])).toEqual(['ops-alice']);
     const env = bash([`t keys show ''`], { DSK_HOME: home });
     expect(split(env[0])).toEqual([live, revoked].sort());
     // no home: nothing offered, nothing printed on stderr (run() checks)
