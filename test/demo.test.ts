@@ -17,6 +17,8 @@ describe('dsk demo', () => {
     expect(s.audit_verify.tampered_copy).toMatchObject({ kind: 'edited' });
     expect(s.operators.refused).toContain('key.manage');
     expect(s.status.keys).toMatchObject({ active: 2, grace: 1, revoked: 2 });
+    expect(s.doctor).toMatchObject({ healthy: true, damaged: { failure: 'damage', check: 'file_modes' } });
+    expect(s.doctor.damaged.fix).toMatch(/^chmod -R go-rwx /);
     // nothing secret in what a script would log
     expect(r.stdout).not.toMatch(/dsk_[0-9a-f]{12}_[0-9a-f]{64}|dss_[A-Za-z0-9_-]{20}/);
   });

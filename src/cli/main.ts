@@ -8,9 +8,10 @@ import { installSignalHandling } from './signals.js';
 import { VERSION } from './version.js';
 
 type Loader = () => Promise<{ register(program: Command): void }>;
+const loadCompletion: Loader = () => import('./commands/completion.js');
 
 /** name → summary and lazy loader. Summaries feed the top-level help without loading modules. */
-export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
+export const COMMANDS: Record<string, { summary: string; load: Loader; hidden?: boolean }> = {
   init: { summary: 'create a home: master key (Shamir fragments or PKCS#11 HSM), config, stores', load: () => import('./commands/init.js') },
   status: { summary: 'backend, key counts by state, rotations due, audit head', load: () => import('./commands/status.js') },
   keygen: { summary: 'issue an API key and signing secret for a consumer', load: () => import('./commands/keygen.js') },
@@ -26,6 +27,10 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   sign: { summary: 'print the signature headers a client must send for a request', load: () => import('./commands/sign.js') },
   serve: { summary: 'the authenticating gateway in front of an OpenAI-compatible upstream', load: () => import('./commands/serve.js') },
   token: { summary: 'issue short-lived bearer tokens (HS256 JWT) for a key', load: () => import('./commands/token.js') },
+  service: { summary: 'print a hardened systemd unit for dsk serve (credentials via LoadCredential=)', load: () => import('./commands/service.js') },
+  doctor: { summary: 'check a home without unsealing: a checklist with the fix for each problem', load: () => import('./commands/doctor.js') },
+  completion: { summary: 'print a shell completion script (bash, zsh or fish)', load: loadCompletion },
+  __complete: { summary: 'candidates for the completion scripts', load: loadCompletion, hidden: true },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
 
@@ -100,7 +105,7 @@ export async function main(argv: string[]): Promise<void> {
     if (name && Object.hasOwn(COMMANDS, name)) {
       (await COMMANDS[name].load()).register(program);
     } else {
-      for (const [n, c] of Object.entries(COMMANDS)) program.command(n).description(c.summary);
+      for (const [n, c] of Object.entries(COMMANDS)) program.command(n, { hidden: !!c.hidden }).description(c.summary);
     }
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {

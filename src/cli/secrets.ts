@@ -1,9 +1,13 @@
 /**
  * The one place that reads secret inputs: files named by flags ('-' is stdin), files listed in
- * DSK_PASSPHRASE_FILES, DSK_HSM_PIN, or a masked prompt on a terminal. Never argv. With no
- * terminal and no source, fail at once instead of waiting on a prompt (cron must not hang).
+ * DSK_PASSPHRASE_FILES, DSK_HSM_PIN, systemd credentials ($CREDENTIALS_DIRECTORY: passphrase-*
+ * and hsm-pin, from LoadCredential= in the unit of `dsk service print`), or a masked prompt on a
+ * terminal, in that order. Never argv. With no terminal and no source, fail at once instead of
+ * waiting on a prompt (cron must not hang).
  */
 import fs from 'node:fs';
+import path from 'node:path';
+import { CREDENTIAL_PASSPHRASE_PREFIX, CREDENTIAL_PIN } from '../domain/service-unit.js';
 import { AuthError, UsageError } from '../kernel/errors.js';
 import { assertPrivate, ioError } from '../kernel/files.js';
 import type { Passphrase } from '../master/fragments.js';
@@ -68,7 +72,18 @@ export async function promptNewPassphrase(label: string): Promise<Buffer> {
 export function passphraseFilesFrom(flags: string[] | undefined): string[] {
   if (flags?.length) return flags;
   const env = process.env.DSK_PASSPHRASE_FILES;
-  return env ? env.split(':').filter(Boolean) : [];
+  return env ? env.split(':').filter(Boolean) : credentialFiles().filter((f) => path.basename(f).startsWith(CREDENTIAL_PASSPHRASE_PREFIX));
+}
+
+/** The files systemd placed in $CREDENTIALS_DIRECTORY for this service, sorted by name ([] outside systemd). */
+function credentialFiles(): string[] {
+  const dir = process.env.CREDENTIALS_DIRECTORY;
+  if (!dir) return [];
+  try {
+    return fs.readdirSync(dir).sort().map((f) => path.join(dir, f));
+  } catch (e) {
+    throw ioError(e, dir);
+  }
 }
 
 export function passphrasesFromFiles(files: string[]): Passphrase[] {
@@ -89,7 +104,7 @@ export function unsealInputs(flags: SecretFlags): UnsealInputs {
       const files = passphraseFilesFrom(flags.passphraseFile);
       if (files.length) return passphrasesFromFiles(files);
       if (!canPrompt())
-        throw new AuthError('ERR_NO_PASSPHRASE', `unsealing needs ${threshold} of ${shares} custodian passphrases and there is no terminal to ask on`, { hint: 'use --passphrase-file (repeatable) or DSK_PASSPHRASE_FILES=f1:f2:f3' });
+        throw new AuthError('ERR_NO_PASSPHRASE', `unsealing needs ${threshold} of ${shares} custodian passphrases and there is no terminal to ask on`, { hint: 'use --passphrase-file (repeatable), DSK_PASSPHRASE_FILES=f1:f2:f3, or LoadCredential=passphrase-1:FILE … under systemd' });
       const out: Passphrase[] = [];
       for (let i = 1; i <= threshold; i++) out.push({ source: `prompt #${i}`, value: await promptSecret(`custodian passphrase ${i} of ${threshold}:`) });
       return out;
@@ -97,6 +112,8 @@ export function unsealInputs(flags: SecretFlags): UnsealInputs {
     async pin() {
       if (flags.pinFile) return readSecretFile(flags.pinFile, 'PIN');
       if (process.env.DSK_HSM_PIN) return Buffer.from(process.env.DSK_HSM_PIN);
+      const credential = credentialFiles().find((f) => path.basename(f) === CREDENTIAL_PIN);
+      if (credential) return readSecretFile(credential, 'PIN');
       if (!canPrompt()) throw new AuthError('ERR_NO_PIN', 'the HSM needs its user PIN and there is no terminal to ask on', { hint: 'use --pin-file FILE or DSK_HSM_PIN' });
       return promptSecret('HSM user PIN:');
     },

@@ -76,3 +76,13 @@ export function takeNextSignal(stop: (sig: Signal) => void): () => void {
     sync();
   };
 }
+
+/**
+ * SIGHUP while `dsk serve` runs: `fn` runs on each one (the access log reopens its file after
+ * logrotate moved it) instead of the default action, which would end the gateway. Returns the
+ * function that removes the handler.
+ */
+export function onHangup(fn: () => void): () => void {
+  process.on('SIGHUP', fn);
+  return () => process.off('SIGHUP', fn);
+}

@@ -61,7 +61,7 @@ export function crontabLine(s: CronSpec): string {
 }
 
 /** systemd quoting for ExecStart arguments. */
-function sdq(s: string): string {
+export function sdq(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s.replace(/%/g, '%%') : `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/%/g, '%%')}"`;
 }
 

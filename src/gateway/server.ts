@@ -26,6 +26,7 @@ import { ioError } from '../kernel/files.js';
 import type { Clock } from '../kernel/clock.js';
 import { systemClock } from '../kernel/clock.js';
 import { ipAllowed, normalizeIp } from '../kernel/ip.js';
+import { countResponseBytes, loggedPath, type AccessLog } from './access-log.js';
 import { AdminEndpoints } from './admin.js';
 import { Authenticator } from './authenticate.js';
 import { clientIp } from './credentials.js';
@@ -55,7 +56,8 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-export async function startGateway(home: Home, o: GatewayOptions, clock: Clock = systemClock): Promise<Gateway> {
+/** `accessLog`: one JSON line per request (access-log.ts); the caller owns it (opens, reopens, closes). */
+export async function startGateway(home: Home, o: GatewayOptions, clock: Clock = systemClock, extras: { accessLog?: AccessLog } = {}): Promise<Gateway> {
   const { auditKey } = home.requireUnsealed();
   const metrics = new Metrics();
   const monitoring = await Monitoring.open(home, metrics, clock); // a bad GeoIP file or webhook secret fails here, before anything starts
@@ -87,16 +89,21 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     const ip = normalizeIp(clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], o.trustProxy));
     let keyLabel = '-';
     let routeLabel = 'unknown';
+    let bytesIn = 0;
+    const target = req.url ?? '/';
+    const bytesOut = extras.accessLog ? countResponseBytes(res) : null;
     metrics.inFlight++;
     let finished = false;
     const finish = () => {
       if (finished) return;
       finished = true;
       metrics.inFlight--;
-      metrics.request(keyLabel, routeLabel, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.request(keyLabel, routeLabel, res.statusCode, seconds);
+      if (bytesOut)
+        extras.accessLog!.write({ time: new Date(now).toISOString(), key_id: keyLabel === '-' ? null : keyLabel, method: req.method ?? '', route: routeLabel, path: loggedPath(target), status: res.statusCode, latency_ms: Math.round(seconds * 1e5) / 100, bytes_in: bytesIn, bytes_out: bytesOut(), source: ip });
     };
     res.on('close', finish);
-    const target = req.url ?? '/';
     const q = target.indexOf('?');
     const pathname = q < 0 ? target : target.slice(0, q);
     if (req.method === 'GET' && pathname === '/healthz') {
@@ -131,6 +138,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     if (!perms.includes(route.permission))
       return refuser.refuse(res, ip, { status: 403, type: 'permission_error', code: 'permission_denied', message: `role ${k.row.role} may not ${route.permission} (${route.name})`, reason: 'ROLE_DENIED', keyId: k.row.id }, route.name);
     const body = await readBody(req, o.maxBodyBytes);
+    bytesIn = body?.length ?? 0;
     if (!body) {
       res.setHeader('connection', 'close');
       return refuser.refuse(res, ip, { status: 413, type: 'invalid_request_error', code: 'request_too_large', message: `request body over ${o.maxBodyBytes} bytes`, reason: 'BODY_TOO_LARGE', keyId: k.row.id }, route.name);

@@ -122,3 +122,13 @@ export async function acquireLock(home: string, opts: { purpose: string; wait?: 
     await new Promise((res) => setTimeout(res, 100));
   }
 }
+
+export type LockState = { state: 'free' } | { state: 'held' | 'stale'; pid: number; purpose: string; acquired_at: string };
+
+/** Who holds the home's lock, without taking it (dsk doctor): a dead or reused pid is stale. */
+export function inspectLock(home: string): LockState {
+  const info = readLock(homePath(home, 'lock'));
+  if (!info) return { state: 'free' };
+  const live = info.pid !== -1 && alive(info);
+  return { state: live ? 'held' : 'stale', pid: info.pid, purpose: info.purpose, acquired_at: info.acquired_at };
+}

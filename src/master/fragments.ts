@@ -211,6 +211,15 @@ function loadFragments(meta: FragmentMetadata, fragmentsDir: string, extraDirs: 
 }
 
 /**
+ * Which fragment files are present and intact, without any passphrase (dsk doctor): each one's
+ * checksum, store and position are checked as unsealing would check them.
+ */
+export function fragmentFileHealth(meta: FragmentMetadata, fragmentsDir: string): { intact: number[]; problems: string[]; missing: string[] } {
+  const { usable, problems, missing } = loadFragments(meta, fragmentsDir, []);
+  return { intact: usable.map((u) => u.index), problems: problems.map((p) => p.message), missing };
+}
+
+/**
  * Rebuilds the master key from any `threshold` fragments. Passphrases may come in any order.
  * The caller checks the result against the key check value.
  */

@@ -1,13 +1,15 @@
 import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { withUnsealed } from '../session.js';
-import { takeNextSignal } from '../signals.js';
+import { onHangup, takeNextSignal } from '../signals.js';
 import { readSecretFile, withUnsealOptions } from '../secrets.js';
 import { printJson } from '../render.js';
 import { loadConfig } from '../../store/config-file.js';
 import { gatewayOptions, startGateway, type GatewayOverrides } from '../../gateway/server.js';
 import { checkMonitoringFiles } from '../../gateway/monitoring.js';
 import { parsePositiveInt } from '../../kernel/duration.js';
+import { UsageError } from '../../kernel/errors.js';
+import { AccessLog } from '../../gateway/access-log.js';
 
 /** Each gateway option's flag has the option's name in kebab case: maxBody is --max-body. */
 function flagOf(option: string): string {
@@ -33,7 +35,9 @@ export function register(program: Command): void {
     .option('--tls-key <file>', 'private key for --tls-cert (PEM)')
     .option('--client-ca <file>', 'require client certificates signed by this CA (mutual TLS)')
     .option('--upstream-key-file <file>', 'a static key the upstream itself expects (vLLM --api-key), sent as Bearer')
-    .option('--drain <duration>', 'on SIGTERM, wait this long for in-flight requests (default 30s)');
+    .option('--drain <duration>', 'on SIGTERM, wait this long for in-flight requests (default 30s)')
+    .option('--access-log <format>', 'one line per request (time, key id, route, status, latency, bytes, source) on stdout; format: json')
+    .option('--access-log-file <file>', 'write the access log to this file instead (0600, appended; reopened on SIGHUP for logrotate)');
   withUnsealOptions(cmd)
     .addHelpText(
       'after',
@@ -48,12 +52,24 @@ export function register(program: Command): void {
       const config = loadConfig(ctx.home);
       const opts = gatewayOptions(config.gateway, flags, flagOf);
       checkMonitoringFiles(config); // GeoIP databases, webhook secret
+      const accessLog = openAccessLog(o.accessLog, o.accessLogFile);
       if (o.upstreamKeyFile) opts.upstreamAuthorization = `Bearer ${readSecretFile(o.upstreamKeyFile, 'upstream key').toString()}`;
+      // SIGHUP must not end the gateway (systemctl reload sends it), with or without a log file.
+      const stopHangup = onHangup(() => {
+        try {
+          accessLog?.reopen();
+        } catch (e) {
+          process.stderr.write(`dsk: warning: cannot reopen the access log (${(e as Error).message}); still writing to the old file\n`);
+        }
+      });
       await withUnsealed(ctx, o, { permission: 'key.manage' }, async (h) => {
-        const gw = await startGateway(h, opts);
+        const gw = await startGateway(h, opts, undefined, { accessLog: accessLog ?? undefined });
         const msg = { url: gw.url, upstream: opts.upstream, keys: gw.index.all().length, pid: process.pid };
-        if (ctx.json) printJson(msg);
-        else process.stdout.write(`dsk: gateway listening on ${gw.url} → ${opts.upstream} (${msg.keys} keys)\n`);
+        // With the access log on stdout, stdout carries only its JSON lines: this goes to stderr.
+        const logOnStdout = !!accessLog && !accessLog.file;
+        if (ctx.json && !logOnStdout) printJson(msg);
+        else if (ctx.json) process.stderr.write(JSON.stringify(msg) + '\n');
+        else (logOnStdout ? process.stderr : process.stdout).write(`dsk: gateway listening on ${gw.url} → ${opts.upstream} (${msg.keys} keys)\n`);
         // The first SIGTERM or SIGINT drains; a second one interrupts (src/cli/signals.ts).
         await new Promise<void>((resolve) => {
           takeNextSignal((sig) => {
@@ -61,8 +77,23 @@ export function register(program: Command): void {
             gw.close().then(resolve, resolve);
           });
         });
+      }).finally(() => {
+        stopHangup();
+        accessLog?.close();
       });
       // Only now, after withUnsealed closed the home: the master key is closed (a PKCS#11 module finalized).
       process.stderr.write('dsk: gateway stopped; usage counters flushed and the master key closed\n');
     });
+}
+
+/** The access log asked for, opened now so a path that cannot be written fails before anyone unseals. */
+function openAccessLog(format: string | undefined, file: string | undefined): AccessLog | null {
+  if (format !== undefined && format !== 'json') throw new UsageError('ERR_ACCESS_LOG_FORMAT', `invalid --access-log '${format}': the format is json`);
+  let warned = false;
+  const warn = (e: Error) => {
+    if (!warned) process.stderr.write(`dsk: warning: access log lines lost: ${e.message}\n`);
+    warned = true;
+  };
+  if (file !== undefined) return AccessLog.toFile(file, warn);
+  return format ? AccessLog.toStdout() : null;
 }

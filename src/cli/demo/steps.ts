@@ -12,6 +12,7 @@ import { auditRowsStep, verifyStep } from './audit.js';
 import { hsmStep } from './hsm.js';
 import { operatorsStep } from './operators.js';
 import { statusStep } from './status.js';
+import { doctorStep } from './doctor.js';
 
 export const DEMO_STEPS: DemoStep[] = [
   initStep,
@@ -30,5 +31,6 @@ export const DEMO_STEPS: DemoStep[] = [
   hsmStep,
   operatorsStep,
   statusStep,
+  doctorStep,
   auditRowsStep,
 ];

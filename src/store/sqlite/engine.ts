@@ -26,7 +26,7 @@ import { assertPrivate, ioError } from '../../kernel/files.js';
 import { ConflictError, IntegrityError, UnavailableError } from '../../kernel/errors.js';
 import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeySourceReads, KeySourceWrites, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageWrites } from '../store.js';
 import { SCHEMA_VERSION } from '../migrations.js';
-import { checkVersions, migrate } from './migrations.js';
+import { checkVersions, migrate, versions } from './migrations.js';
 import { Statements, type DB } from './statements.js';
 import { SqliteKeys } from './keys.js';
 import { SqliteOperators } from './operators.js';
@@ -130,6 +130,16 @@ export class SqliteStore implements Store {
       throw mapSqliteError(e, WHERE);
     }
     return new SqliteStore(db, !!opts.readonly);
+  }
+
+  /** The schema version each file records, read without migrating (dsk doctor); a newer one is refused as at open. */
+  static schemaVersions(home: string): { keys: number; audit: number } {
+    const db = connect(home, { readonly: true });
+    try {
+      return versions(db);
+    } finally {
+      db.close();
+    }
   }
 
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
