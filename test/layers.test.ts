@@ -64,6 +64,8 @@ const OWNED_PACKAGES: Record<string, string[]> = {
   uqr: ['cli'],
   'cli-table3': ['cli'],
   commander: ['cli'],
+  'cli-progress': ['cli'],
+  'age-encryption': ['kernel/age.ts'],
 };
 
 describe('layers', () => {

@@ -196,13 +196,24 @@ function classifyBadHash(r: AuditTuple, prevSeq: number | null, prevPrevHash: st
 }
 
 /** Verifies the live chain of a home, and compares it with audit_log/HEAD. */
-export async function verifyChain(store: Store, head: HeadRead, auditKey: Buffer | null): Promise<VerifyReport> {
+export async function verifyChain(store: Store, head: HeadRead, auditKey: Buffer | null, progress?: (done: number, total: number) => void): Promise<VerifyReport> {
   const start = await chainStart(store);
-  const w = await walkChain({ chunks: store.events.chunks(), start, auditKey });
+  const w = await walkChain({ chunks: progress ? counted(store.events.chunks(), await store.events.count(), progress) : store.events.chunks(), start, auditKey });
   const report: VerifyReport = { ...w, start, head_file: null };
   report.head_file = await compareHead(store, report, head, auditKey);
   report.ok = report.breach === null;
   return report;
+}
+
+/** Reports rows walked after each chunk (for a progress bar). */
+async function* counted(chunks: AsyncIterable<AuditTuple[]>, total: number, progress: (done: number, total: number) => void): AsyncIterable<AuditTuple[]> {
+  let done = 0;
+  progress(0, total);
+  for await (const c of chunks) {
+    yield c;
+    done += c.length;
+    progress(done, Math.max(done, total));
+  }
 }
 
 /** Below this many rows one thread is quicker than starting workers. */

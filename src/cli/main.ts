@@ -26,6 +26,8 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   sign: { summary: 'print the signature headers a client must send for a request', load: () => import('./commands/sign.js') },
   serve: { summary: 'the authenticating gateway in front of an OpenAI-compatible upstream', load: () => import('./commands/serve.js') },
   token: { summary: 'issue short-lived bearer tokens (HS256 JWT) for a key', load: () => import('./commands/token.js') },
+  backup: { summary: 'a consistent snapshot of a live home in one tar file (optionally age-encrypted)', load: () => import('./commands/backup.js') },
+  restore: { summary: 'restore a backup into a new home, verified before anything is written', load: () => import('./commands/restore.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
 

@@ -1,0 +1,46 @@
+/**
+ * dsk restore: a backup archive into a new home, verified before anything is put in place (src/app/restore.ts).
+ */
+import type { Command } from 'commander';
+import { ctxOf } from '../context.js';
+import { line, paint, printJson } from '../render.js';
+import { readSecretFile } from '../secrets.js';
+import { withProgress } from '../progress.js';
+import { preflightRestore, restoreBackup } from '../../app/restore.js';
+import { archiveIsEncrypted } from '../../app/backup-read.js';
+import { AuthError } from '../../kernel/errors.js';
+
+export function register(program: Command): void {
+  program
+    .command('restore')
+    .description('restore a backup into a new home: checksums and audit chain verified before anything is written')
+    .argument('<archive>', 'the file dsk backup wrote')
+    .option('--identity <file>', "age identity file (0600; '-' = stdin) for an encrypted backup")
+    .addHelpText(
+      'after',
+      `
+The home (--home or DSK_HOME) must not exist. Every file is checked against the manifest's SHA-256,
+then SQLite's integrity check and the audit chain run on a staging copy; only then is it renamed
+into place. A damaged or truncated archive is exit 5 and leaves nothing behind.
+
+Examples:
+  dsk restore /backup/dsk-2026-11-30.tar --home /srv/dsk
+  dsk restore dsk.tar.age --identity backup-key.txt --home /srv/dsk
+  DSK_PASSPHRASE_FILES=a.pass:b.pass:c.pass dsk audit verify --home /srv/dsk`,
+    )
+    .action(async (archive: string, o, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      preflightRestore({ archive, home: ctx.home });
+      let identity: string | null = null;
+      if (o.identity) identity = readSecretFile(String(o.identity), 'age identity').toString('utf8');
+      else if (archiveIsEncrypted(archive))
+        throw new AuthError('ERR_BACKUP_ENCRYPTED', `${archive} is encrypted (age) and no identity was given`, { hint: 'add --identity FILE: the age identity whose public key the backup was encrypted to' });
+      const r = await withProgress(ctx, (progress) => restoreBackup({ archive, home: ctx.home, identity, progress }));
+      if (ctx.json) return printJson(r);
+      const c = paint(ctx);
+      line(`${c.green('✓')} restored home ${r.home_id} (${r.backend}) into ${r.home}`);
+      line(`  backup of ${r.created_at} by ${r.producer}; audit rows ${r.audit.first_seq ?? '-'}–${r.audit.last_seq ?? '-'} verified (structure; MACs when unsealed)`);
+      if (r.backend === 'software' && !r.fragments_included) line(`  next: the custodians copy their fragment files into ${r.home}/key_fragments/ (or pass --fragment-dir), then: dsk audit verify --passphrase-file …`);
+      else line(`  next: dsk audit verify with the custodians' passphrases (or the HSM PIN) checks the MACs`);
+    });
+}
