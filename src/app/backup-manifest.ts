@@ -64,6 +64,8 @@ export function parseManifest(text: string): BackupManifest {
   if (!Number.isSafeInteger(m.schema_version) || (m.schema_version as number) < 1) throw bad('its manifest has no schema version');
   if (typeof m.home_id !== 'string' || !/^[0-9a-f]{32}$/.test(m.home_id)) throw bad('its manifest has no valid home id');
   if (typeof m.backend !== 'string' || typeof m.created_at !== 'string' || typeof m.fragments_included !== 'boolean') throw bad('its manifest is incomplete');
+  const a = m.audit as Partial<BackupManifest['audit']> | undefined;
+  if (!a || typeof a !== 'object' || typeof a.head_hash !== 'string' || !(a.last_seq === null || Number.isSafeInteger(a.last_seq))) throw bad('its manifest has no audit summary');
   if (!Array.isArray(m.files) || m.files.length === 0) throw bad('its manifest lists no files');
   const seen = new Set<string>();
   for (const e of m.files) {
