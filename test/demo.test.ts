@@ -15,6 +15,7 @@ describe('dsk demo', () => {
     expect(s.audit_verify.ok).toBe(true);
     expect(s.audit_verify.tampered_copy).toMatchObject({ kind: 'edited' });
     expect(s.operators.refused).toContain('key.manage');
+    expect(s.backup).toMatchObject({ restored_same_head: true, files: expect.arrayContaining(['keys.db', 'audit_log/audit.db', 'audit_log/HEAD', 'key_fragments/frag1.enc']) });
     expect(s.status.keys).toMatchObject({ active: 2, grace: 1, revoked: 2 });
     // nothing secret in what a script would log
     expect(r.stdout).not.toMatch(/dsk_[0-9a-f]{12}_[0-9a-f]{64}|dss_[A-Za-z0-9_-]{20}/);

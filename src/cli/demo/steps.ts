@@ -11,6 +11,7 @@ import { auditRowsStep, verifyStep } from './audit.js';
 import { hsmStep } from './hsm.js';
 import { operatorsStep } from './operators.js';
 import { statusStep } from './status.js';
+import { backupStep } from './backup.js';
 
 export const DEMO_STEPS: DemoStep[] = [
   initStep,
@@ -27,6 +28,7 @@ export const DEMO_STEPS: DemoStep[] = [
   verifyStep,
   hsmStep,
   operatorsStep,
+  backupStep,
   statusStep,
   auditRowsStep,
 ];
