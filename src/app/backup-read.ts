@@ -43,15 +43,17 @@ export function archiveIsEncrypted(file: string): boolean {
   }
 }
 
-export async function readArchive(file: string, o: ReadOptions): Promise<{ manifest: BackupManifest; encrypted: boolean }> {
+export async function readArchive(file: string, o: ReadOptions): Promise<{ manifest: BackupManifest; encrypted: boolean; sha256: string }> {
   const progress = o.progress ?? noProgress;
   const encrypted = archiveIsEncrypted(file);
   if (encrypted && o.identity === null)
     throw new AuthError('ERR_BACKUP_ENCRYPTED', `${file} is encrypted (age) and no identity was given`, { hint: 'give the age identity file whose public key the backup was encrypted to' });
   const size = fs.statSync(file).size;
   let read = 0;
+  const whole = crypto.createHash('sha256');
   const raw = (async function* () {
     for await (const c of fs.createReadStream(file, { highWaterMark: 1 << 20 })) {
+      whole.update(c as Buffer);
       read += (c as Buffer).length;
       progress('read', read, size);
       yield c as Buffer;
@@ -89,7 +91,7 @@ export async function readArchive(file: string, o: ReadOptions): Promise<{ manif
   }
   if (!manifest) throw bad('it holds no manifest');
   if (pending.size) throw bad(`${[...pending.keys()].join(', ')} ${pending.size === 1 ? 'is' : 'are'} missing (truncated?)`);
-  return { manifest, encrypted };
+  return { manifest, encrypted, sha256: whole.digest('hex') };
 }
 
 function openSinkFile(sink: string, rel: string): number {

@@ -78,7 +78,7 @@ export async function createBackup(home: string, o: BackupOptions): Promise<Back
   }
   try {
     const elsewhere = await snapshotStore(home, staging, () => copySmallFiles(home, staging, o.includeFragments), (done, total) => progress('snapshot', done, total));
-    const audit = await checkStagedHome(staging, progress);
+    const audit = await checkStagedHome(staging, { progress });
     const files = await stagedFiles(staging);
     const manifest: BackupManifest = {
       format: BACKUP_FORMAT,
@@ -168,10 +168,8 @@ async function stagedFiles(staging: string): Promise<ManifestFile[]> {
 
 /** The archive as it is on disk: the same bytes as written, and (when not encrypted) every entry against the manifest. */
 async function readBack(file: string, sha256: string, manifest: BackupManifest | null, progress: Progress): Promise<void> {
-  const again = await hashFile(file);
+  // An encrypted archive cannot be opened here (only the recipient can): its bytes are compared.
+  const again = manifest ? await readArchive(file, { identity: null, progress, sink: null }) : { sha256: (await hashFile(file)).sha256, manifest: null };
   if (again.sha256 !== sha256) throw new IntegrityError('ERR_BACKUP_READBACK', `${file} does not read back as written (SHA-256 differs): the disk may be failing; the file was removed`, { hint: 'write the backup to another disk' });
-  if (manifest) {
-    const seen = await readArchive(file, { identity: null, progress, sink: null });
-    if (JSON.stringify(seen.manifest) !== JSON.stringify(manifest)) throw new IntegrityError('ERR_BACKUP_READBACK', `${file} does not read back as written (manifest differs); the file was removed`, { hint: 'write the backup to another disk' });
-  }
+  if (manifest && JSON.stringify(again.manifest) !== JSON.stringify(manifest)) throw new IntegrityError('ERR_BACKUP_READBACK', `${file} does not read back as written (manifest differs); the file was removed`, { hint: 'write the backup to another disk' });
 }
