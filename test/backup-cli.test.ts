@@ -65,7 +65,7 @@ describe('dsk backup', () => {
   it('refuses an existing --out (exit 6) and a bad recipient (exit 2) before any work', () => {
     fails(dsk(['backup', '--out', plain], { env: t.env }), 6, `${plain} already exists`);
     const out = path.join(work, 'never.tar');
-    fails(dsk(['backup', '--out', out, '--recipient', 'age1nope'], { env: t.env }), 2, "invalid age recipient 'age1nope'");
+    fails(dsk(['backup', '--out', out, '--recipient', 'age1nope'], { env: t.env }), 2, "--recipient: invalid age recipient 'age1nope'");
     fails(dsk(['backup', '--out', path.join(work, 'no', 'dir.tar')], { env: t.env }), 4, /no such directory/);
     expect(fs.existsSync(out)).toBe(false);
   });
