@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,6 +27,7 @@ const arg = (name, dflt) => (argv.includes(name) ? Number(argv[argv.indexOf(name
 const KEYS = arg('--keys', 100_000);
 const ROWS = arg('--rows', 1_000_000);
 const ROUNDS = arg('--rounds', 2);
+const REUSE = argv.includes('--home') ? argv[argv.indexOf('--home') + 1] : null;
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsk-bench-backup-'));
 fs.chmodSync(tmp, 0o700);
@@ -45,17 +47,17 @@ function run(line) {
 const dskLine = (...args) => [process.execPath, DSK, ...args].map(q).join(' ');
 
 // --- the home ------------------------------------------------------------------------------------
-const home = path.join(tmp, 'home');
+const home = REUSE ?? path.join(tmp, 'home');
 const pass = [1, 2, 3].map((i) => {
   const f = path.join(tmp, `p${i}`);
   fs.writeFileSync(f, `bench-passphrase-${i}-${crypto.randomBytes(4).toString('hex')}\n`, { mode: 0o600 });
   return f;
 });
-run(dskLine('init', '--home', home, '--shares', '3', '--threshold', '2', '--kdf', 'scrypt', '--kdf-cost', '15', ...pass.flatMap((p) => ['--passphrase-file', p])));
-const h = await openUnsealed(home, defaultEnv('bench'), { passphrases: async () => passphrasesFromFiles(pass.slice(0, 2)), pin: async () => Buffer.alloc(0) });
-const auditKey = Buffer.from(h.auditKey);
+if (!REUSE) run(dskLine('init', '--home', home, '--shares', '3', '--threshold', '2', '--kdf', 'scrypt', '--kdf-cost', '15', ...pass.flatMap((p) => ['--passphrase-file', p])));
+const h = REUSE ? null : await openUnsealed(home, defaultEnv('bench'), { passphrases: async () => passphrasesFromFiles(pass.slice(0, 2)), pin: async () => Buffer.alloc(0) });
 const t0 = performance.now();
-{
+if (h) {
+  const auditKey = Buffer.from(h.auditKey);
   // Bench data only: journals off and no fsync while loading.
   const db = new Database(path.join(home, 'keys.db'));
   db.prepare('ATTACH DATABASE ? AS audit').run(path.join(home, 'audit_log', 'audit.db'));
@@ -85,9 +87,9 @@ const t0 = performance.now();
   db.exec('COMMIT');
   for (const p of ['journal_mode = DELETE', 'audit.journal_mode = DELETE']) db.pragma(p);
   db.close();
+  await publishHead(h.store, home, auditKey, Date.now());
+  await h.close();
 }
-await publishHead(h.store, home, auditKey, Date.now());
-await h.close();
 const sizeOf = (f) => fs.statSync(f).size;
 const mib = (b) => (b / 1024 / 1024).toFixed(0);
 console.log(`home: ${fmt(KEYS)} keys, ${fmt(ROWS)} audit rows; keys.db ${mib(sizeOf(path.join(home, 'keys.db')))} MiB, audit.db ${mib(sizeOf(path.join(home, 'audit_log', 'audit.db')))} MiB (built in ${(performance.now() - t0) / 1000 | 0} s)`);
@@ -100,12 +102,57 @@ const keep = (name, r) => {
   b.cpu = Math.min(b.cpu, r.cpu);
 };
 let archiveBytes = 0;
+const pauses = [];
+
+/**
+ * What a gateway sees during a backup: another process's writer (here a worker thread with its own
+ * connection) commits a usage bump every 20 ms, as the gateway's flush does, and records how long
+ * each commit waited. The longest wait is the pause the snapshot imposes on writers.
+ */
+function startWriter(dir) {
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const Database = require(workerData.bs3);
+    const db = new Database(workerData.db);
+    db.pragma('busy_timeout = 60000');
+    db.pragma('journal_mode = DELETE');
+    db.pragma('synchronous = FULL');
+    const bump = db.prepare("UPDATE keys SET use_count = use_count + 1 WHERE id = (SELECT id FROM keys LIMIT 1)");
+    let stop = false, max = 0, n = 0;
+    parentPort.on('message', () => (stop = true));
+    (async () => {
+      while (!stop) {
+        const t = performance.now();
+        db.transaction(() => bump.run()).immediate();
+        max = Math.max(max, performance.now() - t);
+        n++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      db.close();
+      parentPort.postMessage({ max, n });
+    })();`;
+  const wk = new Worker(code, { eval: true, workerData: { db: path.join(dir, 'keys.db'), bs3: path.join(root, 'node_modules', 'better-sqlite3') } });
+  let failed = null;
+  wk.on('error', (e) => (failed = e));
+  return {
+    stop: () =>
+      new Promise((resolve, reject) => {
+        if (failed) return reject(failed);
+        wk.once('error', reject);
+        wk.once('message', resolve);
+        wk.postMessage('stop');
+      }),
+  };
+}
 for (let r = 0; r < ROUNDS; r++) {
   const dir = path.join(tmp, `round${r}`);
   fs.mkdirSync(dir, { mode: 0o700 });
   const tar = path.join(dir, 'home.tar');
   const base = (n) => q(path.join(dir, n));
+  const writer = startWriter(home);
   keep('dsk backup', run(dskLine('--home', home, 'backup', '--out', tar)));
+  const w = await writer.stop();
+  pauses.push(w);
   archiveBytes = sizeOf(tar);
   keep('sqlite3 .backup', run(`sqlite3 ${q(home + '/keys.db')} ".backup ${base('keys.bak')}" && sqlite3 ${q(home + '/audit_log/audit.db')} ".backup ${base('audit.bak')}"`));
   keep('dsk restore', run(dskLine('restore', tar, '--home', path.join(dir, 'restored'))));
@@ -120,6 +167,7 @@ if (ROUNDS) {
   row('backup: dsk backup vs .backup of both files', 'dsk backup', 'sqlite3 .backup');
   row('restore: dsk restore vs .restore of both files', 'dsk restore', 'sqlite3 .restore');
   console.log(`\narchive ${mib(archiveBytes)} MiB; best of ${ROUNDS} rounds, alternating dsk and the baseline`);
+  console.log(`a writer committing every 20 ms during dsk backup waited at most ${pauses.map((p) => `${fmt(p.max)} ms (${p.n} commits)`).join(', ')}`);
 }
 if (argv.includes('--keep')) console.log(`kept ${tmp}`);
 else fs.rmSync(tmp, { recursive: true, force: true });
