@@ -81,7 +81,7 @@ export async function readArchive(file: string, o: ReadOptions): Promise<{ manif
     try {
       for await (const c of e.body) {
         hash.update(c);
-        if (fd !== null) writeFull(fd, c, e.name);
+        if (fd !== null) writeFull(fd, c, path.join(o.sink!, e.name));
       }
       if (fd !== null) fs.fsyncSync(fd);
     } finally {
@@ -104,10 +104,10 @@ function openSinkFile(sink: string, rel: string): number {
   }
 }
 
-function writeFull(fd: number, b: Buffer, name: string): void {
+function writeFull(fd: number, b: Buffer, file: string): void {
   try {
     for (let off = 0; off < b.length; ) off += fs.writeSync(fd, b, off, b.length - off);
   } catch (e) {
-    throw ioError(e, name);
+    throw ioError(e, file);
   }
 }

@@ -33,7 +33,12 @@ export interface SnapshotProgress {
  */
 export async function snapshotSqlite<T>(home: string, dest: string, during: () => T, progress?: SnapshotProgress): Promise<T> {
   const where = 'the store (keys.db + audit_log/audit.db)';
-  const db = new Database(homePath(home, 'keysDb'), { fileMustExist: true });
+  let db: InstanceType<typeof Database>;
+  try {
+    db = new Database(homePath(home, 'keysDb'), { fileMustExist: true });
+  } catch (e) {
+    throw ioError(e, homePath(home, 'keysDb'));
+  }
   try {
     db.pragma(`busy_timeout = ${busyTimeoutMs()}`);
     db.prepare('ATTACH DATABASE ? AS audit').run(homePath(home, 'auditDb'));
