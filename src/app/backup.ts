@@ -94,7 +94,7 @@ export async function createBackup(home: string, o: BackupOptions): Promise<Back
     const total = files.reduce((n, f) => n + f.size, 0);
     let written = 0;
     const entries: TarEntry[] = [
-      { name: MANIFEST_NAME, size: Buffer.byteLength(JSON.stringify(manifest, null, 2) + '\n'), mode: 0o600, mtime: o.now, body: async function* () { yield Buffer.from(JSON.stringify(manifest, null, 2) + '\n'); } },
+      bufferEntry(MANIFEST_NAME, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'), o.now),
       ...files.map((f) => ({
         name: f.path,
         size: f.size,
@@ -122,6 +122,18 @@ export async function createBackup(home: string, o: BackupOptions): Promise<Back
   } finally {
     fs.rmSync(staging, { recursive: true, force: true });
   }
+}
+
+function bufferEntry(name: string, data: Buffer, mtime: number): TarEntry {
+  return {
+    name,
+    size: data.length,
+    mode: 0o600,
+    mtime,
+    body: async function* () {
+      yield data;
+    },
+  };
 }
 
 /** Runs inside the snapshot's instant: the small files of the home, as they match the databases. */

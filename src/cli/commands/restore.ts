@@ -7,8 +7,6 @@ import { line, paint, printJson } from '../render.js';
 import { readSecretFile } from '../secrets.js';
 import { withProgress } from '../progress.js';
 import { preflightRestore, restoreBackup } from '../../app/restore.js';
-import { archiveIsEncrypted } from '../../app/backup-read.js';
-import { AuthError } from '../../kernel/errors.js';
 
 export function register(program: Command): void {
   program
@@ -31,10 +29,7 @@ Examples:
     .action(async (archive: string, o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       preflightRestore({ archive, home: ctx.home });
-      let identity: string | null = null;
-      if (o.identity) identity = readSecretFile(String(o.identity), 'age identity').toString('utf8');
-      else if (archiveIsEncrypted(archive))
-        throw new AuthError('ERR_BACKUP_ENCRYPTED', `${archive} is encrypted (age) and no identity was given`, { hint: 'add --identity FILE: the age identity whose public key the backup was encrypted to' });
+      const identity = o.identity ? readSecretFile(String(o.identity), 'age identity').toString('utf8') : null;
       const r = await withProgress(ctx, (progress) => restoreBackup({ archive, home: ctx.home, identity, progress }));
       if (ctx.json) return printJson(r);
       const c = paint(ctx);
