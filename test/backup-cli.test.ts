@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { dsk, json, makeHome, requireTool, snapshot, tmpDir } from './helpers.js';
-import { fails } from './cli-support.js';
+import { copyHome, fails, passArgs } from './cli-support.js';
 import { tarHeader, tarStream } from '../src/kernel/tar.js';
 
 let t: ReturnType<typeof makeHome>;
@@ -68,6 +68,35 @@ describe('dsk backup', () => {
     fails(dsk(['backup', '--out', out, '--recipient', 'age1nope'], { env: t.env }), 2, "--recipient: invalid age recipient 'age1nope'");
     fails(dsk(['backup', '--out', path.join(work, 'no', 'dir.tar')], { env: t.env }), 4, /no such directory/);
     expect(fs.existsSync(out)).toBe(false);
+  });
+});
+
+describe('dsk backup of a home that is not fine', () => {
+  it('a broken audit chain is refused (exit 5): no archive, no staging left', async () => {
+    const home = copyHome(t.home);
+    const Database = (await import('better-sqlite3')).default;
+    const db = new Database(path.join(home, 'audit_log', 'audit.db'));
+    db.prepare("UPDATE events SET actor = 'mallory' WHERE seq = 1").run();
+    db.close();
+    const dir = tmpDir();
+    fails(dsk(['backup', '--out', path.join(dir, 'b.tar')], { env: { ...t.env, DSK_HOME: home } }), 5, /the audit chain in the copy is broken at seq 1 \(edited\)/);
+    expect(entries(dir)).toEqual([]);
+  });
+
+  it('fragments kept outside the home are named and never archived, even with --include-fragments', () => {
+    const dir = tmpDir();
+    const nodes = [1, 2, 3].map((i) => path.join(dir, `node${i}`));
+    for (const n of nodes) fs.mkdirSync(n, { mode: 0o700 });
+    const pass = [1, 2, 3].map((i) => {
+      const f = path.join(dir, `p${i}`);
+      fs.writeFileSync(f, `custodian-${i}-passphrase\n`, { mode: 0o600 });
+      return f;
+    });
+    const home = path.join(dir, 'home');
+    expect(dsk(['init', '--home', home, '--shares', '3', '--threshold', '2', ...passArgs(pass), ...nodes.flatMap((n) => ['--fragment-dir', n])]).code).toBe(0);
+    const r = json(dsk(['backup', '--out', path.join(dir, 'b.tar'), '--include-fragments', '--json'], { env: { DSK_HOME: home } }));
+    expect(r.fragments_elsewhere).toHaveLength(3);
+    expect(r.files.map((f: { path: string }) => f.path).filter((p: string) => p.endsWith('.enc'))).toEqual([]);
   });
 });
 
