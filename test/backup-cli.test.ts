@@ -12,6 +12,7 @@ import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { dsk, json, makeHome, requireTool, snapshot, tmpDir } from './helpers.js';
 import { copyHome, fails, passArgs } from './cli-support.js';
 import { tarHeader, tarStream } from '../src/kernel/tar.js';
+import { chainHash } from '../src/audit/chain.js';
 
 let t: ReturnType<typeof makeHome>;
 let work: string;
@@ -164,6 +165,46 @@ describe('dsk restore', () => {
     await writeTar(path.join(work, 'cut-chain.tar'), [{ name: 'dsk-backup.json', data: Buffer.from(JSON.stringify(manifest)) }, ...list.slice(1).map((e) => (e.name === 'audit_log/audit.db' ? { ...e, data } : e))]);
     fails(dsk(['restore', path.join(work, 'cut-chain.tar'), '--home', path.join(parent, 'h')]), 5, /audit chain in the copy is broken at seq \d+ \(truncated\)/);
     expect(entries(parent)).toEqual([]);
+  });
+
+  it('with the custodians: MACs checked before the rename; a chain re-hashed without the key is refused (exit 5)', async () => {
+    const parent = tmpDir();
+    const unseal = ['--fragment-dir', path.join(t.home, 'key_fragments')];
+    const ok = json(dsk(['restore', plain, '--home', path.join(parent, 'ok'), ...unseal, '--json'], { env: t.env }));
+    expect(ok).toMatchObject({ macs_checked: true, authenticated_through: ok.audit.last_seq });
+    // A forger without the audit key edits row 1 and recomputes every hash after it, and HEAD's hash:
+    // the structure holds, only the MACs (and HEAD's MAC) tell.
+    const list = await entriesOf(plain);
+    const scratch = tmpDir();
+    fs.writeFileSync(path.join(scratch, 'audit.db'), list.find((e) => e.name === 'audit_log/audit.db')!.data);
+    const Database = (await import('better-sqlite3')).default;
+    const db = new Database(path.join(scratch, 'audit.db'));
+    const rows = db.prepare('SELECT * FROM events ORDER BY seq').all() as { seq: number; ts: string; action: string; actor: string; source_ip: string | null; key_id: string | null; details: string; prev_hash: string; hash: string }[];
+    let prev = rows[0].prev_hash;
+    const upd = db.prepare('UPDATE events SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?');
+    for (const r of rows) {
+      const actor = r.seq === 1 ? 'mallory' : r.actor;
+      const hash = chainHash(r.seq, r.ts, r.action, actor, r.source_ip, r.key_id, r.details, prev);
+      upd.run(actor, prev, hash, r.seq);
+      prev = hash;
+    }
+    db.close();
+    const audit = fs.readFileSync(path.join(scratch, 'audit.db'));
+    const head = JSON.parse(list.find((e) => e.name === 'audit_log/HEAD')!.data.toString());
+    const newHead = Buffer.from(JSON.stringify({ ...head, hash: prev }) + '\n');
+    const crypto = await import('node:crypto');
+    const manifest = JSON.parse(list[0].data.toString());
+    manifest.audit.head_hash = prev;
+    for (const f of manifest.files) {
+      const data = f.path === 'audit_log/audit.db' ? audit : f.path === 'audit_log/HEAD' ? newHead : null;
+      if (data) Object.assign(f, { size: data.length, sha256: crypto.createHash('sha256').update(data).digest('hex') });
+    }
+    const forged = [{ name: 'dsk-backup.json', data: Buffer.from(JSON.stringify(manifest)) }, ...list.slice(1).map((e) => (e.name === 'audit_log/audit.db' ? { ...e, data: audit } : e.name === 'audit_log/HEAD' ? { ...e, data: newHead } : e))];
+    await writeTar(path.join(work, 'forged.tar'), forged);
+    // structure alone cannot tell (the archive restores); with the custodians it is refused, nothing written
+    expect(dsk(['restore', path.join(work, 'forged.tar'), '--home', path.join(parent, 'structure-only')]).code).toBe(0);
+    fails(dsk(['restore', path.join(work, 'forged.tar'), '--home', path.join(parent, 'h'), ...unseal], { env: t.env }), 5, /the audit chain in the backup is broken at seq \d+ \(forged\)/);
+    expect(entries(parent)).toEqual(['ok', 'structure-only']);
   });
 
   it('an archive from a newer dsk is exit 7, naming the version', async () => {

@@ -16,7 +16,10 @@ import { fsyncDir, ioError } from '../kernel/files.js';
 import { homePath } from '../kernel/home-layout.js';
 import { noProgress, type Progress } from '../kernel/progress.js';
 import { configFromText } from '../store/config-file.js';
-import { assertNoHome } from './home.js';
+import { assertNoHome, openUnsealed, type Env } from './home.js';
+import type { UnsealInputs } from '../master/unseal.js';
+import { readHead } from '../audit/head.js';
+import { verifyChainParallel } from '../audit/verify.js';
 import { checkStagedHome } from './backup-check.js';
 import { readArchive } from './backup-read.js';
 import type { BackupManifest } from './backup-manifest.js';
@@ -26,6 +29,8 @@ export interface RestoreOptions {
   home: string;
   identity: string | null;
   progress?: Progress;
+  /** custodians' passphrases or the HSM PIN: the MACs are checked too, before the rename */
+  unseal?: { inputs: UnsealInputs; env: Env };
 }
 
 export interface RestoreResult {
@@ -37,6 +42,9 @@ export interface RestoreResult {
   encrypted: boolean;
   fragments_included: boolean;
   audit: BackupManifest['audit'];
+  /** true when the staging copy was unsealed and every MAC (and HEAD's) checked before the rename */
+  macs_checked: boolean;
+  authenticated_through: number | null;
   files: string[];
 }
 
@@ -77,6 +85,7 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreResult> {
     const audit = await checkStagedHome(staging, { quick: true, progress });
     if (audit.last_seq !== manifest.audit.last_seq || audit.head_hash !== manifest.audit.head_hash)
       throw new IntegrityError('ERR_BACKUP_DAMAGED', `the backup archive is damaged: its audit chain ends at seq ${audit.last_seq}, its manifest says ${manifest.audit.last_seq}; nothing was restored`, { hint: 'use another copy of the backup' });
+    const macs = o.unseal ? await checkMacs(staging, o.unseal, progress) : null;
     syncTree(staging);
     if (fs.existsSync(home)) {
       assertNoHome(home);
@@ -97,12 +106,31 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreResult> {
       encrypted,
       fragments_included: manifest.fragments_included,
       audit,
+      macs_checked: macs !== null,
+      authenticated_through: macs?.authenticated_through ?? null,
       files: manifest.files.map((f) => f.path),
     };
   } catch (e) {
     fs.rmSync(staging, { recursive: true, force: true });
     if (createdParent) fs.rmSync(createdParent, { recursive: true, force: true });
     throw e;
+  }
+}
+
+/**
+ * Unseals the staging copy (the same custodians or token as the original home) and walks the chain
+ * with the audit key: a row or HEAD rewritten by someone without the key (hashes recomputed, so
+ * the structure check passed) is refused here, before anything is put in place.
+ */
+async function checkMacs(staging: string, u: NonNullable<RestoreOptions['unseal']>, progress: Progress): Promise<{ authenticated_through: number | null }> {
+  const h = await openUnsealed(staging, u.env, u.inputs);
+  try {
+    const rep = await verifyChainParallel(staging, h.store, readHead(staging), h.auditKey, undefined, undefined, (d, t) => progress('verify', d, t));
+    if (rep.breach)
+      throw new IntegrityError('ERR_BACKUP_CHAIN', `the audit chain in the backup is broken at seq ${rep.breach.seq} (${rep.breach.kind}): ${rep.breach.message}; nothing was restored`, { hint: 'use another copy of the backup' });
+    return { authenticated_through: rep.authenticated_through };
+  } finally {
+    await h.close();
   }
 }
 
