@@ -63,7 +63,8 @@ export async function snapshotSqlite<T>(home: string, dest: string, during: () =
     db.exec('COMMIT');
     return result;
   } catch (e) {
-    throw mapSqliteError(e, where);
+    // SQLite's failures get the store's codes; a file the copy could not create (EACCES, ENOSPC) the file's
+    throw ((e as { code?: string }).code ?? '').startsWith('SQLITE') ? mapSqliteError(e, where) : ioError(e, dest);
   } finally {
     db.close();
   }
