@@ -57,8 +57,8 @@ export interface BackupResult {
 }
 
 /** Everything checked before any work: a bad recipient or an existing output costs no snapshot. */
-export function preflightBackup(o: Pick<BackupOptions, 'out' | 'recipients'>): void {
-  if (o.recipients.length) ageEncrypter(o.recipients);
+export async function preflightBackup(o: Pick<BackupOptions, 'out' | 'recipients'>): Promise<void> {
+  if (o.recipients.length) await ageEncrypter(o.recipients);
   if (fs.existsSync(o.out)) throw new ConflictError('ERR_FILE_EXISTS', `${o.out} already exists`, { hint: 'choose a new file name for each backup (for example with the date in it)' });
   const dir = path.dirname(path.resolve(o.out));
   if (!fs.existsSync(dir)) throw new NotFoundError('ERR_NOT_FOUND', `${dir}: no such directory`, { hint: 'create the directory first' });
@@ -67,7 +67,7 @@ export function preflightBackup(o: Pick<BackupOptions, 'out' | 'recipients'>): v
 export async function createBackup(home: string, o: BackupOptions): Promise<BackupResult> {
   const progress = o.progress ?? noProgress;
   const out = path.resolve(o.out);
-  preflightBackup({ ...o, out });
+  await preflightBackup({ ...o, out });
   const config = loadConfig(home);
   let staging: string;
   try {
@@ -111,7 +111,7 @@ export async function createBackup(home: string, o: BackupOptions): Promise<Back
     ];
     const plain = tarStream(entries);
     const encrypted = o.recipients.length > 0;
-    const w = await writePrivateStream(out, encrypted ? encryptStream(ageEncrypter(o.recipients), plain) : plain, { exclusive: true });
+    const w = await writePrivateStream(out, encrypted ? encryptStream(await ageEncrypter(o.recipients), plain) : plain, { exclusive: true });
     try {
       await readBack(out, w.sha256, encrypted ? null : manifest, progress);
     } catch (e) {

@@ -10,7 +10,7 @@
  */
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { Decrypter, Encrypter } from 'age-encryption';
+import type { Encrypter } from 'age-encryption';
 import { AuthError, IntegrityError, UsageError } from './errors.js';
 
 export const AGE_MAGIC = 'age-encryption.org/v1\n';
@@ -19,9 +19,12 @@ export function isAgeFile(head: Buffer): boolean {
   return head.subarray(0, AGE_MAGIC.length).toString('latin1') === AGE_MAGIC;
 }
 
+/** Loaded on first use: a plain backup or restore never pays for it. */
+const age = () => import('age-encryption');
+
 /** Checks recipients before any work (exit 2 naming the bad one). */
-export function ageEncrypter(recipients: string[]): Encrypter {
-  const e = new Encrypter();
+export async function ageEncrypter(recipients: string[]): Promise<Encrypter> {
+  const e = new (await age()).Encrypter();
   for (const r of recipients) {
     try {
       if (!/^age1[0-9a-z]+$/.test(r)) throw new Error('not an age1… recipient');
@@ -40,7 +43,7 @@ export async function* encryptStream(e: Encrypter, src: AsyncIterable<Uint8Array
 
 /** Decrypts with the identity file's keys; a wrong key is exit 3, a damaged file exit 5. */
 export async function* decryptStream(identityText: string, src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const d = new Decrypter();
+  const d = new (await age()).Decrypter();
   const ids = identityText.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
   try {
     if (!ids.length) throw new Error('no key');

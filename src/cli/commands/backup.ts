@@ -33,7 +33,7 @@ Examples:
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const opts = { out: String(o.out), includeFragments: !!o.includeFragments, recipients: o.recipient as string[] };
-      preflightBackup(opts);
+      await preflightBackup(opts);
       const r = await withHome(ctx, { permission: 'admin', automationAllowed: true, readonly: true }, (h) =>
         withProgress(ctx, (progress) => createBackup(h.dir, { ...opts, producer: `dsk ${VERSION}`, now: ctx.env.clock.now(), progress })),
       );
