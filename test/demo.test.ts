@@ -16,6 +16,7 @@ describe('dsk demo', () => {
     expect(s.audit_verify.ok).toBe(true);
     expect(s.audit_verify.tampered_copy).toMatchObject({ kind: 'edited' });
     expect(s.operators.refused).toContain('key.manage');
+    expect(s.backup).toMatchObject({ restored_same_head: true, files: expect.arrayContaining(['keys.db', 'audit_log/audit.db', 'audit_log/HEAD', 'key_fragments/frag1.enc']) });
     expect(s.status.keys).toMatchObject({ active: 2, grace: 1, revoked: 2 });
     expect(s.doctor).toMatchObject({ healthy: true, damaged: { failure: 'damage', check: 'file_modes' } });
     expect(s.doctor.damaged.fix).toMatch(/^chmod -R go-rwx /);

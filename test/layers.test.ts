@@ -65,6 +65,8 @@ const OWNED_PACKAGES: Record<string, string[]> = {
   'cli-table3': ['cli'],
   commander: ['cli'],
   maxmind: ['gateway/source-labels.ts'],
+  'cli-progress': ['cli'],
+  'age-encryption': ['kernel/age.ts'],
 };
 
 describe('layers', () => {

@@ -12,12 +12,13 @@ import { ConflictError, IntegrityError } from '../kernel/errors.js';
 import { verifyChain } from '../audit/verify.js';
 import { readHead } from '../audit/head.js';
 import { writeArchive, type ArchiveResult } from '../audit/archive.js';
+import { noProgress, type Progress } from '../kernel/progress.js';
 import type { Home } from './home.js';
 
 /** Archives rows older than `before` into the new file `out` (the home must be unsealed: the checkpoint is keyed). */
-export async function archiveBefore(h: Home, before: number, out: string): Promise<ArchiveResult> {
+export async function archiveBefore(h: Home, before: number, out: string, progress: Progress = noProgress): Promise<ArchiveResult> {
   const { auditKey } = h.requireUnsealed();
-  const report = await verifyChain(h.store, readHead(h.dir), auditKey);
+  const report = await verifyChain(h.store, readHead(h.dir), auditKey, (d, t) => progress('verify', d, t));
   if (report.breach) throw new IntegrityError('ERR_AUDIT_CHAIN', `refusing to archive a broken chain: ${report.breach.message}`, { hint: 'run dsk audit verify and investigate first' });
   const firstSeq = report.first_seq;
   const firstLater = await h.store.events.firstSeqAtOrAfter(new Date(before).toISOString());
@@ -25,7 +26,7 @@ export async function archiveBefore(h: Home, before: number, out: string): Promi
   const lastSeq = firstLater === null ? report.last_seq : firstLater - 1;
   if (firstSeq === null || lastSeq === null || lastSeq < firstSeq) return { archived: 0, file: null, first_seq: null, last_seq: null, last_hash: null, sha256: null, checkpoint_seq: null };
   if (fs.existsSync(out)) throw new ConflictError('ERR_FILE_EXISTS', `${out} already exists`, { hint: 'choose a new file name for each archive' });
-  const w = await writeArchive(h.store, { homeId: h.config.home_id, firstSeq, lastSeq, out, auditKey, now: h.env.clock.now() });
+  const w = await writeArchive(h.store, { homeId: h.config.home_id, firstSeq, lastSeq, out, auditKey, now: h.env.clock.now(), progress: (d) => progress('archive', d, lastSeq - firstSeq + 1) });
   let checkpoint: number;
   try {
     checkpoint = await h.tx(async (t) => {

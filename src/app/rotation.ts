@@ -31,6 +31,7 @@ import { assertRotatable, dueTrigger, openSigningSecret, pendingReissue, success
 import { assertRole } from '../domain/config.js';
 import { policyMs } from '../domain/policy.js';
 import { iso } from '../kernel/clock.js';
+import { noProgress, type Progress } from '../kernel/progress.js';
 import type { Home, Tx } from './home.js';
 
 export type Trigger = RotationTrigger;
@@ -135,7 +136,7 @@ function retireAndExpire(home: Home, plan: DuePlan): Promise<Action[]> {
  * Derives successors for `items` in batches and commits each in its own transaction.
  * `graceMs` null means the old key was already revoked (emergency) and only gets its successor.
  */
-export async function issueSuccessors(home: Home, items: { id: string; trigger: Trigger }[], graceMs: number, onIssued?: OnIssued): Promise<{ actions: Action[]; issued: IssuedKey[] }> {
+export async function issueSuccessors(home: Home, items: { id: string; trigger: Trigger }[], graceMs: number, onIssued?: OnIssued, progress: Progress = noProgress): Promise<{ actions: Action[]; issued: IssuedKey[] }> {
   const { master, sealKey } = home.requireUnsealed();
   const actions: Action[] = [];
   const issued: IssuedKey[] = [];
@@ -155,6 +156,7 @@ export async function issueSuccessors(home: Home, items: { id: string; trigger: 
       for (let j = 0; j < batch.length; j++) out.push(await commitRotation(home, t, batch[j].id, batch[j].trigger, material[j], graceMs));
       return out;
     });
+    progress('rotate', i + batch.length, items.length);
     for (let j = 0; j < done.length; j++) {
       actions.push(done[j].action);
       if (done[j].issued) {
@@ -248,7 +250,7 @@ function graceFor(home: Home, graceMs: number | undefined): number {
 }
 
 /** dsk rotate --due: retire, expire, rotate what is due (and finish pending emergency reissues). */
-export async function rotateDue(home: Home, opts: { dryRun?: boolean; graceMs?: number; onIssued?: OnIssued } = {}): Promise<RotationReport> {
+export async function rotateDue(home: Home, opts: { dryRun?: boolean; graceMs?: number; onIssued?: OnIssued; progress?: Progress } = {}): Promise<RotationReport> {
   const graceMs = graceFor(home, opts.graceMs);
   const plan = await planDue(home);
   if (opts.dryRun) {
@@ -260,7 +262,7 @@ export async function rotateDue(home: Home, opts: { dryRun?: boolean; graceMs?: 
     return { now: plan.now, dry_run: true, actions, warnings: plan.warnings, issued: [], undelivered: await undelivered(home) };
   }
   const actions = await retireAndExpire(home, plan);
-  const r = await issueSuccessors(home, plan.rotate, graceMs, opts.onIssued);
+  const r = await issueSuccessors(home, plan.rotate, graceMs, opts.onIssued, opts.progress);
   if (opts.onIssued) await deliverPending(home, opts.onIssued, new Set(r.issued.map((k) => k.id)));
   return { now: plan.now, dry_run: false, actions: [...actions, ...r.actions.filter((a) => a.action !== 'skip')], warnings: plan.warnings, issued: r.issued, undelivered: await undelivered(home) };
 }

@@ -67,7 +67,7 @@ export interface WrittenArchive {
  * Writes rows firstSeq..lastSeq of the live chain to a new archive file `out` (exclusive create,
  * fsynced), with a header keyed under `auditKey`. The caller verified the chain first.
  */
-export async function writeArchive(store: Store, o: { homeId: string; firstSeq: number; lastSeq: number; out: string; auditKey: Buffer; now: number }): Promise<WrittenArchive> {
+export async function writeArchive(store: Store, o: { homeId: string; firstSeq: number; lastSeq: number; out: string; auditKey: Buffer; now: number; progress?: (rows: number) => void }): Promise<WrittenArchive> {
   const members: Buffer[] = [];
   let lines: string[] = [];
   let firstPrev = '';
@@ -82,6 +82,7 @@ export async function writeArchive(store: Store, o: { homeId: string; firstSeq: 
       if (lines.length === 20_000) {
         members.push(zlib.gzipSync(lines.join('\n') + '\n'));
         lines = [];
+        o.progress?.(n);
       }
     }
   }

@@ -11,7 +11,13 @@ const store = await openStore(home, { readonly: true });
 const auditKey = key ? Buffer.from(key) : null;
 try {
   const first = await store.events.firstPrevHash(lo, hi);
-  const w = await walkChain({ chunks: store.events.chunks(lo, hi), start: { seq: lo + 1, prev_hash: first ?? '', from: 'genesis' }, auditKey });
+  const chunks = (async function* () {
+    for await (const c of store.events.chunks(lo, hi)) {
+      yield c;
+      parentPort!.postMessage({ progress: c.length });
+    }
+  })();
+  const w = await walkChain({ chunks, start: { seq: lo + 1, prev_hash: first ?? '', from: 'genesis' }, auditKey });
   parentPort!.postMessage({ ...w, first_prev: first });
 } finally {
   auditKey?.fill(0);

@@ -196,13 +196,24 @@ function classifyBadHash(r: AuditTuple, prevSeq: number | null, prevPrevHash: st
 }
 
 /** Verifies the live chain of a home, and compares it with audit_log/HEAD. */
-export async function verifyChain(store: Store, head: HeadRead, auditKey: Buffer | null): Promise<VerifyReport> {
+export async function verifyChain(store: Store, head: HeadRead, auditKey: Buffer | null, progress?: (done: number, total: number) => void): Promise<VerifyReport> {
   const start = await chainStart(store);
-  const w = await walkChain({ chunks: store.events.chunks(), start, auditKey });
+  const w = await walkChain({ chunks: progress ? counted(store.events.chunks(), await store.events.count(), progress) : store.events.chunks(), start, auditKey });
   const report: VerifyReport = { ...w, start, head_file: null };
   report.head_file = await compareHead(store, report, head, auditKey);
   report.ok = report.breach === null;
   return report;
+}
+
+/** Reports rows walked after each chunk (for a progress bar). */
+async function* counted(chunks: AsyncIterable<AuditTuple[]>, total: number, progress: (done: number, total: number) => void): AsyncIterable<AuditTuple[]> {
+  let done = 0;
+  progress(0, total);
+  for await (const c of chunks) {
+    yield c;
+    done += c.length;
+    progress(done, Math.max(done, total));
+  }
 }
 
 /** Below this many rows one thread is quicker than starting workers. */
@@ -221,9 +232,13 @@ export async function verifyChainParallel(
   auditKey: Buffer | null,
   threads = Math.min(4, os.availableParallelism?.() ?? os.cpus().length),
   minRows = PARALLEL_MIN_ROWS,
+  progress?: (done: number, total: number) => void,
 ): Promise<VerifyReport> {
   const b = await store.events.bounds();
-  if (threads < 2 || b.first === null || b.last === null || (await store.events.count()) < minRows) return verifyChain(store, head, auditKey);
+  const total = await store.events.count();
+  if (threads < 2 || b.first === null || b.last === null || total < minRows) return verifyChain(store, head, auditKey, progress);
+  let done = 0;
+  progress?.(0, total);
   const start = await chainStart(store);
   const span = b.last - b.first + 1;
   const cuts = Array.from({ length: threads + 1 }, (_, i) => b.first! - 1 + Math.floor((span * i) / threads));
@@ -233,7 +248,10 @@ export async function verifyChainParallel(
       (lo, i) =>
         new Promise<Part>((resolve, reject) => {
           const w = new Worker(new URL(import.meta.url.endsWith('.ts') ? '../../dist/audit/verify-worker.js' : './verify-worker.js', import.meta.url), { workerData: { home, lo, hi: cuts[i + 1], key: auditKey ? new Uint8Array(auditKey) : null } });
-          w.once('message', resolve);
+          w.on('message', (m: Part | { progress: number }) => {
+            if ('progress' in m) progress?.((done += m.progress), Math.max(done, total));
+            else resolve(m);
+          });
           w.once('error', reject);
         }),
     ),
@@ -244,7 +262,7 @@ export async function verifyChainParallel(
     if (p.breach || p.rows === 0) linked = false;
     else if (i > 0 && (p.first_prev !== parts[i - 1].head_hash || p.first_seq !== parts[i - 1].last_seq! + 1)) linked = false;
   }
-  if (!linked) return verifyChain(store, head, auditKey);
+  if (!linked) return verifyChain(store, head, auditKey, progress);
   const last = parts[parts.length - 1];
   const auth = auditKey ? parts.reduce<number | null>((m, p) => (p.authenticated_through !== null && (m === null || p.authenticated_through > m) ? p.authenticated_through : m), null) : null;
   const from = (auth ?? parts[0].first_seq! - 1) + 1;

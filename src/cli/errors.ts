@@ -30,6 +30,8 @@ export const FLAG_OF_CODE: Record<string, string> = {
   ERR_PASSPHRASE_COUNT: '--passphrase-file',
   ERR_EMERGENCY_TARGET_MISSING: '--emergency',
   ERR_EMERGENCY_TARGET_MANY: '--emergency',
+  ERR_RECIPIENT: '--recipient',
+  ERR_IDENTITY: '--identity',
 };
 
 /** Hints that name flags, replacing the lower layer's neutral one. */
@@ -39,6 +41,8 @@ const HINT_OF_CODE: Record<string, string> = {
   ERR_EMERGENCY_TARGET_MANY: 'give only one of --all, key ids, --role or --owner',
   ERR_HOME_EXISTS: 'choose another --home, or remove it if you really mean to start over',
   ERR_FRAGMENT_MISSING: "pass --fragment-dir DIR where the missing fragments are now, or another custodian's passphrase",
+  ERR_WRONG_IDENTITY: 'give --identity FILE: the age identity whose public key the backup was encrypted to',
+  ERR_BACKUP_ENCRYPTED: 'add --identity FILE: the age identity whose public key the backup was encrypted to',
   ERR_NO_UPSTREAM: 'for example --upstream http://127.0.0.1:11434',
   ERR_TLS: 'check that --tls-cert and --tls-key (or gateway.tls_cert and gateway.tls_key in dsk.json) are PEM files that belong together',
 };

@@ -31,6 +31,8 @@ export const COMMANDS: Record<string, { summary: string; load: Loader; hidden?: 
   doctor: { summary: 'check a home without unsealing: a checklist with the fix for each problem', load: () => import('./commands/doctor.js') },
   completion: { summary: 'print a shell completion script (bash, zsh or fish)', load: loadCompletion },
   __complete: { summary: 'candidates for the completion scripts', load: loadCompletion, hidden: true },
+  backup: { summary: 'a consistent snapshot of a live home in one tar file (optionally age-encrypted)', load: () => import('./commands/backup.js') },
+  restore: { summary: 'restore a backup into a new home, verified before anything is written', load: () => import('./commands/restore.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
 

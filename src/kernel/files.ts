@@ -120,6 +120,64 @@ export function writePrivateFile(dest: string, data: string | Buffer, opts: { ex
 }
 
 /**
+ * writePrivateFile for content that does not fit in memory (a backup archive): the same temporary
+ * name, O_EXCL 0600, full writes, fsync and rename (or link when `exclusive`). Returns the bytes
+ * written and their SHA-256. On any failure (ENOSPC half-way) the temporary file is removed.
+ */
+export async function writePrivateStream(dest: string, src: AsyncIterable<Uint8Array>, opts: { exclusive?: boolean } = {}): Promise<{ bytes: number; sha256: string }> {
+  const tmp = tmpName(dest);
+  let fd: number;
+  try {
+    fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, FILE_MODE);
+  } catch (e) {
+    throw ioError(e, path.dirname(dest));
+  }
+  const hash = crypto.createHash('sha256');
+  let bytes = 0;
+  try {
+    try {
+      for await (const c of src) {
+        const b = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+        writeAll(fd, b);
+        hash.update(b);
+        bytes += b.length;
+      }
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    if (opts.exclusive) {
+      fs.linkSync(tmp, dest);
+      fs.unlinkSync(tmp);
+    } else fs.renameSync(tmp, dest);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new ConflictError('ERR_FILE_EXISTS', `${dest} already exists`, { hint: 'choose another path or remove the file first' });
+    throw (e as { exitCode?: number }).exitCode ? e : ioError(e, dest);
+  }
+  fsyncDir(path.dirname(dest));
+  return { bytes, sha256: hash.digest('hex') };
+}
+
+/** Streams a file's SHA-256 and size. */
+export async function hashFile(p: string): Promise<{ bytes: number; sha256: string }> {
+  const hash = crypto.createHash('sha256');
+  let bytes = 0;
+  try {
+    for await (const c of fs.createReadStream(p, { highWaterMark: 1 << 20 })) {
+      hash.update(c as Buffer);
+      bytes += (c as Buffer).length;
+    }
+  } catch (e) {
+    throw ioError(e, p);
+  }
+  return { bytes, sha256: hash.digest('hex') };
+}
+
+export { fsyncDir };
+
+/**
  * write(2) may write less than asked: at most 0x7ffff000 bytes per call on Linux, and less near a
  * file-size limit or on some filesystems. One writeSync would then leave a silently truncated file
  * (an audit archive over 2 GiB), so loop until every byte is written; a write that can make no

@@ -12,6 +12,7 @@ import { getKey } from '../../app/keys.js';
 import { acquireLock } from '../../kernel/lock.js';
 import { parseDuration, parsePositiveInt } from '../../kernel/duration.js';
 import { UnavailableError, UsageError } from '../../kernel/errors.js';
+import { withProgress } from '../progress.js';
 
 interface Opts extends DeliveryFlags {
   due?: boolean;
@@ -100,7 +101,7 @@ deliver them with --out-dir or --exec, or later with dsk export.`,
       try {
         report = await withUnsealed(ctx, o, access, async (h) => {
           if (mode === 'manual') return rotateKey(h, ids[0], { graceMs, onIssued });
-          if (mode === 'due') return rotateDue(h, { graceMs, onIssued });
+          if (mode === 'due') return withProgress(ctx, (progress) => rotateDue(h, { graceMs, onIssued, progress }));
           if (o.master) return replaceMasterKey(h, { passphrases: newPassphrases, threshold, reason: o.reason ?? null, onIssued });
           return rotateEmergency(h, { all: o.all, ids, role: o.role, owner: o.owner }, { reissue: o.reissue, reason: o.reason ?? null, onIssued });
         });

@@ -13,6 +13,7 @@ import { hsmStep } from './hsm.js';
 import { operatorsStep } from './operators.js';
 import { statusStep } from './status.js';
 import { doctorStep } from './doctor.js';
+import { backupStep } from './backup.js';
 
 export const DEMO_STEPS: DemoStep[] = [
   initStep,
@@ -30,6 +31,7 @@ export const DEMO_STEPS: DemoStep[] = [
   verifyStep,
   hsmStep,
   operatorsStep,
+  backupStep,
   statusStep,
   doctorStep,
   auditRowsStep,

@@ -16,6 +16,7 @@ import { verifyChainParallel, type VerifyReport } from '../../../audit/verify.js
 import { readHead } from '../../../audit/head.js';
 import { verifyArchive, assertArchiveReadable, type ArchiveReport } from '../../../audit/archive.js';
 import { VIEW } from './read.js';
+import { withProgress } from '../../progress.js';
 
 export function registerVerify(audit: Command): void {
   withUnsealOptions(
@@ -42,7 +43,9 @@ Examples:
       if (o.archive) assertArchiveReadable(o.archive);
       const keyed = hasUnsealSource(ctx, o);
       const run = async (h: Home | null): Promise<VerifyReport | ArchiveReport> =>
-        o.archive ? verifyArchive(o.archive, h?.auditKey ?? null, h && { homeId: h.config.home_id, store: h.store }) : verifyChainParallel(h!.dir, h!.store, readHead(h!.dir), h!.auditKey);
+        o.archive
+          ? verifyArchive(o.archive, h?.auditKey ?? null, h && { homeId: h.config.home_id, store: h.store })
+          : withProgress(ctx, (p) => verifyChainParallel(h!.dir, h!.store, readHead(h!.dir), h!.auditKey, undefined, undefined, p && ((d, t) => p('verify', d, t))));
       let rep: VerifyReport | ArchiveReport;
       if (keyed) rep = await withUnsealed(ctx, o as SecretFlags, { permission: 'audit.view' }, run);
       else if (o.archive) rep = await withOptionalHome(ctx, run);
@@ -72,7 +75,7 @@ Examples:
     .action(async (o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       const before = parseTimeArg(String(o.before), ctx.env.clock.now(), '--before');
-      const r = await withUnsealed(ctx, o, { permission: 'admin', sensitive: true }, (h) => archiveBefore(h, before, o.out));
+      const r = await withUnsealed(ctx, o, { permission: 'admin', sensitive: true }, (h) => withProgress(ctx, (p) => archiveBefore(h, before, o.out, p)));
       if (ctx.json) return printJson(r);
       if (!r.archived) return line('nothing to archive: no rows older than that');
       line(`${paint(ctx).green('✓')} archived rows ${r.first_seq}–${r.last_seq} (${r.archived}) to ${r.file}; checkpoint row ${r.checkpoint_seq}`);

@@ -12,6 +12,8 @@ import { parsePositiveInt } from '../../../kernel/duration.js';
 import { writePrivateFile } from '../../../kernel/files.js';
 import { auditStats, csvHeader, csvLine, exportRows, lastRows, maxSeq, parseActions, parseIpFilter, parseTimeArg, queryAudit, rowJson, rowsAfter, type AuditFilter, type AuditRow } from '../../../audit/query.js';
 import { actionColour, bar, rowsTable, tailLine } from './render.js';
+import { withProgress } from '../../progress.js';
+import type { Home } from '../../../app/home.js';
 
 export const VIEW = { permission: 'audit.view', readonly: true } as const;
 
@@ -97,15 +99,19 @@ export function registerExport(audit: Command): void {
       const ctx = ctxOf(cmd);
       if (o.format !== 'jsonl' && o.format !== 'csv') throw new UsageError('ERR_EXPORT_FORMAT', `invalid --format '${o.format}': use jsonl or csv`);
       const f = filterFrom({ since: o.since, until: o.until }, ctx.env.clock.now());
-      const { text, n } = await withHome(ctx, VIEW, async (h) => {
-        const parts: string[] = o.format === 'csv' ? [csvHeader()] : [];
-        let n = 0;
-        for await (const r of exportRows(h.store, f)) {
-          parts.push(o.format === 'csv' ? csvLine(r) : JSON.stringify(rowJson(r)) + '\n');
-          n++;
-        }
-        return { text: parts.join(''), n };
-      });
+      const { text, n } = await withHome(ctx, VIEW, (h) =>
+        withProgress(ctx, async (progress) => {
+          const parts: string[] = o.format === 'csv' ? [csvHeader()] : [];
+          let n = 0;
+          const total = progress ? await exportEstimate(h, f) : 0;
+          progress?.('export', 0, total);
+          for await (const r of exportRows(h.store, f)) {
+            parts.push(o.format === 'csv' ? csvLine(r) : JSON.stringify(rowJson(r)) + '\n');
+            if (++n % 1000 === 0) progress?.('export', n, Math.max(n, total));
+          }
+          return { text: parts.join(''), n };
+        }),
+      );
       if (!o.out) return void process.stdout.write(text);
       writePrivateFile(o.out, text, { exclusive: true });
       if (ctx.json) return printJson({ rows: n, file: o.out, format: o.format });
@@ -188,4 +194,13 @@ function follow(poll: () => Promise<void>): Promise<void> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+}
+
+/** Rows an export will read, from the seq range its time filter covers (for the progress bar's total). */
+async function exportEstimate(h: Home, f: AuditFilter): Promise<number> {
+  const b = await h.store.events.bounds();
+  if (b.first === null || b.last === null) return 0;
+  const lo = f.since != null ? ((await h.store.events.firstSeqAtOrAfter(new Date(f.since).toISOString())) ?? b.last + 1) : b.first;
+  const hi = f.until != null ? ((await h.store.events.firstSeqAtOrAfter(new Date(f.until).toISOString())) ?? b.last + 1) - 1 : b.last;
+  return Math.max(0, hi - lo + 1);
 }
