@@ -13,6 +13,7 @@ export interface SignaturePolicy {
   requireSignature: boolean;
   allowLegacySignature: boolean;
   skewS: number;
+  nonceCacheBytes: number;
 }
 
 export class SignatureCheck {
@@ -21,9 +22,10 @@ export class SignatureCheck {
   constructor(
     private readonly index: KeyIndex,
     private readonly policy: SignaturePolicy,
+    startedAtMs: number,
   ) {
     // a nonce must be remembered as long as its timestamp can pass: the skew either side
-    this.#nonces = new NonceCache(policy.skewS * 2000);
+    this.#nonces = new NonceCache(policy.skewS * 2000, 1_000_000, policy.nonceCacheBytes, startedAtMs);
   }
 
   /** Null when the request may pass. `keyText` is the presented credential (for the legacy formula). */
@@ -39,6 +41,7 @@ export class SignatureCheck {
     }
     const s = parsed.value;
     if (!timestampFresh(s.timestamp, now, o.skewS)) return bad('SIGNATURE_STALE', 'signature timestamp outside the allowed clock skew');
+    if (!this.#nonces.covers(Number(s.timestamp))) return bad('SIGNATURE_PREDATES_NONCES', 'signature timestamp is older than the nonces this gateway remembers (it restarted since): sign the request again');
     const secret = this.index.secretOf(k);
     const target = req.url ?? '/';
     let ok = false;
@@ -53,7 +56,7 @@ export class SignatureCheck {
     if (!ok) return bad(s.nonce || o.allowLegacySignature ? 'SIGNATURE_INVALID' : 'SIGNATURE_MALFORMED', 'signature does not match');
     // The legacy formula has no nonce: its signature stands in for one, so an identical request
     // cannot be replayed (a changed body can: the formula does not cover it).
-    if (!this.#nonces.checkAndAdd(id, legacy ? `legacy:${s.signature}` : s.nonce, now)) return bad('NONCE_REPLAYED', 'nonce already used');
+    if (!this.#nonces.checkAndAdd(id, legacy ? `legacy:${s.signature}` : s.nonce, now, Number(s.timestamp))) return bad('NONCE_REPLAYED', 'nonce already used');
     return null;
   }
 }
