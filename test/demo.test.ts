@@ -9,7 +9,7 @@ describe('dsk demo', () => {
     const s = JSON.parse(r.stdout);
     expect(s.init).toMatchObject({ backend: 'software', threshold: 3, shares: 5 });
     expect(s.keys_issued).toHaveLength(3);
-    expect(s.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked' });
+    expect(s.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked', traversal: 400 });
     expect(s.rotation.manual[0]).toMatchObject({ action: 'rotate', trigger: 'MANUAL' });
     expect(s.rotation.emergency.map((a: { action: string }) => a.action)).toEqual(['revoke', 'rotate']);
     expect(s.audit_verify.ok).toBe(true);

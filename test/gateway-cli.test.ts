@@ -57,7 +57,7 @@ describe('dsk serve (spawned)', () => {
     const exp = spawnSync(process.execPath, ['--input-type=module', '-e', "import('dsk/client').then(m => console.log(typeof m.signedFetch, typeof m.signHeaders))"], { cwd: path.resolve(__dirname, '..'), encoding: 'utf8' });
     expect(exp.stdout.trim()).toBe('function function');
     const demo = json(dsk(['demo', '--json']));
-    expect(demo.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked' });
+    expect(demo.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked', traversal: 400 });
   });
 
   it('rejects bad flags before unsealing, changing nothing', () => {
