@@ -71,6 +71,7 @@ describe('request targets', () => {
     '/v1/models/..\\..\\metrics',
     '/v1/models/./x',
     '/v1/models/x/..',
+    '/v1/models/..;/..;/metrics',
     '/v1/models/%zz',
     'http://127.0.0.1/v1/models',
   ])('%s → 400 invalid_path, before any route and never proxied', async (target) => {

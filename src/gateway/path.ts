@@ -7,7 +7,8 @@
  * (400) every target whose meaning could differ between it and the upstream:
  *
  *   - anything but origin-form (`/path?query`): absolute-form, authority-form, `*`
- *   - a dot segment (`.` or `..`), literal or percent-encoded in any case (`%2e`, `.%2E`)
+ *   - a dot segment (`.` or `..`, also with a path parameter: `..;x`), literal or percent-encoded
+ *     in any case (`%2e`, `.%2E`)
  *   - an encoded slash or backslash (`%2f`, `%5c`), a literal backslash, and `%25` (an encoded
  *     percent, which a double-decoding upstream turns back into any of these)
  *   - a malformed escape (`%` not followed by two hex digits), control characters, NUL
@@ -31,6 +32,7 @@ export function normaliseTarget(target: string): NormalisedTarget {
   const query = q < 0 ? '' : target.slice(q);
   if (FORBIDDEN.test(raw)) return { ok: false, reason: 'encoded dots, slashes, percent signs, backslashes and control characters are not allowed in the path' };
   const path = raw.replace(/\/{2,}/g, '/');
-  for (const segment of path.split('/')) if (segment === '.' || segment === '..') return { ok: false, reason: 'dot segments (. and ..) are not allowed in the path' };
+  // `..;x` is `..` to servers that strip path parameters (RFC 2396 section 3.3)
+  for (const segment of path.split('/')) if (/^\.\.?(?:;|$)/.test(segment)) return { ok: false, reason: 'dot segments (. and ..) are not allowed in the path' };
   return { ok: true, path, query };
 }
