@@ -1,8 +1,10 @@
 /**
  * The request signature at the gateway (the format is in signature.ts): required when the gateway
- * or the key says so, checked whenever sent. Order: headers → timestamp within the skew → HMAC
+ * or the key says so, checked whenever sent. Order: headers → timestamp within the skew and not
+ * older than the nonce cache can vouch for (the process's start, or a nonce dropped early) → HMAC
  * (or the seed's legacy formula, when allowed) → nonce not seen before. The nonce is recorded
- * last, so a forged request cannot burn a nonce the real client is about to use.
+ * last, and the server checks every limit before this runs, so neither a forged request nor one
+ * refused for a limit can burn a nonce the real client is about to use.
  */
 import type http from 'node:http';
 import type { IndexedKey, KeyIndex } from './key-index.js';
