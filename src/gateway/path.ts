@@ -23,6 +23,10 @@ export type NormalisedTarget = { ok: true; path: string; query: string } | { ok:
 const MAX_TARGET = 8192;
 // %2e %2f %5c %25 in any case; a malformed escape; a backslash; controls and DEL
 const FORBIDDEN = /%(?:2[eEfF5]|5[cC])|%(?![0-9A-Fa-f]{2})|\\|[\x00-\x20\x7f]/;
+// a dot segment, bare or with a path parameter (`..;x` is `..` to servers that strip parameters, RFC 2396 section 3.3)
+const DOT_SEGMENT = /\/\.\.?(?:;[^/]*)?(?=\/|$)/;
+// the common path has none of these, and is returned as it came
+const NEEDS_CHECK = /[%\\.\x00-\x20\x7f]|\/\//;
 
 export function normaliseTarget(target: string): NormalisedTarget {
   if (target.length > MAX_TARGET) return { ok: false, reason: 'request target too long' };
@@ -30,9 +34,9 @@ export function normaliseTarget(target: string): NormalisedTarget {
   const q = target.indexOf('?');
   const raw = q < 0 ? target : target.slice(0, q);
   const query = q < 0 ? '' : target.slice(q);
+  if (!NEEDS_CHECK.test(raw)) return { ok: true, path: raw, query };
   if (FORBIDDEN.test(raw)) return { ok: false, reason: 'encoded dots, slashes, percent signs, backslashes and control characters are not allowed in the path' };
   const path = raw.replace(/\/{2,}/g, '/');
-  // `..;x` is `..` to servers that strip path parameters (RFC 2396 section 3.3)
-  for (const segment of path.split('/')) if (/^\.\.?(?:;|$)/.test(segment)) return { ok: false, reason: 'dot segments (. and ..) are not allowed in the path' };
+  if (DOT_SEGMENT.test(path)) return { ok: false, reason: 'dot segments (. and ..) are not allowed in the path' };
   return { ok: true, path, query };
 }
