@@ -77,7 +77,7 @@ describe('requests in progress per key', () => {
     const t0 = Date.now();
     const models = await call(`${gw.url}/v1/models`, { headers: { Authorization: `Bearer ${k.other.api_key}` } });
     expect(models.status).toBe(200);
-    expect(Date.now() - t0).toBeLessThan(500);
+    expect(Date.now() - t0).toBeLessThan(1000);
     // the streams were not disturbed, and a finished stream frees its slot
     const texts = await Promise.all(streams.map(async (s) => {
       let text = '';
