@@ -8,7 +8,7 @@
  *
  *   npm run build && node bench/fuzz.mjs [--runs N] [--only target,…] [--seed S]
  *
- * Targets: request (the gateway's request-path parsers), gateway (a live `dsk serve` on loopback),
+ * Targets: request (the gateway's request-path parsers and the target normaliser), gateway (a live `dsk serve` on loopback),
  * config (dsk.json loading), keytext (key text and key-id arguments), audit (the audit row walker
  * and the HEAD decoder), archive (the archive reader, on mutated archives written to disk).
  * The figures go to docs/benchmarks.md; every crash found becomes a test.
@@ -37,6 +37,7 @@ const { parseCredential, clientIp } = await dist('gateway/credentials.js');
 const { parseSignatureHeaders, timestampFresh, bodyHash, canonicalString, NonceCache } = await dist('gateway/signature.js');
 const { looksLikeJwt, tokenKid } = await dist('gateway/jwt.js');
 const { RouteTable } = await dist('gateway/routes.js');
+const { normaliseTarget } = await dist('gateway/path.js');
 const { parseKeyOptions, allowListOf } = await dist('gateway/key-options.js');
 const { gatewayOptions } = await dist('gateway/options.js');
 const { configFromText } = await dist('store/config-file.js');
@@ -87,7 +88,7 @@ const text = fc.oneof(fc.string({ maxLength: 200 }), fc.string({ unit: 'binary',
 const key = fc.tuple(fc.stringMatching(/^[0-9a-f]{12}$/), fc.stringMatching(/^[0-9a-f]{64}$/)).map(([i, s]) => formatApiKey(i, s));
 const nearKey = fc.tuple(key, fc.nat(87), fc.string({ maxLength: 3 })).map(([k, i, s]) => k.slice(0, i) + s + k.slice(i + 1));
 const authValue = fc.oneof(text, key.map((k) => `Bearer ${k}`), nearKey.map((k) => `Bearer ${k}`), fc.constantFrom('Bearer', 'Bearer ', 'Basic xx', 'bearer  x'), fc.array(text, { maxLength: 3 }));
-const segment = fc.oneof(fc.constantFrom('v1', 'models', 'chat', 'completions', '..', '.', '%2e%2e', '%2E%2E', '..%2f', '%2f', '', 'dsk', 'audit', 'metrics', 'healthz', '*'), fc.string({ maxLength: 12 }));
+const segment = fc.oneof(fc.constantFrom('v1', 'models', 'chat', 'completions', '..', '.', '%2e%2e', '%2E%2E', '..%2f', '%2f', '%2F', '.%2e', '%252e', '%5c', '\\', '%', '', 'dsk', 'audit', 'metrics', 'healthz', '*'), fc.string({ maxLength: 12 }));
 const reqPath = fc.tuple(fc.array(segment, { maxLength: 6 }), fc.option(fc.string({ maxLength: 40 }))).map(([s, q]) => `/${s.join('/')}${q === null ? '' : `?${q}`}`);
 const method = fc.oneof(fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'), fc.stringMatching(/^[A-Z]{1,10}$/));
 const request = fc.record({
@@ -116,8 +117,15 @@ await target('request', request, (r) => {
   if (r.timestamp !== undefined) timestampFresh(Array.isArray(r.timestamp) ? r.timestamp[0] : r.timestamp, Date.now());
   if (typeof r.nonce === 'string') nonces.checkAndAdd('000000000000', r.nonce, Date.now());
   clientIp('127.0.0.1', r.xff, true);
-  const q = r.path.indexOf('?');
-  routes.match(r.method, q < 0 ? r.path : r.path.slice(0, q));
+  // The target as the gateway sees it: refused, or a normalised path that matches the same route
+  // after an upstream decodes it and removes dot segments.
+  const n = normaliseTarget(r.path);
+  if (n.ok) {
+    const route = routes.match(r.method, n.path);
+    const resolved = path.posix.normalize(n.path.replace(/%([0-9a-f]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16))));
+    if (route && route.name.endsWith('/*') && !resolved.startsWith(route.name.split(' ')[1].slice(0, -1))) throw new Error(`${n.path} escapes ${route.name}`);
+    if (normaliseTarget(n.path + n.query).path !== n.path) throw new Error(`normalising ${n.path} again changes it`);
+  }
   allowListOf(parseKeyOptions(r.body));
 });
 
@@ -143,7 +151,7 @@ if (!ONLY || ONLY.includes('gateway')) {
   const k = await issueKey(h, { name: 'fuzz', role: 'developer' });
   const up = await startStubUpstream();
   // Limits high enough that the fuzzer reaches every stage of the pipeline instead of being blocked.
-  const gw = await startGateway(h, gatewayOptions(h.config.gateway, { upstream: up.url, listen: '127.0.0.1:0', rps: 1e9, burst: 1e9, maxFailures: 1e9 }));
+  const gw = await startGateway(h, gatewayOptions(h.config.gateway, { upstream: up.url, listen: '127.0.0.1:0', rps: 1e9, burst: 1e9, maxFailures: 1e9, keyMaxFailures: 1e9, maxConcurrent: 1e9 }));
   const base = new URL(gw.url);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
   const headerName = fc.stringMatching(/^[A-Za-z][A-Za-z0-9-]{0,20}$/);

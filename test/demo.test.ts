@@ -9,7 +9,7 @@ describe('dsk demo', () => {
     const s = JSON.parse(r.stdout);
     expect(s.init).toMatchObject({ backend: 'software', threshold: 3, shares: 5 });
     expect(s.keys_issued).toHaveLength(3);
-    expect(s.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked' });
+    expect(s.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked', traversal: 400 });
     expect(s.monitoring).toMatchObject({ anomaly: { reason: 'NEW_SITE', site: 'dc-west', known: ['dc-east'] }, alert: { alert: 'BruteForce', state: 'firing' } });
     expect(s.rotation.manual[0]).toMatchObject({ action: 'rotate', trigger: 'MANUAL' });
     expect(s.rotation.emergency.map((a: { action: string }) => a.action)).toEqual(['revoke', 'rotate']);

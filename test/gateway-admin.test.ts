@@ -62,15 +62,31 @@ describe('GET /dsk/audit', () => {
 });
 
 describe('other /dsk/ routes', () => {
-  it('a /dsk/ route added in dsk.json is answered 404, never with the audit log and never proxied', async () => {
-    const o = gatewayOptions({ routes: { 'GET /dsk/secret': 'model.invoke' } }, { upstream: up.url, listen: '127.0.0.1:0' });
+  it.each(['GET /dsk/secret', 'GET /dsk/*', '* /dsk/audit', 'POST /dsk/keys', 'GET /dsk'])('a route %s in dsk.json is refused at load, naming it', (r) => {
+    let err: any;
+    try {
+      gatewayOptions({ routes: { [r]: 'model.invoke' } }, { upstream: up.url });
+    } catch (e) {
+      err = e;
+    }
+    expect(err?.code).toBe('ERR_ROUTE_RESERVED');
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toBe(`route '${r}' in gateway.routes in dsk.json is under /dsk/, which the gateway keeps for its own endpoints`);
+  });
+
+  it('a catch-all route never reaches /dsk/: 404, never the audit log, never proxied', async () => {
+    const o = gatewayOptions({ routes: { '* /*': 'model.invoke' } }, { upstream: up.url, listen: '127.0.0.1:0' });
     const g = await startGateway(h, o);
     try {
       const before = up.seen.length;
-      const r = await call(`${g.url}/dsk/secret`, { headers: { Authorization: `Bearer ${k.dev.api_key}` } });
-      expect(r.status).toBe(404);
-      expect(r.body.error.code).toBe('unknown_route');
+      for (const p of ['/dsk/secret', '/dsk/audit/x', '/dsk//keys/..%2Faudit', '/dsk']) {
+        const r = await call(`${g.url}${p}`, { headers: { Authorization: `Bearer ${k.dev.api_key}` } });
+        expect([400, 404]).toContain(r.status);
+        expect(['unknown_route', 'invalid_path']).toContain(r.body.error.code);
+      }
       expect(up.seen.length).toBe(before);
+      // the same route still proxies everything else
+      expect((await call(`${g.url}/v1/anything`, { headers: { Authorization: `Bearer ${k.dev.api_key}` } })).status).toBe(200);
     } finally {
       await g.close();
     }

@@ -57,7 +57,7 @@ describe('dsk serve (spawned)', () => {
     const exp = spawnSync(process.execPath, ['--input-type=module', '-e', "import('dsk/client').then(m => console.log(typeof m.signedFetch, typeof m.signHeaders))"], { cwd: path.resolve(__dirname, '..'), encoding: 'utf8' });
     expect(exp.stdout.trim()).toBe('function function');
     const demo = json(dsk(['demo', '--json']));
-    expect(demo.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked' });
+    expect(demo.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked', traversal: 400 });
   });
 
   it('rejects bad flags before unsealing, changing nothing', () => {
@@ -137,13 +137,14 @@ describe('dsk serve (spawned)', () => {
     const bodyFile = path.join(dir, 'req.json');
     const body = JSON.stringify({ model: 'deepseek-stub', messages: [{ role: 'user', content: 'hi' }] });
     fs.writeFileSync(bodyFile, body);
+    // signed after the gateway started: a gateway refuses what was signed before its start
+    const gw = await serve(['--upstream', up.url, '--require-signature']);
     const s = json(dsk(['sign', '--key-file', keyFile, '--path', '/v1/chat/completions', '--body-file', bodyFile, '--json']));
     expect(Object.keys(s.headers).sort()).toEqual(['X-Nonce', 'X-Signature', 'X-Timestamp']);
     const plain = dsk(['sign', '--key-file', keyFile, '--method', 'get', '--path', '/v1/models']);
     expect(plain.stdout).toMatch(/^X-Timestamp: \d+\nX-Nonce: \S+\nX-Signature: [0-9a-f]{64}\n$/);
     const keyText = JSON.parse(fs.readFileSync(keyFile, 'utf8'));
     expect(plain.stdout + plain.stderr).not.toContain(keyText.api_key);
-    const gw = await serve(['--upstream', up.url, '--require-signature']);
     try {
       const r = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth(keyText.api_key), ...s.headers, 'content-type': 'application/json' }, body });
       expect(r.status).toBe(200);

@@ -43,6 +43,10 @@ describe('gatewayOptions', () => {
     ['a certificate without its key, from dsk.json', { upstream: UP, tls_cert: 'c.pem' }, {}, 'ERR_TLS_PAIR', /^gateway.tls_cert in dsk.json and tls_key go together$/],
     ['a key without its certificate', { upstream: UP }, { tlsKey: 'k.pem' }, 'ERR_TLS_PAIR', /^tls_cert and tls_key go together$/],
     ['a client CA alone', { upstream: UP, client_ca: 'ca.pem' }, {}, 'ERR_CLIENT_CA_WITHOUT_TLS', /^gateway.client_ca in dsk.json needs tls_cert and tls_key$/],
+    ['a password in the upstream URL', {}, { upstream: 'http://vllm:s3cretpw@127.0.0.1:8000' }, 'ERR_UPSTREAM_USERINFO', /^invalid upstream: a user name or password in the URL is refused \(it would be printed and logged\)$/],
+    ['a user in the upstream URL, from dsk.json', { upstream: 'https://ops@10.0.0.5' }, {}, 'ERR_UPSTREAM_USERINFO', /^invalid gateway.upstream in dsk.json: a user name/],
+    ['an IPv6 prefix', { upstream: UP, brute_force: { ipv6_prefix: 129 } }, {}, 'ERR_IPV6_PREFIX', /^invalid gateway.brute_force.ipv6_prefix in dsk.json '129'/],
+    ['a per-key concurrency', { upstream: UP, max_concurrent: 0 }, {}, 'ERR_NUMBER', /^invalid gateway.max_concurrent in dsk.json '0'/],
   ])('%s: exit 2, named by its source, no flag', (_, config, overrides, code, message) => {
     const r = refusal(config, overrides);
     expect(r).toMatchObject({ code, exitCode: 2 });
@@ -89,6 +93,9 @@ describe('dsk serve and keygen wording', () => {
     const fromFlag = dsk(['serve', '--upstream', 'ftp://y'], { env: { DSK_HOME: t.home } });
     expect(fromFlag.code).toBe(2);
     expect(fromFlag.stderr).toContain("dsk: error: invalid --upstream 'ftp://y': expected an http:// or https:// URL");
+    const userinfo = dsk(['serve', '--upstream', 'http://vllm:s3cretpw@127.0.0.1:8000'], { env: { DSK_HOME: t.home } });
+    expect(userinfo.code).toBe(2);
+    expect(userinfo.stderr).toBe("dsk: error: invalid --upstream: a user name or password in the URL is refused (it would be printed and logged)\ndsk: hint: give --upstream without user:pass@, and the upstream's own key in a file named by --upstream-key-file\n");
     setGatewayConfig({ upstream: UP, tls_cert: 'c.pem' });
     const mixed = dsk(['serve'], { env: { DSK_HOME: t.home } });
     expect(mixed.code).toBe(2);

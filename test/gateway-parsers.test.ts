@@ -5,7 +5,8 @@ import crypto from 'node:crypto';
 import { clientIp, parseCredential } from '../src/gateway/credentials.js';
 import { canonicalString, computeSignature, NonceCache, parseSignatureHeaders, signHeaders, timestampFresh } from '../src/gateway/signature.js';
 import { buildAllowList, ipAllowed } from '../src/kernel/ip.js';
-import { FailureTracker, RateLimiter } from '../src/gateway/rate-limit.js';
+import { RateLimiter } from '../src/gateway/rate-limit.js';
+import { BruteForceGuard } from '../src/gateway/brute-force.js';
 import { tokenKid, looksLikeJwt } from '../src/gateway/jwt.js';
 import { formatApiKey } from '../src/domain/key-text.js';
 
@@ -169,10 +170,11 @@ describe('limits', () => {
   });
 
   it('failure tracker: blocks at N within the window, not across windows', () => {
-    const f = new FailureTracker({ max: 3, windowMs: 1000, blockMs: 5000 });
+    const g = new BruteForceGuard({ max: 3, windowMs: 1000, blockMs: 5000, ipv6Prefix: 64, keyMax: 100 });
+    const f = { fail: (ip: string, t: number) => !!g.fail(ip, null, t).blocked, blockedFor: (ip: string, t: number) => g.blockedFor(ip, t) };
     expect(f.fail('a', 0)).toBe(false);
     expect(f.fail('a', 100)).toBe(false);
-    expect(f.fail('a', 1200)).toBe(false); // new window
+    expect(f.fail('a', 1200)).toBe(false); // the first two left the window
     expect(f.blockedFor('a', 1200)).toBe(0);
     expect(f.fail('a', 1300)).toBe(false);
     expect(f.fail('a', 1400)).toBe(true);

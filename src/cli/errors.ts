@@ -44,6 +44,7 @@ const HINT_OF_CODE: Record<string, string> = {
   ERR_WRONG_IDENTITY: 'give --identity FILE: the age identity whose public key the backup was encrypted to',
   ERR_BACKUP_ENCRYPTED: 'add --identity FILE: the age identity whose public key the backup was encrypted to',
   ERR_NO_UPSTREAM: 'for example --upstream http://127.0.0.1:11434',
+  ERR_UPSTREAM_USERINFO: "give --upstream without user:pass@, and the upstream's own key in a file named by --upstream-key-file",
   ERR_TLS: 'check that --tls-cert and --tls-key (or gateway.tls_cert and gateway.tls_key in dsk.json) are PEM files that belong together',
 };
 

@@ -23,6 +23,7 @@ export interface KeyOptionFlags {
   requireSignature?: boolean;
   allowCidr?: string[];
   rateLimit?: string;
+  maxConcurrent?: string;
 }
 
 /** The gateway options of a new key, checked before anything is unsealed. CIDR entries are kept as typed. */
@@ -42,5 +43,6 @@ export function keyOptionsFromFlags(o: KeyOptionFlags): KeyOptions {
     if (!m || rps <= 0 || burst < 1) throw new UsageError('ERR_RATE_LIMIT', `invalid --rate-limit '${o.rateLimit}': expected RPS or RPS:BURST`, { hint: 'for example 5 or 5:20' });
     out.rate_limit = { rps, burst };
   }
+  if (o.maxConcurrent !== undefined) out.max_concurrent = parsePositiveInt(o.maxConcurrent, '--max-concurrent', 100_000);
   return out;
 }

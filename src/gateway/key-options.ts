@@ -10,6 +10,8 @@ export interface KeyOptions {
   require_signature?: boolean;
   allowed_cidrs?: string[];
   rate_limit?: { rps?: number; burst?: number };
+  /** requests this key may have in progress at once (streams included) */
+  max_concurrent?: number;
 }
 
 export function parseKeyOptions(text: string): KeyOptions {

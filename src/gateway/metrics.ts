@@ -15,6 +15,8 @@ export class Metrics {
   #requests = new Map<string, number>();
   #authFailures = new Map<string, number>();
   #upstreamErrors = 0;
+  #bruteForceSuspected = new Map<string, number>();
+  #connectionsRefused = new Map<string, number>();
   #buckets = new Array<number>(BUCKETS_S.length).fill(0);
   #sum = 0;
   #count = 0;
@@ -44,6 +46,14 @@ export class Metrics {
     this.#upstreamErrors++;
   }
 
+  bruteForceSuspected(key: string): void {
+    this.#bruteForceSuspected.set(key, (this.#bruteForceSuspected.get(key) ?? 0) + 1);
+  }
+
+  connectionRefused(reason: string): void {
+    this.#connectionsRefused.set(reason, (this.#connectionsRefused.get(reason) ?? 0) + 1);
+  }
+
   render(extra: { keys: number; reloads: number }): string {
     const out: string[] = [];
     out.push('# HELP dsk_gateway_requests_total Requests by key id, route and status.', '# TYPE dsk_gateway_requests_total counter');
@@ -55,6 +65,10 @@ export class Metrics {
     for (const [reason, n] of this.#authFailures) out.push(`dsk_gateway_auth_failures_total${labels({ reason })} ${n}`);
     out.push('# HELP dsk_gateway_upstream_errors_total Upstream connection failures.', '# TYPE dsk_gateway_upstream_errors_total counter');
     out.push(`dsk_gateway_upstream_errors_total ${this.#upstreamErrors}`);
+    out.push('# HELP dsk_gateway_brute_force_suspected_total Keys reported as under attack (failures naming one key, from any address).', '# TYPE dsk_gateway_brute_force_suspected_total counter');
+    for (const [key, n] of this.#bruteForceSuspected) out.push(`dsk_gateway_brute_force_suspected_total${labels({ key })} ${n}`);
+    out.push('# HELP dsk_gateway_connections_refused_total Connections closed at once by a connection cap.', '# TYPE dsk_gateway_connections_refused_total counter');
+    for (const [cap, n] of this.#connectionsRefused) out.push(`dsk_gateway_connections_refused_total${labels({ cap })} ${n}`);
     out.push('# HELP dsk_gateway_request_duration_seconds Time to the end of the response.', '# TYPE dsk_gateway_request_duration_seconds histogram');
     BUCKETS_S.forEach((b, i) => out.push(`dsk_gateway_request_duration_seconds_bucket{le="${b}"} ${this.#buckets[i]}`));
     out.push(`dsk_gateway_request_duration_seconds_bucket{le="+Inf"} ${this.#count}`);

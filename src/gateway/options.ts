@@ -9,8 +9,10 @@ import type { Permission } from '../domain/roles.js';
 import { PERMISSIONS } from '../domain/roles.js';
 import { parseDuration } from '../kernel/duration.js';
 import { UsageError } from '../kernel/errors.js';
-import type { BucketConfig, FailureConfig } from './rate-limit.js';
-import { DEFAULT_ROUTES, isRoutePattern } from './routes.js';
+import type { ConnectionCaps } from './connection-caps.js';
+import type { BucketConfig } from './rate-limit.js';
+import type { FailureConfig } from './brute-force.js';
+import { ADMIN_ROUTES, DEFAULT_ROUTES, isGatewayPath, isRoutePattern } from './routes.js';
 
 export interface GatewayOptions {
   upstream: string;
@@ -21,6 +23,14 @@ export interface GatewayOptions {
   maxBodyBytes: number;
   rateLimit: BucketConfig;
   failures: FailureConfig;
+  /** requests one key may have in progress (a key's max_concurrent option wins) */
+  maxConcurrent: number;
+  bodyTimeoutMs: number;
+  /** all request bodies being read at once, together */
+  maxBufferedBytes: number;
+  connections: ConnectionCaps;
+  /** memory the nonce cache may hold (an estimate per entry, see signature.ts) */
+  nonceCacheBytes: number;
   skewS: number;
   trustProxy: boolean;
   routes: Record<string, Permission>;
@@ -43,6 +53,13 @@ export interface GatewayOverrides {
   maxFailures?: number;
   failureWindow?: string | number;
   blockFor?: string | number;
+  ipv6Prefix?: number;
+  keyMaxFailures?: number;
+  maxConcurrent?: number;
+  bodyTimeout?: string | number;
+  maxBuffered?: number;
+  maxConnections?: number;
+  maxConnectionsPerIp?: number;
   skew?: string | number;
   trustProxy?: boolean;
   tlsCert?: string;
@@ -65,6 +82,13 @@ const CONFIG_KEY: Record<GatewayOption, string> = {
   maxFailures: 'brute_force.max_failures',
   failureWindow: 'brute_force.window',
   blockFor: 'brute_force.block',
+  ipv6Prefix: 'brute_force.ipv6_prefix',
+  keyMaxFailures: 'brute_force.key_max_failures',
+  maxConcurrent: 'max_concurrent',
+  bodyTimeout: 'body_timeout',
+  maxBuffered: 'max_buffered',
+  maxConnections: 'max_connections',
+  maxConnectionsPerIp: 'max_connections_per_ip',
   skew: 'skew',
   trustProxy: 'trust_proxy',
   tlsCert: 'tls_cert',
@@ -81,6 +105,13 @@ const DEFAULTS: Partial<Record<GatewayOption, unknown>> = {
   maxFailures: 10,
   failureWindow: '60s',
   blockFor: '5m',
+  ipv6Prefix: 64,
+  keyMaxFailures: 100,
+  maxConcurrent: 16,
+  bodyTimeout: '30s',
+  maxBuffered: 64 * 1024 * 1024,
+  maxConnections: 4096,
+  maxConnectionsPerIp: 256,
   skew: '300s',
   drain: '30s',
 };
@@ -111,6 +142,12 @@ export function gatewayOptions(config: Record<string, unknown> | undefined, over
     return typeof value === 'number' ? value : parseDuration(String(value), label);
   };
 
+  const prefix = (): number => {
+    const n = num('ipv6Prefix');
+    if (!Number.isInteger(n) || n > 128) throw new UsageError('ERR_IPV6_PREFIX', `invalid ${pick('ipv6Prefix').label} '${n}': expected a prefix length from 1 to 128`, { hint: '64 counts each customer network (a /64) as one address' });
+    return n;
+  };
+
   const up = pick('upstream');
   if (!up.value) throw new UsageError('ERR_NO_UPSTREAM', `no upstream: give ${nameOf('upstream')} or set gateway.upstream in dsk.json`, { hint: 'for example http://127.0.0.1:11434 (Ollama) or http://127.0.0.1:8000 (vLLM)' });
   let u: URL | null = null;
@@ -120,6 +157,8 @@ export function gatewayOptions(config: Record<string, unknown> | undefined, over
     // refused below, with the same words as a non-HTTP scheme
   }
   if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new UsageError('ERR_UPSTREAM_URL', `invalid ${up.label} '${String(up.value)}': expected an http:// or https:// URL`);
+  // The URL is printed at start and visible in ps; a password in it would leak and is not sent anyway.
+  if (u.username || u.password) throw new UsageError('ERR_UPSTREAM_USERINFO', `invalid ${up.label}: a user name or password in the URL is refused (it would be printed and logged)`, { hint: "give the URL without user:pass@; the upstream's own key is read from a file instead" });
 
   const listen = pick('listen');
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(String(listen.value));
@@ -128,6 +167,8 @@ export function gatewayOptions(config: Record<string, unknown> | undefined, over
   const routes: Record<string, Permission> = { ...DEFAULT_ROUTES, ...((g.routes as Record<string, Permission> | undefined) ?? {}) };
   for (const [r, p] of Object.entries(routes)) {
     if (!isRoutePattern(r)) throw new UsageError('ERR_ROUTE', `invalid route '${r}' in gateway.routes in dsk.json`, { hint: "use 'METHOD /path', '* /path' or a trailing /* for a prefix" });
+    if (isGatewayPath(r.split(' ')[1].replace(/\/\*$/, '')) && !ADMIN_ROUTES.has(r))
+      throw new UsageError('ERR_ROUTE_RESERVED', `route '${r}' in gateway.routes in dsk.json is under /dsk/, which the gateway keeps for its own endpoints`, { hint: `only ${[...ADMIN_ROUTES].join(' and ')} live there; give the route another path` });
     if (!(PERMISSIONS as readonly string[]).includes(p)) throw new UsageError('ERR_ROUTE_PERMISSION', `route '${r}' in gateway.routes in dsk.json maps to unknown permission '${p}'`, { hint: `known: ${PERMISSIONS.join(', ')}` });
   }
 
@@ -145,7 +186,12 @@ export function gatewayOptions(config: Record<string, unknown> | undefined, over
     allowLegacySignature: !!pick('allowLegacySignature').value,
     maxBodyBytes: num('maxBody'),
     rateLimit: { rps: num('rps', 0.001), burst: num('burst') },
-    failures: { max: num('maxFailures'), windowMs: ms('failureWindow'), blockMs: ms('blockFor') },
+    failures: { max: num('maxFailures'), windowMs: ms('failureWindow'), blockMs: ms('blockFor'), ipv6Prefix: prefix(), keyMax: num('keyMaxFailures') },
+    maxConcurrent: num('maxConcurrent'),
+    bodyTimeoutMs: ms('bodyTimeout'),
+    maxBufferedBytes: num('maxBuffered'),
+    connections: { max: num('maxConnections'), perAddress: num('maxConnectionsPerIp') },
+    nonceCacheBytes: 64 * 1024 * 1024,
     skewS: ms('skew') / 1000,
     trustProxy: !!pick('trustProxy').value,
     routes,

@@ -1,8 +1,11 @@
 /**
  * The upstream hop. The request body is buffered (requests are small, and a signature needs the
- * body's hash before anything is sent); the response is piped as it arrives, so server-sent events
- * reach the client chunk by chunk. Nothing is compressed or rewritten but the headers: hop-by-hop
- * headers go neither way, and the caller's credential and signature never reach the upstream.
+ * body's hash before anything is sent; body.ts bounds it); the response is piped as it arrives, so
+ * server-sent events reach the client chunk by chunk. Nothing is compressed or rewritten but the
+ * path (normalised, path.ts) and the headers: hop-by-hop headers and any header the caller's
+ * Connection names go neither way; the caller's credential and signature never reach the upstream,
+ * nor do its Forwarded and X-Real-IP (an upstream that trusts them would take the caller's word
+ * for its address): the only address the upstream sees is the gateway's own X-Forwarded-For.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -11,32 +14,21 @@ import { errorBody } from './refusals.js';
 
 // RFC 9110 section 7.6.1, plus host (set to the upstream's own)
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
-const STRIP_TO_UPSTREAM = new Set([...HOP_BY_HOP, 'authorization', 'x-api-key', 'x-signature', 'x-timestamp', 'x-nonce', 'content-length', 'x-forwarded-for']);
+const STRIP_TO_UPSTREAM = new Set([...HOP_BY_HOP, 'authorization', 'x-api-key', 'x-signature', 'x-timestamp', 'x-nonce', 'content-length', 'x-forwarded-for', 'forwarded', 'x-real-ip']);
 
-const EMPTY = Buffer.alloc(0);
+/** Header names listed in Connection values (RFC 9110 section 7.6.1): hop-by-hop for this message. */
+function connectionNamed(v: string | string[] | undefined): Set<string> {
+  const out = new Set<string>();
+  for (const line of Array.isArray(v) ? v : v === undefined ? [] : [v]) for (const t of line.split(',')) if (t.trim()) out.add(t.trim().toLowerCase());
+  return out;
+}
 
-/**
- * The request body, or null when it is over `maxBytes` (then the rest is not read). No promise for
- * a request that declares no body, the common GET.
- */
-export function readBody(req: http.IncomingMessage, maxBytes: number): Promise<Buffer | null> | Buffer | null {
-  const cl = req.headers['content-length'];
-  if (cl !== undefined && Number(cl) > maxBytes) return null;
-  if (cl === '0' || (cl === undefined && !req.headers['transfer-encoding'])) return EMPTY;
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > maxBytes) {
-        req.removeAllListeners('data');
-        req.pause();
-        resolve(null);
-      } else chunks.push(c);
-    });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
+/** The headers that cross the gateway: all but `strip` and those the message's own Connection names (both directions). */
+function forwardable(headers: http.IncomingHttpHeaders, strip: ReadonlySet<string>): http.OutgoingHttpHeaders {
+  const named = connectionNamed(headers['connection']);
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) if (!strip.has(k) && !named.has(k) && v !== undefined) out[k] = v;
+  return out;
 }
 
 export class UpstreamProxy {
@@ -57,19 +49,18 @@ export class UpstreamProxy {
     this.#agent = new this.#lib.Agent({ keepAlive: true, maxSockets: 256 });
   }
 
-  forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, ip: string): void {
+  /** `target` is the normalised path and the query as sent (path.ts). */
+  forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, ip: string, target: string): void {
     const up = this.#url;
-    const headers: http.OutgoingHttpHeaders = {};
-    for (const [k, v] of Object.entries(req.headers)) if (!STRIP_TO_UPSTREAM.has(k) && v !== undefined) headers[k] = v;
+    const headers = forwardable(req.headers, STRIP_TO_UPSTREAM);
     headers['host'] = up.host;
     headers['content-length'] = String(body.length);
     headers['x-forwarded-for'] = ip;
     if (this.authorization) headers['authorization'] = this.authorization;
     const upReq = this.#lib.request(
-      { protocol: up.protocol, hostname: up.hostname, port: up.port, method: req.method, path: this.#base + (req.url ?? '/'), headers, agent: this.#agent },
+      { protocol: up.protocol, hostname: up.hostname, port: up.port, method: req.method, path: this.#base + target, headers, agent: this.#agent },
       (ur) => {
-        const out: http.OutgoingHttpHeaders = {};
-        for (const [k, v] of Object.entries(ur.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+        const out = forwardable(ur.headers, HOP_BY_HOP);
         res.writeHead(ur.statusCode ?? 502, out);
         // A streamed answer (SSE, chunked) shows its headers at once; a sized one goes out with
         // its body in one write.

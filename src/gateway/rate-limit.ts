@@ -1,6 +1,6 @@
 /**
- * Per-key token buckets and per-source-IP failure counting. Both live in memory only: a restart
- * forgets them, which errs towards availability (documented in docs/gateway.md).
+ * Per-key token buckets, in memory only: a restart forgets them, which errs towards availability
+ * (documented in docs/gateway.md). Brute-force counting is brute-force.ts.
  */
 
 export interface BucketConfig {
@@ -26,49 +26,14 @@ export class RateLimiter {
     }
     return Math.max(1, Math.ceil((1 - b.tokens) / cfg.rps));
   }
-}
 
-export interface FailureConfig {
-  max: number; // failures …
-  windowMs: number; // … within this window …
-  blockMs: number; // … block the address this long
-}
-
-/**
- * Counts authentication failures per source address in a fixed window that starts at the first
- * failure. Reaching `max` blocks the address for `blockMs`. Memory is bounded: at most `capacity`
- * addresses are tracked; the oldest entries go first.
- */
-export class FailureTracker {
-  #ips = new Map<string, { count: number; windowStart: number; blockedUntil: number }>();
-  constructor(
-    private readonly cfg: FailureConfig,
-    private readonly capacity = 100_000,
-  ) {}
-
-  /** Seconds the address remains blocked, or 0. */
-  blockedFor(ip: string, nowMs: number): number {
-    const e = this.#ips.get(ip);
-    if (!e || e.blockedUntil <= nowMs) return 0;
-    return Math.max(1, Math.ceil((e.blockedUntil - nowMs) / 1000));
-  }
-
-  /** Records a failure; true when this failure starts a block. */
-  fail(ip: string, nowMs: number): boolean {
-    let e = this.#ips.get(ip);
-    if (!e || nowMs - e.windowStart >= this.cfg.windowMs) {
-      if (e) this.#ips.delete(ip);
-      e = { count: 0, windowStart: nowMs, blockedUntil: e?.blockedUntil ?? 0 };
-      this.#ips.set(ip, e);
-      if (this.#ips.size > this.capacity) this.#ips.delete(this.#ips.keys().next().value!);
-    }
-    e.count++;
-    if (e.count >= this.cfg.max && e.blockedUntil <= nowMs) {
-      e.blockedUntil = nowMs + this.cfg.blockMs;
-      e.count = 0;
-      e.windowStart = nowMs;
-      return true;
-    }
-    return false;
+  /**
+   * Gives back the token of a request that turned out not to be the key holder's: the token is
+   * taken before the body is read (so a refused request never buffers a body), and returned when
+   * the signature then fails, so someone with a key's text but not its secret cannot spend its budget.
+   */
+  refund(key: string): void {
+    const b = this.#buckets.get(key);
+    if (b) b.tokens = Math.min(b.burst, b.tokens + 1);
   }
 }

@@ -7,7 +7,7 @@
  */
 import type http from 'node:http';
 import type { Clock } from '../kernel/clock.js';
-import type { FailureConfig, FailureTracker } from './rate-limit.js';
+import type { BruteForceGuard, FailureConfig } from './brute-force.js';
 import type { Metrics } from './metrics.js';
 
 export interface Refusal {
@@ -21,6 +21,11 @@ export interface Refusal {
   /** audit action: AUTH_FAILURE when absent, NONE for no audit row */
   action?: string;
   keyId?: string | null;
+  /**
+   * The existing key a failed credential named but did not prove (a wrong secret for its id):
+   * counted per key for BRUTE_FORCE_SUSPECTED, never shown to the caller.
+   */
+  targetKeyId?: string;
 }
 
 /** OpenAI's error body: {"error":{"message","type","param","code"}}. */
@@ -99,7 +104,7 @@ export function auditRowOf(r: AggregatedRow) {
 export class Refuser {
   constructor(
     private readonly metrics: Metrics,
-    private readonly failures: FailureTracker,
+    private readonly failures: BruteForceGuard,
     private readonly failureConfig: FailureConfig,
     private readonly batch: RefusalBatch,
     private readonly clock: Clock,
@@ -113,9 +118,14 @@ export class Refuser {
   refuse(res: http.ServerResponse, ip: string, r: Refusal, route: string): void {
     const now = this.clock.now();
     this.metrics.authFailure(r.reason);
-    if (r.status === 401 && this.failures.fail(ip, now)) {
+    if (r.status === 401) {
       const f = this.failureConfig;
-      this.batch.add('BRUTE_FORCE_BLOCK', ip, null, { failures: f.max, window_ms: f.windowMs, blocked_until: new Date(now + f.blockMs).toISOString() }, now);
+      const o = this.failures.fail(ip, r.keyId ?? r.targetKeyId ?? null, now);
+      if (o.blocked) this.batch.add('BRUTE_FORCE_BLOCK', ip, null, { failures: f.max, window_ms: f.windowMs, source: o.blocked.source, blocked_until: new Date(o.blocked.until).toISOString() }, now);
+      if (o.suspected) {
+        this.metrics.bruteForceSuspected(o.suspected.keyId);
+        this.batch.add('BRUTE_FORCE_SUSPECTED', ip, o.suspected.keyId, { failures: o.suspected.failures, window_ms: f.windowMs, sources: o.suspected.sources }, now);
+      }
     }
     if (r.action !== 'NONE') this.batch.add(r.action ?? 'AUTH_FAILURE', ip, r.keyId ?? null, { reason: r.reason, route, status: r.status }, now);
     const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/json' };

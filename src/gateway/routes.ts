@@ -30,6 +30,12 @@ export const DEFAULT_ROUTES: Record<string, Permission> = {
 
 /** Routes the gateway answers itself instead of proxying (admin.ts). */
 export const ADMIN_ROUTE_PREFIX = 'GET /dsk/';
+export const ADMIN_ROUTES: ReadonlySet<string> = new Set(['GET /dsk/audit', 'GET /dsk/keys']);
+
+/** A path the gateway owns: only its own endpoints may be routed there, and nothing under it is proxied. */
+export function isGatewayPath(path: string): boolean {
+  return path === '/dsk' || path.startsWith('/dsk/');
+}
 
 export function isRoutePattern(r: string): boolean {
   return /^(\*|[A-Z]+) \/\S*$/.test(r);
@@ -56,8 +62,11 @@ export class RouteTable {
     });
   }
 
+  /** `pathname` is normalised already (path.ts). Under /dsk/ only the gateway's own endpoints match. */
   match(method: string, pathname: string): Route | null {
+    const own = isGatewayPath(pathname);
     for (const r of this.#routes) {
+      if (own && !ADMIN_ROUTES.has(r.name)) continue;
       if (r.method && r.method !== method) continue;
       if (r.prefix ? pathname.startsWith(r.path) && pathname.length > r.path.length : pathname === r.path) return r;
     }

@@ -1,15 +1,19 @@
 /**
  * The authenticating gateway (`dsk serve`): node:http in front of an OpenAI-compatible upstream.
  * This module listens, runs the request pipeline and drains on close; each step lives in its own
- * module. Per request, in this order (cheapest refusal first; only the /dsk/ endpoints read SQLite):
+ * module. Per connection: caps overall and per address (connection-caps.ts). Per request, in this
+ * order (cheapest refusal first; only the /dsk/ endpoints read SQLite):
  *
- *   source address blocked?  → 429 ip_blocked                           (rate-limit.ts)
+ *   target → normalised path → 400 invalid_path (dot segments, encoded / . %)   (path.ts)
+ *   source address blocked?  → 429 ip_blocked                           (brute-force.ts)
  *   credential → key or JWT  → 401                                      (authenticate.ts)
  *   per-key CIDR allow-list  → 403                                      (kernel/ip.ts)
  *   route → permission → role → 403 (unknown route → 404, never proxied) (routes.ts)
- *   body (bounded, → 413), then signature if required or sent → 401    (signature-check.ts)
- *   per-key token bucket     → 429 + Retry-After (after the signature, so a key's text without
- *        its secret cannot spend the key's budget)                      (rate-limit.ts)
+ *   per-key requests in progress → 429; per-key token bucket → 429 + Retry-After, both before
+ *        a byte of the body is read                              (concurrency.ts, rate-limit.ts)
+ *   body: size → 413, time → 408, all bodies together → 503            (body.ts)
+ *   signature if required or sent → 401; its failure gives the token back, so a key's text
+ *        without its secret cannot spend the key's budget               (signature-check.ts)
  *   usage counted, source labelled (→ ANOMALY row if new to the key), then /dsk/… answered here
  *        (admin.ts) or proxied                         (usage-sink.ts, monitoring.ts, proxy.ts)
  *
@@ -34,9 +38,14 @@ import { KeyIndex } from './key-index.js';
 import { Metrics } from './metrics.js';
 import { Monitoring } from './monitoring.js';
 import type { GatewayOptions } from './options.js';
-import { readBody, UpstreamProxy } from './proxy.js';
-import { FailureTracker, RateLimiter, type BucketConfig } from './rate-limit.js';
-import { errorBody, Refuser, RefusalBatch } from './refusals.js';
+import { UpstreamProxy } from './proxy.js';
+import { RateLimiter, type BucketConfig } from './rate-limit.js';
+import { BruteForceGuard } from './brute-force.js';
+import { BodyBudget, readBoundedBody } from './body.js';
+import { ConcurrencyLimiter } from './concurrency.js';
+import { capConnections } from './connection-caps.js';
+import { normaliseTarget } from './path.js';
+import { errorBody, Refuser, RefusalBatch, type Refusal } from './refusals.js';
 import { ADMIN_ROUTE_PREFIX, RouteTable } from './routes.js';
 import { SignatureCheck } from './signature-check.js';
 import { UsageSink } from './usage-sink.js';
@@ -71,13 +80,15 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   });
   index.start(o.pollMs);
   const limiter = new RateLimiter();
-  const failures = new FailureTracker(o.failures);
+  const failures = new BruteForceGuard(o.failures);
+  const inProgress = new ConcurrencyLimiter();
+  const bodyBudget = new BodyBudget(o.maxBufferedBytes);
   const refusals = new RefusalBatch();
   const refuser = new Refuser(metrics, failures, o.failures, refusals, clock);
   const sink = new UsageSink(home.dir, auditKey, refusals, o.flushMs);
   sink.carry(monitoring.side);
   const auth = new Authenticator(index, () => home.requireUnsealed().master);
-  const signatures = new SignatureCheck(index, o);
+  const signatures = new SignatureCheck(index, o, clock.now());
   const routes = new RouteTable(o.routes);
   const upstream = new UpstreamProxy(o.upstream, o.upstreamAuthorization, metrics);
   const admin = new AdminEndpoints(home);
@@ -104,8 +115,14 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
         extras.accessLog!.write({ time: new Date(now).toISOString(), key_id: keyLabel === '-' ? null : keyLabel, method: req.method ?? '', route: routeLabel, path: loggedPath(target), status: res.statusCode, latency_ms: Math.round(seconds * 1e5) / 100, bytes_in: bytesIn, bytes_out: bytesOut(), source: ip });
     };
     res.on('close', finish);
-    const q = target.indexOf('?');
-    const pathname = q < 0 ? target : target.slice(0, q);
+    const normalised = normaliseTarget(target);
+    if (!normalised.ok) {
+      metrics.authFailure('INVALID_PATH');
+      res.writeHead(400, { 'content-type': 'application/json' });
+      return void res.end(errorBody(normalised.reason, 'invalid_request_error', 'invalid_path'));
+    }
+    const pathname = normalised.path;
+    const forwarded = pathname + normalised.query;
     if (req.method === 'GET' && pathname === '/healthz') {
       routeLabel = '/healthz';
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -123,7 +140,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
       return void res.end(errorBody('too many failed attempts from this address; try later', 'requests', 'ip_blocked'));
     }
     const route = routes.match(req.method ?? 'GET', pathname);
-    const a = await auth.authenticate(req.headers, now);
+    const a = await auth.authenticate(req.headersDistinct, now);
     if ('status' in a) return refuser.refuse(res, ip, a, route?.name ?? 'unknown');
     const k = a.key;
     keyLabel = k.row.id;
@@ -137,22 +154,35 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     const perms = Object.hasOwn(roles, k.row.role) ? roles[k.row.role] : [];
     if (!perms.includes(route.permission))
       return refuser.refuse(res, ip, { status: 403, type: 'permission_error', code: 'permission_denied', message: `role ${k.row.role} may not ${route.permission} (${route.name})`, reason: 'ROLE_DENIED', keyId: k.row.id }, route.name);
-    const body = await readBody(req, o.maxBodyBytes);
-    bytesIn = body?.length ?? 0;
-    if (!body) {
-      res.setHeader('connection', 'close');
-      return refuser.refuse(res, ip, { status: 413, type: 'invalid_request_error', code: 'request_too_large', message: `request body over ${o.maxBodyBytes} bytes`, reason: 'BODY_TOO_LARGE', keyId: k.row.id }, route.name);
-    }
-    const sig = signatures.check(req, k, a.via, a.text, body, now);
-    if (sig) return refuser.refuse(res, ip, sig, route.name);
+    const limit = concurrencyOf(k.options.max_concurrent, o.maxConcurrent);
+    const release = inProgress.acquire(k.row.id, limit);
+    if (!release)
+      return refuser.refuse(res, ip, { status: 429, type: 'requests', code: 'concurrency_limit_exceeded', message: `this key already has ${limit} requests in progress`, reason: 'CONCURRENCY_LIMITED', action: 'RATE_LIMITED', retryAfter: 1, keyId: k.row.id }, route.name);
+    res.once('close', release);
     const rl = k.options.rate_limit ? { ...o.rateLimit, ...k.options.rate_limit } : o.rateLimit;
     const wait = limiter.take(k.row.id, rl as BucketConfig, now);
     if (wait)
       return refuser.refuse(res, ip, { status: 429, type: 'requests', code: 'rate_limit_exceeded', message: `rate limit of ${rl.rps} requests per second exceeded`, reason: 'RATE_LIMITED', action: 'RATE_LIMITED', retryAfter: wait, keyId: k.row.id }, route.name);
+    // Until the signature holds, a signing key's text alone has not proven the caller: a refusal
+    // before that gives the token back.
+    const unproven = o.requireSignature || k.options.require_signature === true || req.headers['x-signature'] !== undefined;
+    const read = await readBoundedBody(req, { maxBytes: o.maxBodyBytes, timeoutMs: o.bodyTimeoutMs }, bodyBudget);
+    if (!read.ok) {
+      if (unproven) limiter.refund(k.row.id);
+      res.setHeader('connection', 'close');
+      return refuser.refuse(res, ip, bodyRefusal(read.kind, o.maxBodyBytes, k.row.id), route.name);
+    }
+    const body = read.body;
+    bytesIn = body.length;
+    const sig = signatures.check(req, k, a.via, a.text, body, now);
+    if (sig) {
+      limiter.refund(k.row.id);
+      return refuser.refuse(res, ip, sig, route.name);
+    }
     sink.count(k.row.id, now);
     monitoring.observe(k.row.id, ip, now);
-    if (route.name.startsWith(ADMIN_ROUTE_PREFIX)) return admin.answer(res, route.name, target, now);
-    upstream.forward(req, res, body, ip);
+    if (route.name.startsWith(ADMIN_ROUTE_PREFIX)) return admin.answer(res, route.name, forwarded, now);
+    upstream.forward(req, res, body, ip, forwarded);
   }
 
   const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -176,6 +206,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   let server: http.Server;
   try {
     server = await listen(o, listener);
+    capConnections(server, o.connections, (cap) => metrics.connectionRefused(cap));
   } catch (e) {
     stopBackground();
     await sink.terminate();
@@ -202,6 +233,17 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
       return closing;
     },
   };
+}
+
+/** A key's own max_concurrent when it is a positive integer, else the gateway's. */
+function concurrencyOf(own: unknown, dflt: number): number {
+  return typeof own === 'number' && Number.isInteger(own) && own >= 1 ? own : dflt;
+}
+
+function bodyRefusal(kind: 'too_large' | 'timeout' | 'busy', maxBytes: number, keyId: string): Refusal {
+  if (kind === 'too_large') return { status: 413, type: 'invalid_request_error', code: 'request_too_large', message: `request body over ${maxBytes} bytes`, reason: 'BODY_TOO_LARGE', keyId };
+  if (kind === 'timeout') return { status: 408, type: 'invalid_request_error', code: 'body_timeout', message: 'the request body did not arrive in time', reason: 'BODY_TIMEOUT', keyId };
+  return { status: 503, type: 'server_error', code: 'gateway_busy', message: 'the gateway is holding too many request bodies; retry shortly', reason: 'BODIES_OVER_BUDGET', action: 'NONE', retryAfter: 1, keyId };
 }
 
 /** An http or https server listening on o.host:o.port; errors say which part failed. */

@@ -84,37 +84,68 @@ export function timestampFresh(timestamp: string, nowMs: number, skewS = SIGNATU
 }
 
 /**
- * Nonces seen within the skew window. Bounded: when full, the oldest entry is dropped — an
- * attacker who floods it with valid signed requests needs a valid key and secret, and the
- * capacity (default 1,000,000) covers far more than the rate limits admit in 300 s.
+ * Nonces seen within the skew window, per process (replicas do not share them; docs/gateway.md).
+ * Bounded by an estimate of the memory it holds (`maxBytes`) as well as by count: past either, the
+ * oldest entries go. A nonce dropped before its time must not become replayable, so the cache
+ * remembers the newest timestamp it has dropped early and refuses (`covers` is false) any signature
+ * not newer than that. The same floor starts at the second the process started: a restarted
+ * gateway has forgotten every nonce, and refuses what was signed before it existed.
  */
 export class NonceCache {
-  #seen = new Map<string, number>();
+  #seen = new Map<string, { expires: number; timestamp: number }>();
+  #bytes = 0;
+  #floorS: number;
+  /** what one entry costs, roughly: map slot, entry object and the key string (two bytes a character at worst) */
+  static entryBytes(key: string): number {
+    return 160 + 2 * key.length;
+  }
+
   constructor(
     private readonly ttlMs = SIGNATURE_SKEW_S * 1000 * 2,
     private readonly capacity = 1_000_000,
-  ) {}
+    private readonly maxBytes = 64 * 1024 * 1024,
+    startedAtMs = -Infinity,
+  ) {
+    this.#floorS = Math.floor(startedAtMs / 1000);
+  }
 
-  /** Records the nonce; false when it was already seen (a replay). */
-  checkAndAdd(keyId: string, nonce: string, nowMs: number): boolean {
+  /** False when a signature with this timestamp (unix seconds) may repeat a nonce already forgotten. */
+  covers(timestampS: number): boolean {
+    return timestampS >= this.#floorS;
+  }
+
+  /** Records the nonce; false when it was already seen (a replay). `timestampS` is the signature's. */
+  checkAndAdd(keyId: string, nonce: string, nowMs: number, timestampS = Math.floor(nowMs / 1000)): boolean {
     const k = `${keyId}:${nonce}`;
     const prev = this.#seen.get(k);
-    if (prev !== undefined && prev > nowMs) return false;
-    if (prev !== undefined) this.#seen.delete(k);
-    this.#seen.set(k, nowMs + this.ttlMs);
+    if (prev !== undefined && prev.expires > nowMs) return false;
+    if (prev !== undefined) this.#drop(k);
+    this.#seen.set(k, { expires: nowMs + this.ttlMs, timestamp: timestampS });
+    this.#bytes += NonceCache.entryBytes(k);
     this.#evict(nowMs);
     return true;
   }
 
+  #drop(k: string): void {
+    this.#seen.delete(k);
+    this.#bytes -= NonceCache.entryBytes(k);
+  }
+
   #evict(nowMs: number): void {
-    for (const [k, exp] of this.#seen) {
-      if (this.#seen.size <= this.capacity && exp > nowMs) break;
-      this.#seen.delete(k);
+    for (const [k, e] of this.#seen) {
+      const full = this.#seen.size > this.capacity || this.#bytes > this.maxBytes;
+      if (!full && e.expires > nowMs) break;
+      if (e.expires > nowMs) this.#floorS = Math.max(this.#floorS, e.timestamp + 1);
+      this.#drop(k);
     }
   }
 
   get size(): number {
     return this.#seen.size;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
   }
 }
 

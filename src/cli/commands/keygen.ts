@@ -21,7 +21,8 @@ export function register(program: Command): void {
     .option('--out <file>', 'write the key and secret to this new file (0600) instead of stdout')
     .option('--require-signature', 'dsk serve refuses this key without a request signature')
     .option('--allow-cidr <cidr>', 'dsk serve accepts this key only from these addresses (repeatable)', collect, [])
-    .option('--rate-limit <rps[:burst]>', "dsk serve's per-key rate limit for this key, e.g. 5:20");
+    .option('--rate-limit <rps[:burst]>', "dsk serve's per-key rate limit for this key, e.g. 5:20")
+    .option('--max-concurrent <n>', 'requests this key may have in progress at once in dsk serve, streams included');
   withUnsealOptions(cmd)
     .addHelpText('after', '\nExamples:\n  dsk keygen --name chat-frontend --role developer --owner web-team --expires 30d\n  dsk keygen --name nightly-batch --role automation --out batch.key --json\n  dsk keygen --name office-bot --role automation --require-signature --allow-cidr 10.0.0.0/8 --rate-limit 5:20')
     .action(async (o, c: Command) => {

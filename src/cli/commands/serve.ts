@@ -30,6 +30,13 @@ export function register(program: Command): void {
     .option('--max-failures <n>', 'authentication failures per source address before it is blocked (default 10)')
     .option('--failure-window <duration>', 'window for counting failures (default 60s)')
     .option('--block-for <duration>', 'how long a brute-forcing address stays blocked (default 5m)')
+    .option('--ipv6-prefix <bits>', 'IPv6 addresses count as their network of this many bits for blocking (default 64)')
+    .option('--key-max-failures <n>', 'failures naming one key, from any address, before it is reported as under attack (default 100)')
+    .option('--max-concurrent <n>', 'requests one key may have in progress, streams included (default 16; per-key options override)')
+    .option('--body-timeout <duration>', 'a request body must arrive within this (default 30s)')
+    .option('--max-buffered <bytes>', 'all request bodies being read at once, together (default 67108864)')
+    .option('--max-connections <n>', 'open connections in total (default 4096)')
+    .option('--max-connections-per-ip <n>', 'open connections from one address (default 256)')
     .option('--trust-proxy', 'take the client address from the last X-Forwarded-For entry (only behind your own proxy)')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
     .option('--tls-key <file>', 'private key for --tls-cert (PEM)')
@@ -41,12 +48,12 @@ export function register(program: Command): void {
   withUnsealOptions(cmd)
     .addHelpText(
       'after',
-      '\nDefaults may also live in dsk.json under "gateway" (upstream, listen, rate_limit, brute_force,\nroutes, require_signature, max_body, tls_cert, tls_key, client_ca, trust_proxy, drain).\nSee docs/gateway.md.\n\nExamples:\n  DSK_PASSPHRASE_FILES=a.pass:b.pass:c.pass dsk serve --upstream http://127.0.0.1:11434\n  dsk serve --upstream http://10.0.0.5:8000 --listen 0.0.0.0:8443 --tls-cert gw.crt --tls-key gw.key --client-ca ca.crt --pin-file pin.txt',
+      '\nDefaults may also live in dsk.json under "gateway" (upstream, listen, rate_limit, brute_force,\nroutes, require_signature, max_body, max_concurrent, body_timeout, max_buffered, max_connections,\nmax_connections_per_ip, tls_cert, tls_key, client_ca, trust_proxy, drain).\nSee docs/gateway.md.\n\nExamples:\n  DSK_PASSPHRASE_FILES=a.pass:b.pass:c.pass dsk serve --upstream http://127.0.0.1:11434\n  dsk serve --upstream http://10.0.0.5:8000 --listen 0.0.0.0:8443 --tls-cert gw.crt --tls-key gw.key --client-ca ca.crt --pin-file pin.txt',
     )
     .action(async (o, c: Command) => {
       const ctx = ctxOf(c);
       const flags: GatewayOverrides = { ...o };
-      for (const f of ['maxBody', 'rps', 'burst', 'maxFailures'] as const) if (o[f] !== undefined) flags[f] = parsePositiveInt(o[f], flagOf(f));
+      for (const f of ['maxBody', 'rps', 'burst', 'maxFailures', 'ipv6Prefix', 'keyMaxFailures', 'maxConcurrent', 'maxBuffered', 'maxConnections', 'maxConnectionsPerIp'] as const) if (o[f] !== undefined) flags[f] = parsePositiveInt(o[f], flagOf(f));
       // Reject bad flags and config before asking anyone for a passphrase. A value from a flag is
       // named by its flag, one from dsk.json by its key there.
       const config = loadConfig(ctx.home);
