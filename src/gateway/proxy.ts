@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { Transform } from 'node:stream';
 import type { Metrics } from './metrics.js';
 import { errorBody } from './refusals.js';
 
@@ -57,7 +58,11 @@ export class UpstreamProxy {
     this.#agent = new this.#lib.Agent({ keepAlive: true, maxSockets: 256 });
   }
 
-  forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, ip: string): void {
+  /**
+   * `tap` sees the answer before its headers go out (usage-meter.ts, model-gate.ts): it may read it
+   * as it passes, or return a stream the answer is piped through (then content-length is dropped).
+   */
+  forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, ip: string, tap?: (ur: http.IncomingMessage) => Transform | null): void {
     const up = this.#url;
     const headers: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(req.headers)) if (!STRIP_TO_UPSTREAM.has(k) && v !== undefined) headers[k] = v;
@@ -70,11 +75,16 @@ export class UpstreamProxy {
       (ur) => {
         const out: http.OutgoingHttpHeaders = {};
         for (const [k, v] of Object.entries(ur.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+        const through = tap?.(ur) ?? null;
+        if (through) delete out['content-length'];
         res.writeHead(ur.statusCode ?? 502, out);
         // A streamed answer (SSE, chunked) shows its headers at once; a sized one goes out with
         // its body in one write.
-        if (ur.headers['content-length'] === undefined) res.flushHeaders();
-        ur.pipe(res);
+        if (out['content-length'] === undefined) res.flushHeaders();
+        if (through) {
+          ur.pipe(through).pipe(res);
+          through.on('error', () => res.destroy());
+        } else ur.pipe(res);
         ur.on('error', () => res.destroy());
       },
     );

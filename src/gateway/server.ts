@@ -10,7 +10,9 @@
  *   body (bounded, → 413), then signature if required or sent → 401    (signature-check.ts)
  *   per-key token bucket     → 429 + Retry-After (after the signature, so a key's text without
  *        its secret cannot spend the key's budget)                      (rate-limit.ts)
+ *   model allow-list → 403; quota → 429 quota_exceeded                  (metered-calls.ts)
  *   usage counted, then /dsk/… answered here (admin.ts) or proxied     (usage-sink.ts, proxy.ts)
+ *   at the end: tokens read from the answer, per key/hour/model         (usage-meter.ts)
  *
  * Every refusal goes through refusals.ts: OpenAI's error body, /metrics, and an aggregated audit
  * row flushed once a second with the usage counters.
@@ -37,6 +39,10 @@ import { errorBody, Refuser, RefusalBatch } from './refusals.js';
 import { ADMIN_ROUTE_PREFIX, RouteTable } from './routes.js';
 import { SignatureCheck } from './signature-check.js';
 import { UsageSink } from './usage-sink.js';
+import { HourlyUsage } from './usage-meter.js';
+import { QuotaTracker } from './quota-tracker.js';
+import { LiveStats } from './live-stats.js';
+import { MeteredCalls } from './metered-calls.js';
 
 export { gatewayOptions, type GatewayOptions, type GatewayOverrides } from './options.js';
 
@@ -45,6 +51,8 @@ export interface Gateway {
   port: number;
   metrics: Metrics;
   index: KeyIndex;
+  /** the last minute of traffic (GET /dsk/stats, dsk top); labels and alerts plug in here */
+  live: LiveStats;
   /** writes pending usage and audit rows now (on the writer thread) */
   flush(): Promise<void>;
   /** stop accepting, drain in-flight requests (up to drainMs), flush, stop timers */
@@ -64,12 +72,16 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   const failures = new FailureTracker(o.failures);
   const refusals = new RefusalBatch();
   const refuser = new Refuser(metrics, failures, o.failures, refusals, clock);
-  const sink = new UsageSink(home.dir, auditKey, refusals, o.flushMs);
+  const hourly = new HourlyUsage();
+  const quotas = new QuotaTracker();
+  const live = new LiveStats();
+  const sink = new UsageSink(home.dir, auditKey, refusals, o.flushMs, hourly, quotas);
+  const calls = new MeteredCalls(o.countTokens, hourly, quotas, live, clock);
   const auth = new Authenticator(index, () => home.requireUnsealed().master);
   const signatures = new SignatureCheck(index, o);
   const routes = new RouteTable(o.routes);
   const upstream = new UpstreamProxy(o.upstream, o.upstreamAuthorization, metrics);
-  const admin = new AdminEndpoints(home);
+  const admin = new AdminEndpoints(home, live);
   const roles = home.config.roles;
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -98,7 +110,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     if (req.method === 'GET' && pathname === '/metrics') {
       routeLabel = '/metrics';
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      return void res.end(metrics.render({ keys: index.all().length, reloads: index.reloads }));
+      return void res.end(metrics.render({ keys: index.all().length, reloads: index.reloads }) + hourly.renderMetrics());
     }
     const blocked = failures.blockedFor(ip, now);
     if (blocked) {
@@ -132,9 +144,12 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     const wait = limiter.take(k.row.id, rl as BucketConfig, now);
     if (wait)
       return refuser.refuse(res, ip, { status: 429, type: 'requests', code: 'rate_limit_exceeded', message: `rate limit of ${rl.rps} requests per second exceeded`, reason: 'RATE_LIMITED', action: 'RATE_LIMITED', retryAfter: wait, keyId: k.row.id }, route.name);
+    const call = calls.begin(k, route.name, pathname, body, ip, now);
+    if ('status' in call) return refuser.refuse(res, ip, call, route.name);
     sink.count(k.row.id, now);
+    res.on('close', () => calls.end(call, res.statusCode));
     if (route.name.startsWith(ADMIN_ROUTE_PREFIX)) return admin.answer(res, route.name, target, now);
-    upstream.forward(req, res, body, ip);
+    upstream.forward(req, res, call.body, ip, call.tap);
   }
 
   const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -145,8 +160,22 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
       } else res.destroy();
     });
   };
+  // quotas: re-read the store's totals once a second, right after this gateway's counters went out
+  let refreshing = false;
+  const quotaTimer = setInterval(() => {
+    if (refreshing) return;
+    refreshing = true;
+    quotas
+      .refresh(home.store, index.all().map((k) => ({ id: k.row.id, options: k.options })), () => sink.flush(), clock.now())
+      .catch(() => {
+        // a busy store: the last totals stand until the next second
+      })
+      .finally(() => (refreshing = false));
+  }, o.flushMs);
+  quotaTimer.unref();
   /** Everything but the server: timers, the index poll, upstream sockets, token keys. */
   const stopBackground = () => {
+    clearInterval(quotaTimer);
     sink.stop();
     index.stop();
     upstream.close();
@@ -171,6 +200,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     port: addr.port,
     metrics,
     index,
+    live,
     flush: () => sink.flush(),
     close() {
       closing ??= (async () => {

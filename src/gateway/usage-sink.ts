@@ -12,10 +12,14 @@
 import { Worker } from 'node:worker_threads';
 import type { FlushBatch } from './flush-worker.js';
 import { auditRowOf, type AggregatedRow, type RefusalBatch } from './refusals.js';
+import type { HourlyUsage } from './usage-meter.js';
+import type { QuotaTracker } from './quota-tracker.js';
 
 interface PendingBatch {
   counts: FlushBatch['counts'];
   raw: AggregatedRow[];
+  hourly: FlushBatch['hourly'];
+  marks: FlushBatch['marks'];
   done: () => void;
 }
 
@@ -33,6 +37,8 @@ export class UsageSink {
     auditKey: Buffer,
     private readonly refusals: RefusalBatch,
     flushMs: number,
+    private readonly hourly?: HourlyUsage,
+    private readonly quotas?: QuotaTracker,
   ) {
     const workerFile = import.meta.url.endsWith('.ts') ? '../../dist/gateway/flush-worker.js' : './flush-worker.js';
     this.#writer = new Worker(new URL(workerFile, import.meta.url), { workerData: { home: homeDir, auditKey: new Uint8Array(auditKey) } });
@@ -65,6 +71,8 @@ export class UsageSink {
     if (!m.ok) {
       this.#restoreCounts(b.counts);
       this.refusals.restore(b.raw);
+      this.hourly?.restore(b.hourly);
+      this.quotas?.restoreMarks(b.marks);
     }
     b.done();
   }
@@ -74,22 +82,25 @@ export class UsageSink {
     for (const [seq, b] of this.#pending) {
       this.#pending.delete(seq);
       this.refusals.restore(b.raw);
+      this.hourly?.restore(b.hourly);
       b.done();
     }
   }
 
   /** Sends what is pending to the writer; resolves when every batch sent so far is settled. */
   flush(): Promise<void> {
-    if (!this.#dead && (this.#usage.size || this.refusals.size)) {
+    if (!this.#dead && (this.#usage.size || this.refusals.size || this.hourly?.size || this.quotas?.pendingMarks)) {
       const counts = [...this.#usage.entries()].map(([id, u]) => [id, u.n, u.last] as [string, number, number]);
       this.#usage.clear();
       const raw = this.refusals.take();
       const rows = raw.map(auditRowOf);
+      const hourly = this.hourly?.take() ?? [];
+      const marks = this.quotas?.takeMarks() ?? [];
       const seq = ++this.#seq;
-      const settled = new Promise<void>((done) => this.#pending.set(seq, { counts, raw, done }));
+      const settled = new Promise<void>((done) => this.#pending.set(seq, { counts, raw, hourly, marks, done }));
       this.#settled.set(seq, settled);
       void settled.then(() => this.#settled.delete(seq));
-      this.#writer.postMessage({ seq, counts, rows } satisfies FlushBatch);
+      this.#writer.postMessage({ seq, counts, rows, hourly, marks } satisfies FlushBatch);
     }
     return Promise.all([...this.#settled.values()]).then(() => undefined);
   }

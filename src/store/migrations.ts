@@ -10,6 +10,8 @@
  *   3  master_state (created by the first master key replacement before it was a migration)
  *   4  deliveries: per rotated key's successor, whether it reached its callers (written in the
  *      rotation's transaction; `rotate --due` delivers what is pending)
+ *   5  usage_hourly: requests, errors and tokens per key, hour and model (the gateway's counters);
+ *      quota_marks: which quota warning (80%, 100%) was written for a key, kind and period
  *
  * Every engine applies the same numbers with the same tables and columns (times are epoch
  * milliseconds: INTEGER in SQLite, BIGINT in PostgreSQL).
@@ -21,6 +23,7 @@ export const MIGRATIONS = [
   { version: 2, name: 'operators' },
   { version: 3, name: 'master state' },
   { version: 4, name: 'rotation deliveries' },
+  { version: 5, name: 'usage per key per hour; quota warnings' },
 ] as const;
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

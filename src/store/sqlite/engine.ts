@@ -24,7 +24,7 @@ import Database from 'better-sqlite3';
 import { homePath } from '../../kernel/home-layout.js';
 import { assertPrivate, ioError } from '../../kernel/files.js';
 import { ConflictError, IntegrityError, UnavailableError } from '../../kernel/errors.js';
-import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageWrites } from '../store.js';
+import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageReads, UsageWrites } from '../store.js';
 import { SCHEMA_VERSION } from '../migrations.js';
 import { checkVersions, migrate } from './migrations.js';
 import { Statements, type DB } from './statements.js';
@@ -33,6 +33,7 @@ import { SqliteOperators } from './operators.js';
 import { SqliteEvents } from './events.js';
 import { SqliteMasterState } from './master-state.js';
 import { SqliteDeliveries } from './deliveries.js';
+import { SqliteUsage } from './usage.js';
 
 const WHERE = 'the store (keys.db + audit_log/audit.db)';
 const CHUNK = 20_000;
@@ -65,10 +66,11 @@ function lift<T extends object, K extends keyof T>(obj: T, names: readonly K[], 
 }
 
 const KEY_READS = ['get', 'list', 'all', 'countByStatus', 'countLive', 'sealedSecrets', 'expiredBy', 'graceEndedBy', 'rotationDue', 'expiringWithin', 'nearUseLimit', 'version'] as const;
-const KEY_WRITES = [...KEY_READS, 'insert', 'revoke', 'expire', 'retire', 'startGrace', 'reissued', 'reseal'] as const;
+const KEY_WRITES = [...KEY_READS, 'insert', 'revoke', 'expire', 'retire', 'startGrace', 'reissued', 'reseal', 'setOptions'] as const;
 const OP_READS = ['get', 'list', 'countEnrolled'] as const;
 const OP_WRITES = [...OP_READS, 'insert', 'remove', 'acceptCode', 'recordFailure', 'lock', 'confirmEnrolment', 'resetSecret'] as const;
 const EV_READS = ['last', 'lastKeyedSeq', 'bounds', 'count', 'hashAt', 'firstPrevHash', 'firstSeqAtOrAfter', 'hasAction', 'withAction', 'macs', 'query', 'stats'] as const;
+const USAGE_READS = ['totalsSince', 'report'] as const;
 const EV_WRITES = [...EV_READS, 'insert', 'deleteThrough', 'setMac'] as const;
 
 export class SqliteStore implements Store {
@@ -79,6 +81,7 @@ export class SqliteStore implements Store {
   readonly events: AuditReads;
   readonly masterState: MasterStateReads;
   readonly deliveries: DeliveryReads;
+  readonly usage: UsageReads;
   #db: DB;
   #mutex = new Mutex();
   #keys: SqliteKeys;
@@ -86,6 +89,7 @@ export class SqliteStore implements Store {
   #events: SqliteEvents;
   #master: SqliteMasterState;
   #deliveries: SqliteDeliveries;
+  #usage: SqliteUsage;
   #closed = false;
 
   private constructor(
@@ -99,12 +103,14 @@ export class SqliteStore implements Store {
     this.#events = new SqliteEvents(st);
     this.#master = new SqliteMasterState(st);
     this.#deliveries = new SqliteDeliveries(st);
+    this.#usage = new SqliteUsage(st);
     const read: Call = (f) => this.#read(f);
     this.keys = lift(this.#keys, KEY_READS, read);
     this.operators = lift(this.#operators, OP_READS, read);
     this.events = { ...lift(this.#events, EV_READS, read), ...this.#iterators(read) };
     this.masterState = lift(this.#master, ['keyCheckValue'] as const, read);
     this.deliveries = lift(this.#deliveries, ['pending'] as const, read);
+    this.usage = lift(this.#usage, USAGE_READS, read);
   }
 
   /** Opens (creating when `create`) the keys and audit databases of a home, migrating them to SCHEMA_VERSION. */
@@ -180,7 +186,7 @@ export class SqliteStore implements Store {
 
   #tx(call: Call): StoreTx {
     const keys = lift(this.#keys, KEY_WRITES, call) as KeyWrites;
-    const usage: UsageWrites = lift(this.#keys, ['bump'] as const, call);
+    const usage: UsageWrites = { ...lift(this.#keys, ['bump'] as const, call), ...lift(this.#usage, [...USAGE_READS, 'addHourly', 'markQuota'] as const, call) };
     const operators = lift(this.#operators, OP_WRITES, call) as OperatorWrites;
     const events: AuditWrites = { ...lift(this.#events, EV_WRITES, call), ...this.#iterators(call) };
     const masterState: MasterStateWrites = lift(this.#master, ['keyCheckValue', 'recordReplacement'] as const, call);

@@ -1,0 +1,169 @@
+/**
+ * Tokens per key from real upstream answers (the stub answers in OpenAI's and Ollama's shapes,
+ * whole and streamed), read by the gateway without holding the answer back; what the official
+ * openai client sees with and without stream_options; model allow-lists; quotas.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import OpenAI from 'openai';
+import { call, gateway, keys, openTestHome, startStubUpstream, type Gateway, type StubUpstream } from './gwkit.js';
+import type { Home } from '../src/app/home.js';
+import type { IssuedKey } from '../src/app/keys.js';
+import { queryAudit } from '../src/audit/query.js';
+
+let h: Home;
+let up: StubUpstream;
+let gw: Gateway;
+let k: Record<string, IssuedKey>;
+
+beforeAll(async () => {
+  h = (await openTestHome()).h;
+  up = await startStubUpstream({ models: ['deepseek-stub', 'deepseek-r1', 'deepseek-v3', 'deepseek-v3-0324', 'qwen2.5-coder'] });
+  k = await keys(h, {
+    dev: { name: 'chat', role: 'developer' },
+    stream: { name: 'streamer', role: 'developer' },
+    ollama: { name: 'ollama', role: 'developer' },
+    broken: { name: 'broken', role: 'developer' },
+    limited: { name: 'limited', role: 'developer', options: { models: ['deepseek-r1', 'deepseek-v3*'] } },
+    quota: { name: 'metered', role: 'developer', options: { quota: { requests: { limit: 5, period: 'day' } } } },
+    tq: { name: 'tokens', role: 'developer', options: { quota: { tokens: { limit: 10, period: 'month' } } } },
+  });
+  gw = await gateway(h, up.url, { maxFailures: 10_000, flushMs: 50 });
+});
+
+afterAll(async () => {
+  await gw?.close();
+  await up?.close();
+  await h?.close();
+});
+
+const client = (apiKey: string) => new OpenAI({ apiKey, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+const chat = (content: string) => ({ model: 'deepseek-stub', messages: [{ role: 'user' as const, content }] });
+
+async function totals(id: string) {
+  await gw.flush();
+  const [t] = await h.store.usage.totalsSince(0, id);
+  const rows = (await h.store.usage.report(0)).filter((r) => r.key_id === id);
+  return { ...t, no_usage: rows.reduce((a, r) => a + r.no_usage, 0), models: [...new Set(rows.map((r) => r.model))] };
+}
+
+describe('token accounting', () => {
+  it('counts usage of a JSON answer, per key and model, and exports it in /metrics', async () => {
+    const r = await client(k.dev.api_key).chat.completions.create(chat('one two three'));
+    expect(r.usage).toEqual({ prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 });
+    const t = await totals(k.dev.id);
+    expect(t).toMatchObject({ requests: 1, prompt_tokens: 3, completion_tokens: 4, no_usage: 0, models: ['deepseek-stub'] });
+    const m = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(m).toContain(`dsk_gateway_tokens_total{key="${k.dev.id}",kind="prompt"} 3`);
+    expect(m).toContain(`dsk_gateway_tokens_total{key="${k.dev.id}",kind="completion"} 4`);
+  });
+
+  it('a stream the client did not ask usage for: counted, and the client sees exactly the chunks it asked for', async () => {
+    const chunks: any[] = [];
+    const s = await client(k.stream.api_key).chat.completions.create({ ...chat('a b'), stream: true });
+    for await (const c of s) chunks.push(c);
+    // the stub sends 5 content chunks and a finish chunk; the gateway's usage chunk is removed
+    expect(chunks).toHaveLength(6);
+    for (const c of chunks) {
+      expect(c.choices).toHaveLength(1);
+      expect('usage' in c).toBe(false);
+    }
+    expect(up.seen.at(-1)!.method).toBe('POST');
+    expect((await totals(k.stream.id))).toMatchObject({ requests: 1, prompt_tokens: 2, completion_tokens: 5, no_usage: 0 });
+  });
+
+  it('a stream that asked for usage: the client gets its usage chunk, counted once', async () => {
+    const chunks: any[] = [];
+    const s = await client(k.stream.api_key).chat.completions.create({ ...chat('x y z'), stream: true, stream_options: { include_usage: true } });
+    for await (const c of s) chunks.push(c);
+    expect(chunks).toHaveLength(7);
+    expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 } });
+    expect(await totals(k.stream.id)).toMatchObject({ requests: 2, prompt_tokens: 5, completion_tokens: 10 });
+  });
+
+  it('the stream is not held back: the first chunk arrives before the upstream has finished', async () => {
+    const r = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${k.stream.api_key}`, 'content-type': 'application/json', 'x-stub-delay-ms': '300', 'x-stub-chunks': '3' }, body: JSON.stringify({ ...chat('hi'), stream: true }) });
+    const reader = r.body!.getReader();
+    const t0 = Date.now();
+    const first = await reader.read();
+    expect(Date.now() - t0).toBeLessThan(250);
+    expect(Buffer.from(first.value!).toString()).toContain('echo: hi');
+    await reader.cancel();
+  });
+
+  it("Ollama's native counts, whole and streamed as NDJSON", async () => {
+    const auth = { authorization: `Bearer ${k.ollama.api_key}`, 'content-type': 'application/json' };
+    const a = await call(`${gw.url}/api/chat`, { method: 'POST', headers: auth, body: JSON.stringify({ model: 'deepseek-r1', messages: [{ role: 'user', content: 'p q' }], stream: false }) });
+    expect(a.body).toMatchObject({ done: true, prompt_eval_count: 2, eval_count: 3 });
+    const b = await call(`${gw.url}/api/generate`, { method: 'POST', headers: { ...auth, 'x-stub-chunks': '4' }, body: JSON.stringify({ model: 'deepseek-r1', prompt: 'one two three' }) });
+    expect(String(b.body).trim().split('\n')).toHaveLength(5);
+    expect(await totals(k.ollama.id)).toMatchObject({ requests: 2, prompt_tokens: 5, completion_tokens: 7, no_usage: 0, models: ['deepseek-r1'] });
+  });
+
+  it('missing or broken usage: the request succeeds, counts with zero tokens, and the metric says so', async () => {
+    const before = Number(/dsk_gateway_usage_missing_total (\d+)/.exec(await (await fetch(`${gw.url}/metrics`)).text())![1]);
+    const headers = (mode: string) => ({ authorization: `Bearer ${k.broken.api_key}`, 'content-type': 'application/json', 'x-stub-usage': mode });
+    for (const mode of ['none', 'broken']) {
+      expect((await call(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: headers(mode), body: JSON.stringify(chat('x')) })).status).toBe(200);
+      const s = await call(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: headers(mode), body: JSON.stringify({ ...chat('x'), stream: true }) });
+      expect(s.status).toBe(200);
+      expect(String(s.body)).toContain('data: [DONE]');
+      expect((await call(`${gw.url}/api/chat`, { method: 'POST', headers: headers(mode), body: JSON.stringify({ model: 'm', messages: [], stream: false }) })).status).toBe(200);
+    }
+    expect(await totals(k.broken.id)).toMatchObject({ requests: 6, prompt_tokens: 0, completion_tokens: 0, no_usage: 6 });
+    const after = Number(/dsk_gateway_usage_missing_total (\d+)/.exec(await (await fetch(`${gw.url}/metrics`)).text())![1]);
+    expect(after - before).toBe(6);
+  });
+});
+
+describe('models per key', () => {
+  it('refuses another model with 403 in the OpenAI shape (the openai client raises PermissionDeniedError)', async () => {
+    const c = client(k.limited.api_key);
+    await expect(c.chat.completions.create({ ...chat('x'), model: 'qwen2.5-coder' })).rejects.toMatchObject({ status: 403, code: 'model_not_allowed' });
+    await expect(c.chat.completions.create({ ...chat('x'), model: 'deepseek-r1-distill' })).rejects.toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect((await c.chat.completions.create({ ...chat('x'), model: 'deepseek-r1' })).choices[0].message.content).toBe('echo: x');
+    expect((await c.chat.completions.create({ ...chat('x'), model: 'deepseek-v3-0324' })).model).toBe('deepseek-v3-0324');
+    const none = await call(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${k.limited.api_key}`, 'content-type': 'application/json' }, body: '{"messages":[]}' });
+    expect(none).toMatchObject({ status: 403, body: { error: { code: 'model_not_allowed', type: 'permission_error' } } });
+    await expect(c.models.retrieve('qwen2.5-coder')).rejects.toMatchObject({ status: 403 });
+  });
+
+  it('lists only the key’s models, in the OpenAI and Ollama lists; other keys see all', async () => {
+    const ids: string[] = [];
+    for await (const m of client(k.limited.api_key).models.list()) ids.push(m.id);
+    expect(ids).toEqual(['deepseek-r1', 'deepseek-v3', 'deepseek-v3-0324']);
+    const tags = await call(`${gw.url}/api/tags`, { headers: { authorization: `Bearer ${k.limited.api_key}` } });
+    expect(tags.body.models.map((m: any) => m.name)).toEqual(['deepseek-r1', 'deepseek-v3', 'deepseek-v3-0324']);
+    const all = await call(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${k.dev.api_key}` } });
+    expect(all.body.data).toHaveLength(5);
+  });
+});
+
+describe('quotas', () => {
+  it('a request quota: past it 429 quota_exceeded with the reset time; audit rows at 80% and 100% once', async () => {
+    const c = client(k.quota.api_key);
+    for (let i = 0; i < 5; i++) await c.chat.completions.create(chat('x'));
+    // the tracker re-reads the store after each flush (50 ms here)
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await call(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${k.quota.api_key}`, 'content-type': 'application/json' }, body: JSON.stringify(chat('x')) });
+    expect(r.status).toBe(429);
+    expect(r.body.error.code).toBe('quota_exceeded');
+    const tomorrow = new Date();
+    tomorrow.setUTCHours(24, 0, 0, 0);
+    expect(r.body.error.message).toContain(tomorrow.toISOString());
+    expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 300));
+    await gw.flush();
+    const rows = await queryAudit(h.store, { keyId: k.quota.id, actions: ['QUOTA_WARNING', 'QUOTA_EXCEEDED'], limit: 10 });
+    expect(rows.map((x) => x.action).sort()).toEqual(['QUOTA_EXCEEDED', 'QUOTA_WARNING']);
+    expect(JSON.parse(rows.find((x) => x.action === 'QUOTA_EXCEEDED')!.details)).toMatchObject({ kind: 'requests', level: 100, limit: 5, period: 'day', resets_at: tomorrow.toISOString() });
+  });
+
+  it('a token quota counts the tokens the upstream reported', async () => {
+    const c = client(k.tq.api_key);
+    await c.chat.completions.create(chat('one two three four')); // 4 + 5 = 9 tokens of 10
+    await new Promise((r) => setTimeout(r, 300));
+    await c.chat.completions.create(chat('x')); // 9 < 10: still allowed; now 9 + 1 + 2
+    await new Promise((r) => setTimeout(r, 300));
+    await expect(c.chat.completions.create(chat('x'))).rejects.toMatchObject({ status: 429, code: 'quota_exceeded' });
+  });
+});
