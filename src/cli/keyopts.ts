@@ -4,6 +4,9 @@ import { UsageError } from '../kernel/errors.js';
 import { parseCidr } from '../kernel/ip.js';
 import type { KeySpec } from '../app/keys.js';
 import type { KeyOptions } from '../gateway/key-options.js';
+import { parseModelPatterns } from '../domain/model-patterns.js';
+import { parseQuota } from '../domain/quota.js';
+import type { KeyLimitChanges } from '../app/key-settings.js';
 
 export interface KeyPolicyFlags {
   expires?: string;
@@ -19,10 +22,29 @@ export function policyFromFlags(o: KeyPolicyFlags): Pick<KeySpec, 'expiresInMs' 
   return spec;
 }
 
-export interface KeyOptionFlags {
+export interface KeyOptionFlags extends KeyLimitFlags {
   requireSignature?: boolean;
   allowCidr?: string[];
   rateLimit?: string;
+}
+
+/** The flags `keygen` and `keys set` share: models and quotas. */
+export interface KeyLimitFlags {
+  models?: string;
+  tokenQuota?: string;
+  requestQuota?: string;
+  allModels?: boolean;
+}
+
+/** Checked before anything is unsealed; `none` removes a quota and --all-models the model list (keys set). */
+export function keyLimitsFromFlags(o: KeyLimitFlags): KeyLimitChanges {
+  const out: KeyLimitChanges = {};
+  if (o.models !== undefined && o.allModels) throw new UsageError('ERR_FLAGS_EXCLUSIVE', '--models cannot be combined with --all-models');
+  if (o.models !== undefined) out.models = parseModelPatterns(o.models, '--models');
+  if (o.allModels) out.models = null;
+  if (o.tokenQuota !== undefined) out.tokenQuota = o.tokenQuota === 'none' ? null : parseQuota(o.tokenQuota, '--token-quota');
+  if (o.requestQuota !== undefined) out.requestQuota = o.requestQuota === 'none' ? null : parseQuota(o.requestQuota, '--request-quota');
+  return out;
 }
 
 /** The gateway options of a new key, checked before anything is unsealed. CIDR entries are kept as typed. */
@@ -42,5 +64,8 @@ export function keyOptionsFromFlags(o: KeyOptionFlags): KeyOptions {
     if (!m || rps <= 0 || burst < 1) throw new UsageError('ERR_RATE_LIMIT', `invalid --rate-limit '${o.rateLimit}': expected RPS or RPS:BURST`, { hint: 'for example 5 or 5:20' });
     out.rate_limit = { rps, burst };
   }
+  const limits = keyLimitsFromFlags({ ...o, allModels: false });
+  if (limits.models) out.models = limits.models;
+  if (limits.tokenQuota || limits.requestQuota) out.quota = { ...(limits.tokenQuota ? { tokens: limits.tokenQuota } : {}), ...(limits.requestQuota ? { requests: limits.requestQuota } : {}) };
   return out;
 }

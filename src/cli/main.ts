@@ -26,6 +26,8 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   sign: { summary: 'print the signature headers a client must send for a request', load: () => import('./commands/sign.js') },
   serve: { summary: 'the authenticating gateway in front of an OpenAI-compatible upstream', load: () => import('./commands/serve.js') },
   token: { summary: 'issue short-lived bearer tokens (HS256 JWT) for a key', load: () => import('./commands/token.js') },
+  usage: { summary: 'requests, errors and tokens per key, owner, role or model, with a per-day chart', load: () => import('./commands/usage.js') },
+  top: { summary: 'live view of a running gateway (or the store): requests/s per key, status codes, tokens/s, sources', load: () => import('./commands/top.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
 

@@ -28,7 +28,7 @@ export interface LiveSnapshot {
   window_s: number;
   requests: number;
   tokens: number;
-  keys: { key_id: string; requests: number; tokens: number; rps: number; tokens_per_s: number; series: number[] }[];
+  keys: { key_id: string; name: string | null; requests: number; tokens: number; rps: number; tokens_per_s: number; series: number[] }[];
   status: Record<string, number>;
   sources: ({ ip: string; requests: number } & SourceLabel)[];
   alerts: unknown[];
@@ -37,6 +37,7 @@ export interface LiveSnapshot {
 export class LiveStats {
   #slots: Slot[] = Array.from({ length: SLOTS }, () => ({ second: -1, keys: new Map(), status: new Map(), sources: new Map() }));
   labelSource: (ip: string) => SourceLabel | null = () => null;
+  nameOf: (keyId: string) => string | null = () => null;
   activeAlerts: () => unknown[] = () => [];
 
   #slot(now: number): Slot {
@@ -92,7 +93,7 @@ export class LiveStats {
       requests,
       tokens,
       keys: [...keys]
-        .map(([key_id, v]) => ({ key_id, requests: v.requests, tokens: v.tokens, rps: last(v.series), tokens_per_s: Math.round((v.tokens / SLOTS) * 10) / 10, series: v.series }))
+        .map(([key_id, v]) => ({ key_id, name: this.nameOf(key_id), requests: v.requests, tokens: v.tokens, rps: last(v.series), tokens_per_s: Math.round((v.tokens / SLOTS) * 10) / 10, series: v.series }))
         .sort((a, b) => b.requests - a.requests || a.key_id.localeCompare(b.key_id)),
       status,
       sources: [...sources]

@@ -75,6 +75,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   const hourly = new HourlyUsage();
   const quotas = new QuotaTracker();
   const live = new LiveStats();
+  live.nameOf = (id) => index.get(id)?.row.name ?? null;
   const sink = new UsageSink(home.dir, auditKey, refusals, o.flushMs, hourly, quotas);
   const calls = new MeteredCalls(o.countTokens, hourly, quotas, live, clock);
   const auth = new Authenticator(index, () => home.requireUnsealed().master);
