@@ -100,7 +100,9 @@ export function register(program: Command): void {
           throw new UsageError('ERR_GATEWAY_URL', `invalid --gateway '${o.gateway}': expected an http:// or https:// URL`);
         }
         if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError('ERR_GATEWAY_URL', `invalid --gateway '${o.gateway}': expected an http:// or https:// URL`);
-        return loop(ctx, gatewayFrames(url.toString(), apiKeyFrom(o.keyFile)), intervalMs, count);
+        await loop(ctx, gatewayFrames(url.toString(), apiKeyFrom(o.keyFile)), intervalMs, count);
+        // fetch keeps the gateway connection alive for seconds after the last frame: done is done
+        process.exit(process.exitCode ?? 0);
       }
       await withHome(ctx, { permission: 'audit.view', readonly: true }, (h) => loop(ctx, storeFrames(h, () => ctx.env.clock.now()), intervalMs, count));
     });

@@ -30,7 +30,7 @@ export function renderTop(f: TopFrame, look: Look): string[] {
   const red = (s: string) => (look.color ? `\x1b[31m${s}\x1b[39m` : s);
   const out: string[] = [];
   const head = `dsk top  ${f.source}  ${f.at.slice(11, 19)}Z`;
-  out.push(bold(fit(head, Math.max(0, W - 8))) + (W >= 28 ? '  q quits' : ''));
+  out.push(W >= 28 ? bold(fit(head, W - 9)) + '  q quits' : bold(fit(head, W)));
   const rps = f.keys.reduce((a, k) => a + k.rps, 0);
   const tps = f.window_s ? f.tokens / f.window_s : 0;
   out.push(fit(`requests ${rps.toFixed(1)}/s  tokens ${tps.toFixed(1)}/s  last ${f.window_s}s: ${f.requests} req, ${f.tokens} tok`, W));
