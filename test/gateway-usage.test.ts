@@ -26,6 +26,7 @@ beforeAll(async () => {
     limited: { name: 'limited', role: 'developer', options: { models: ['deepseek-r1', 'deepseek-v3*'] } },
     quota: { name: 'metered', role: 'developer', options: { quota: { requests: { limit: 5, period: 'day' } } } },
     tq: { name: 'tokens', role: 'developer', options: { quota: { tokens: { limit: 10, period: 'month' } } } },
+    shared: { name: 'shared', role: 'developer', options: { quota: { requests: { limit: 4, period: 'day' } } } },
   });
   gw = await gateway(h, up.url, { maxFailures: 10_000, flushMs: 50 });
 });
@@ -38,6 +39,13 @@ afterAll(async () => {
 
 const client = (apiKey: string) => new OpenAI({ apiKey, baseURL: `${gw.url}/v1`, maxRetries: 0 });
 const chat = (content: string) => ({ model: 'deepseek-stub', messages: [{ role: 'user' as const, content }] });
+
+/** The answers' ends are counted, and a flush has sent them and read the store's totals back. */
+async function settle() {
+  await new Promise((r) => setTimeout(r, 30));
+  await gw.flush();
+  await gw.flush();
+}
 
 async function totals(id: string) {
   await gw.flush();
@@ -142,8 +150,7 @@ describe('quotas', () => {
   it('a request quota: past it 429 quota_exceeded with the reset time; audit rows at 80% and 100% once', async () => {
     const c = client(k.quota.api_key);
     for (let i = 0; i < 5; i++) await c.chat.completions.create(chat('x'));
-    // the tracker re-reads the store after each flush (50 ms here)
-    await new Promise((r) => setTimeout(r, 300));
+    await settle();
     const r = await call(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${k.quota.api_key}`, 'content-type': 'application/json' }, body: JSON.stringify(chat('x')) });
     expect(r.status).toBe(429);
     expect(r.body.error.code).toBe('quota_exceeded');
@@ -151,8 +158,7 @@ describe('quotas', () => {
     tomorrow.setUTCHours(24, 0, 0, 0);
     expect(r.body.error.message).toContain(tomorrow.toISOString());
     expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
-    await new Promise((r) => setTimeout(r, 300));
-    await gw.flush();
+    await settle();
     const rows = await queryAudit(h.store, { keyId: k.quota.id, actions: ['QUOTA_WARNING', 'QUOTA_EXCEEDED'], limit: 10 });
     expect(rows.map((x) => x.action).sort()).toEqual(['QUOTA_EXCEEDED', 'QUOTA_WARNING']);
     expect(JSON.parse(rows.find((x) => x.action === 'QUOTA_EXCEEDED')!.details)).toMatchObject({ kind: 'requests', level: 100, limit: 5, period: 'day', resets_at: tomorrow.toISOString() });
@@ -161,9 +167,35 @@ describe('quotas', () => {
   it('a token quota counts the tokens the upstream reported', async () => {
     const c = client(k.tq.api_key);
     await c.chat.completions.create(chat('one two three four')); // 4 + 5 = 9 tokens of 10
-    await new Promise((r) => setTimeout(r, 300));
+    await settle();
     await c.chat.completions.create(chat('x')); // 9 < 10: still allowed; now 9 + 1 + 2
-    await new Promise((r) => setTimeout(r, 300));
+    await settle();
     await expect(c.chat.completions.create(chat('x'))).rejects.toMatchObject({ status: 429, code: 'quota_exceeded' });
+  });
+
+  it('counted across the store: two gateways on one store add up', async () => {
+    const other = await gateway(h, up.url, { maxFailures: 10_000, flushMs: 50 });
+    try {
+      const via = (g: Gateway) => call(`${g.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${k.shared.api_key}`, 'content-type': 'application/json' }, body: JSON.stringify(chat('x')) });
+      expect([(await via(gw)).status, (await via(gw)).status, (await via(other)).status, (await via(other)).status]).toEqual([200, 200, 200, 200]);
+      // a flush of each sends its counts and reads the store's totals back: each now holds all four
+      await gw.flush();
+      await other.flush();
+      await gw.flush();
+      expect((await via(gw)).status).toBe(429);
+      expect((await via(other)).status).toBe(429);
+      await gw.flush();
+      await other.flush();
+      const [t] = await h.store.usage.totalsSince(0, k.shared.id);
+      expect(t.requests).toBe(4);
+      // both gateways saw 100%; the store keeps one mark, so one audit row each level
+      await new Promise((r) => setTimeout(r, 200));
+      await gw.flush();
+      await other.flush();
+      const rows = await queryAudit(h.store, { keyId: k.shared.id, actions: ['QUOTA_WARNING', 'QUOTA_EXCEEDED'], limit: 10 });
+      expect(rows.map((x) => x.action).sort()).toEqual(['QUOTA_EXCEEDED', 'QUOTA_WARNING']);
+    } finally {
+      await other.close();
+    }
   });
 });

@@ -11,7 +11,7 @@ import { appendAudit } from '../audit/writer.js';
 import { publishHead } from '../audit/head.js';
 import { systemClock } from '../kernel/clock.js';
 import type { UsageRow } from '../store/store.js';
-import type { QuotaMark } from './quota-tracker.js';
+import type { PeriodTotals, QuotaMark } from './quota-tracker.js';
 
 export interface FlushBatch {
   seq: number;
@@ -21,6 +21,8 @@ export interface FlushBatch {
   hourly: UsageRow[];
   /** quota levels crossed (quota-tracker.ts): one audit row each, the first time any gateway sends it */
   marks: QuotaMark[];
+  /** periods whose per-key totals to read back after this batch, in its transaction (quota-tracker.ts) */
+  totals: PeriodTotals[];
 }
 
 const { home, auditKey } = workerData as { home: string; auditKey: Uint8Array };
@@ -35,6 +37,7 @@ parentPort!.on('message', async (b: FlushBatch | 'close') => {
     return;
   }
   let wrote = 0;
+  const totals: PeriodTotals[] = [];
   try {
     await store.transaction(async (tx) => {
       for (const [id, n, last] of b.counts) await tx.usage.bump(id, n, last);
@@ -45,6 +48,7 @@ parentPort!.on('message', async (b: FlushBatch | 'close') => {
         await appendAudit(tx, quotaAuditRow(m), systemClock, key);
         wrote++;
       }
+      for (const p of b.totals) totals.push({ ...p, rows: await tx.usage.totalsSince(p.start) });
     });
     if (b.rows.length || wrote) {
       // Like every writer, move audit_log/HEAD after the commit (once per flush), so rows the
@@ -55,7 +59,7 @@ parentPort!.on('message', async (b: FlushBatch | 'close') => {
         // the next flush (or any writer) moves it
       }
     }
-    parentPort!.postMessage({ seq: b.seq, ok: true });
+    parentPort!.postMessage({ seq: b.seq, ok: true, totals });
   } catch (e) {
     parentPort!.postMessage({ seq: b.seq, ok: false, error: (e as Error).message });
   }

@@ -6,7 +6,6 @@
  * and answers are not scanned (what the benchmark compares).
  */
 import type http from 'node:http';
-import type { Transform } from 'node:stream';
 import type { Clock } from '../kernel/clock.js';
 import { compileModelPatterns, type ModelMatcher } from '../domain/model-patterns.js';
 import type { IndexedKey } from './key-index.js';
@@ -16,6 +15,7 @@ import { filtersModelList, modelRefusal, ModelListFilter } from './model-gate.js
 import type { QuotaTracker } from './quota-tracker.js';
 import type { Refusal } from './refusals.js';
 import { answerTap, meterRequest, type AnswerTap, type HourlyUsage } from './usage-meter.js';
+import type { AnswerRewrite } from './usage-scan.js';
 
 export interface MeteredCall {
   keyId: string;
@@ -25,7 +25,7 @@ export interface MeteredCall {
   ip: string;
   body: Buffer;
   answer: AnswerTap | null;
-  tap: (ur: http.IncomingMessage) => Transform | null;
+  tap: (ur: http.IncomingMessage) => AnswerRewrite | null;
 }
 
 const NO_MODELS: ModelMatcher = null;

@@ -4,9 +4,9 @@
  * OpenAI's error shape; the model lists (`GET /v1/models`, Ollama's `GET /api/tags`) are filtered
  * to the key's models; `GET /v1/models/{id}` of another model is refused like a request for it.
  */
-import { Transform, type TransformCallback } from 'node:stream';
 import { modelAllowed, type ModelMatcher } from '../domain/model-patterns.js';
 import type { Refusal } from './refusals.js';
+import type { AnswerRewrite } from './usage-scan.js';
 
 const LIST_ROUTES = new Set(['GET /v1/models', 'GET /api/tags']);
 const MAX_LIST_BYTES = 8 * 1024 * 1024;
@@ -27,31 +27,29 @@ export function filtersModelList(m: ModelMatcher, routeName: string): boolean {
 }
 
 /** Buffers a (small) model list answer and drops the models the key may not use. */
-export class ModelListFilter extends Transform {
+export class ModelListFilter implements AnswerRewrite {
   #chunks: Buffer[] = [];
   #size = 0;
-  constructor(private readonly m: ModelMatcher) {
-    super();
-  }
+  constructor(private readonly m: ModelMatcher) {}
 
-  override _transform(c: Buffer, _e: BufferEncoding, done: TransformCallback): void {
+  chunk(c: Buffer): null {
     this.#size += c.length;
-    if (this.#size > MAX_LIST_BYTES) return done(new Error('model list too large'));
+    if (this.#size > MAX_LIST_BYTES) throw new Error('model list too large');
     this.#chunks.push(c);
-    done();
+    return null;
   }
 
-  override _flush(done: TransformCallback): void {
+  end(): string {
     const text = Buffer.concat(this.#chunks).toString('utf8');
     try {
       const o = JSON.parse(text) as Record<string, unknown>;
       const keep = (e: unknown, field: 'id' | 'name') => !!e && typeof e === 'object' && typeof (e as Record<string, unknown>)[field] === 'string' && modelAllowed(this.m, (e as Record<string, string>)[field]);
       if (Array.isArray(o.data)) o.data = o.data.filter((e) => keep(e, 'id'));
       if (Array.isArray(o.models)) o.models = o.models.filter((e) => keep(e, 'name') || keep(e, 'id'));
-      done(null, JSON.stringify(o));
+      return JSON.stringify(o);
     } catch {
       // not a list we can read: show none rather than all
-      done(null, JSON.stringify({ object: 'list', data: [] }));
+      return JSON.stringify({ object: 'list', data: [] });
     }
   }
 }

@@ -6,9 +6,9 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { Transform } from 'node:stream';
 import type { Metrics } from './metrics.js';
 import { errorBody } from './refusals.js';
+import type { AnswerRewrite } from './usage-scan.js';
 
 // RFC 9110 section 7.6.1, plus host (set to the upstream's own)
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
@@ -40,6 +40,33 @@ export function readBody(req: http.IncomingMessage, maxBytes: number): Promise<B
   });
 }
 
+/** ur → res through `rw`, pausing the upstream while the client is slow (as pipe does). */
+function rewrite(ur: http.IncomingMessage, res: http.ServerResponse, rw: AnswerRewrite): void {
+  const drain = () => ur.resume();
+  ur.on('data', (c: Buffer) => {
+    let out: string | Buffer | null;
+    try {
+      out = rw.chunk(c);
+    } catch {
+      return void res.destroy();
+    }
+    if (out && out.length && !res.write(out)) {
+      ur.pause();
+      res.once('drain', drain);
+    }
+  });
+  ur.on('end', () => {
+    let out: string | Buffer | null;
+    try {
+      out = rw.end();
+    } catch {
+      return void res.destroy();
+    }
+    if (out && out.length) res.end(out);
+    else res.end();
+  });
+}
+
 export class UpstreamProxy {
   readonly #url: URL;
   readonly #base: string;
@@ -60,9 +87,10 @@ export class UpstreamProxy {
 
   /**
    * `tap` sees the answer before its headers go out (usage-meter.ts, model-gate.ts): it may read it
-   * as it passes, or return a stream the answer is piped through (then content-length is dropped).
+   * as it passes, or return a rewrite of its body (then content-length is dropped), applied chunk
+   * by chunk with the same backpressure as a pipe.
    */
-  forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, ip: string, tap?: (ur: http.IncomingMessage) => Transform | null): void {
+  forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, ip: string, tap?: (ur: http.IncomingMessage) => AnswerRewrite | null): void {
     const up = this.#url;
     const headers: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(req.headers)) if (!STRIP_TO_UPSTREAM.has(k) && v !== undefined) headers[k] = v;
@@ -81,10 +109,8 @@ export class UpstreamProxy {
         // A streamed answer (SSE, chunked) shows its headers at once; a sized one goes out with
         // its body in one write.
         if (out['content-length'] === undefined) res.flushHeaders();
-        if (through) {
-          ur.pipe(through).pipe(res);
-          through.on('error', () => res.destroy());
-        } else ur.pipe(res);
+        if (through) rewrite(ur, res, through);
+        else ur.pipe(res);
         ur.on('error', () => res.destroy());
       },
     );

@@ -1,14 +1,17 @@
 /**
  * Per-key quotas at the gateway. What a key used in the current period is the store's total
- * (usage_hourly, written by every gateway sharing the store) plus what this gateway counted since
- * it last read that total; it is re-read once a second, right after this gateway's own counters
- * were flushed, so several gateways add up within about a second. Past the limit: 429
- * `quota_exceeded` with the reset time. Crossing 80% and 100% is handed to the flush as a mark;
- * the store keeps one mark per key, kind, period and level, so the audit row is written once even
- * with several gateways.
+ * (usage_hourly, written by every gateway sharing the store) plus what this gateway counted that
+ * the total does not hold yet. The total is read by the writer thread inside each flush's own
+ * transaction, right after that flush's counters, so it holds exactly the batches up to that one:
+ * what is still counted here is what was not sent yet and the batches sent after it. Several
+ * gateways therefore add up within about a second (one flush), and nothing is counted twice.
+ *
+ * Past the limit: 429 `quota_exceeded` with the reset time. Crossing 80% and 100% is handed to the
+ * next flush as a mark; the store keeps one mark per key, kind, period and level, so the audit row
+ * is written once even with several gateways.
  */
-import type { Store } from '../store/store.js';
-import { levelReached, QUOTA_LEVELS, periodEnd, periodStart, quotaOf, type Quota, type QuotaKind, type QuotaPeriod } from '../domain/quota.js';
+import type { KeyUsageTotal } from '../store/store.js';
+import { levelReached, periodEnd, periodStart, QUOTA_LEVELS, quotaOf, type Quota, type QuotaKind, type QuotaPeriod } from '../domain/quota.js';
 import type { KeyOptions } from './key-options.js';
 import type { Refusal } from './refusals.js';
 
@@ -23,88 +26,115 @@ export interface QuotaMark {
   resets_at: string;
 }
 
+/** A period whose totals a flush should read back, and what it read. */
+export interface PeriodTotals {
+  period: QuotaPeriod;
+  start: number;
+  rows?: KeyUsageTotal[];
+}
+
 type Used = { requests: number; tokens: number };
+type KeyList = () => { id: string; options: KeyOptions }[];
 const KINDS: QuotaKind[] = ['requests', 'tokens'];
 
 function quotasOf(o: KeyOptions): [QuotaKind, Quota][] {
   const out: [QuotaKind, Quota][] = [];
+  if (!o.quota) return out;
   for (const kind of KINDS) {
-    const q = quotaOf(o.quota?.[kind]);
+    const q = quotaOf(o.quota[kind]);
     if (q) out.push([kind, q]);
   }
   return out;
 }
 
+function addTo(m: Map<string, Used>, id: string, u: Used): void {
+  const e = m.get(id);
+  if (e) (e.requests += u.requests), (e.tokens += u.tokens);
+  else m.set(id, { ...u });
+}
+
 export class QuotaTracker {
-  /** `${keyId}|${period}` → store total at the last refresh, and its period start */
+  /** `${keyId}|${period}` → the store's total at the last committed flush, with its period start */
   #base = new Map<string, Used & { start: number }>();
-  /** `${keyId}` → counted here since the last refresh */
-  #local = new Map<string, Used>();
+  /** counted here, not sent to the writer yet */
+  #unsent = new Map<string, Used>();
+  /** counted here, in a batch the writer has not answered yet */
+  #sent = new Map<number, Map<string, Used>>();
   /** marks handed out already */
-  #sent = new Set<string>();
+  #marked = new Set<string>();
   #pending: QuotaMark[] = [];
+
+  constructor(
+    private readonly keys: KeyList,
+    private readonly clock: () => number,
+  ) {}
 
   /** The refusal when key `keyId` is at or past a quota at `now`, else null. */
   check(keyId: string, o: KeyOptions, now: number): Refusal | null {
-    if (!o.quota) return null;
     for (const [kind, q] of quotasOf(o)) {
-      const used = this.used(keyId, q.period, now)[kind];
-      if (used >= q.limit) {
-        const end = periodEnd(q.period, now);
-        return {
-          status: 429,
-          type: 'requests',
-          code: 'quota_exceeded',
-          message: `${kind} quota of ${q.limit} per ${q.period} used up; it resets at ${new Date(end).toISOString()}`,
-          reason: 'QUOTA_EXCEEDED',
-          action: 'NONE', // the 100% mark is the audit row; a refusal per request would flood the log
-          retryAfter: Math.max(1, Math.ceil((end - now) / 1000)),
-          keyId,
-        };
-      }
+      if (this.used(keyId, q.period, now)[kind] < q.limit) continue;
+      const end = periodEnd(q.period, now);
+      return {
+        status: 429,
+        type: 'requests',
+        code: 'quota_exceeded',
+        message: `${kind} quota of ${q.limit} per ${q.period} used up; it resets at ${new Date(end).toISOString()}`,
+        reason: 'QUOTA_EXCEEDED',
+        action: 'NONE', // the 100% mark is the audit row; a row per refused request would flood the log
+        retryAfter: Math.max(1, Math.ceil((end - now) / 1000)),
+        keyId,
+      };
     }
     return null;
   }
 
   used(keyId: string, period: QuotaPeriod, now: number): Used {
     const b = this.#base.get(`${keyId}|${period}`);
-    const l = this.#local.get(keyId);
-    const fresh = b && b.start === periodStart(period, now);
-    return { requests: (fresh ? b.requests : 0) + (l?.requests ?? 0), tokens: (fresh ? b.tokens : 0) + (l?.tokens ?? 0) };
+    const out = b && b.start === periodStart(period, now) ? { requests: b.requests, tokens: b.tokens } : { requests: 0, tokens: 0 };
+    for (const m of [this.#unsent, ...this.#sent.values()]) {
+      const l = m.get(keyId);
+      if (l) (out.requests += l.requests), (out.tokens += l.tokens);
+    }
+    return out;
   }
 
   /** A finished request of a key with quotas. */
   add(keyId: string, tokens: number): void {
-    const l = this.#local.get(keyId);
-    if (l) (l.requests++, (l.tokens += tokens));
-    else this.#local.set(keyId, { requests: 1, tokens });
+    addTo(this.#unsent, keyId, { requests: 1, tokens });
   }
 
-  /**
-   * Re-reads the store's totals for keys with quotas. `flush` commits this gateway's counters
-   * first; what is counted while it runs stays local.
-   */
-  async refresh(store: Pick<Store, 'usage'>, keys: { id: string; options: KeyOptions }[], flush: () => Promise<void>, now: number): Promise<void> {
-    const withQuota = keys.filter((k) => k.options.quota && quotasOf(k.options).length);
-    if (!withQuota.length) return void this.#local.clear();
-    const marked = new Map([...this.#local].map(([k, v]) => [k, { ...v }]));
-    await flush();
+  /** The periods a flush should read totals of (none when no key has a quota). */
+  periodsToRead(now = this.clock()): PeriodTotals[] {
+    const periods = new Set<QuotaPeriod>();
+    for (const k of this.keys()) for (const [, q] of quotasOf(k.options)) periods.add(q.period);
+    return [...periods].map((period) => ({ period, start: periodStart(period, now) }));
+  }
+
+  /** Batch `seq` takes what was counted so far. */
+  sent(seq: number): void {
+    this.#sent.set(seq, this.#unsent);
+    this.#unsent = new Map();
+  }
+
+  /** Batch `seq` was not written: its counts are unsent again. */
+  failed(seq: number): void {
+    const m = this.#sent.get(seq);
+    this.#sent.delete(seq);
+    if (m) for (const [id, u] of m) addTo(this.#unsent, id, u);
+  }
+
+  /** Batch `seq` committed, and `totals` were read in its transaction. */
+  committed(seq: number, totals: PeriodTotals[]): void {
+    for (const s of [...this.#sent.keys()]) if (s <= seq) this.#sent.delete(s);
+    if (!totals.length) return;
     const base = new Map<string, Used & { start: number }>();
-    for (const period of ['day', 'month'] as const) {
-      if (!withQuota.some((k) => quotasOf(k.options).some(([, q]) => q.period === period))) continue;
-      const start = periodStart(period, now);
-      for (const t of await store.usage.totalsSince(start)) base.set(`${t.key_id}|${period}`, { requests: t.requests, tokens: t.prompt_tokens + t.completion_tokens, start });
-      for (const k of withQuota) if (!base.has(`${k.id}|${period}`)) base.set(`${k.id}|${period}`, { requests: 0, tokens: 0, start });
-    }
+    for (const t of totals) for (const r of t.rows ?? []) base.set(`${r.key_id}|${t.period}`, { requests: r.requests, tokens: r.prompt_tokens + r.completion_tokens, start: t.start });
     this.#base = base;
-    for (const [id, m] of marked) {
-      const l = this.#local.get(id);
-      if (!l) continue;
-      l.requests -= m.requests;
-      l.tokens -= m.tokens;
-      if (l.requests <= 0 && l.tokens <= 0) this.#local.delete(id);
-    }
-    for (const k of withQuota) {
+    this.#findCrossings(this.clock());
+  }
+
+  #findCrossings(now: number): void {
+    for (const k of this.keys()) {
       for (const [kind, q] of quotasOf(k.options)) {
         const used = this.used(k.id, q.period, now)[kind];
         const reached = levelReached(used, q.limit);
@@ -112,8 +142,8 @@ export class QuotaTracker {
         for (const level of QUOTA_LEVELS) {
           if (reached === null || level > reached) break;
           const id = `${k.id}|${kind}|${start}|${level}`;
-          if (this.#sent.has(id)) continue;
-          this.#sent.add(id);
+          if (this.#marked.has(id)) continue;
+          this.#marked.add(id);
           this.#pending.push({ key_id: k.id, kind, period: q.period, period_start: start, level, used, limit: q.limit, resets_at: new Date(periodEnd(q.period, now)).toISOString() });
         }
       }

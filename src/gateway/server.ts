@@ -73,7 +73,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   const refusals = new RefusalBatch();
   const refuser = new Refuser(metrics, failures, o.failures, refusals, clock);
   const hourly = new HourlyUsage();
-  const quotas = new QuotaTracker();
+  const quotas = new QuotaTracker(() => index.all().map((k) => ({ id: k.row.id, options: k.options })), () => clock.now());
   const live = new LiveStats();
   live.nameOf = (id) => index.get(id)?.row.name ?? null;
   const sink = new UsageSink(home.dir, auditKey, refusals, o.flushMs, hourly, quotas);
@@ -161,22 +161,8 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
       } else res.destroy();
     });
   };
-  // quotas: re-read the store's totals once a second, right after this gateway's counters went out
-  let refreshing = false;
-  const quotaTimer = setInterval(() => {
-    if (refreshing) return;
-    refreshing = true;
-    quotas
-      .refresh(home.store, index.all().map((k) => ({ id: k.row.id, options: k.options })), () => sink.flush(), clock.now())
-      .catch(() => {
-        // a busy store: the last totals stand until the next second
-      })
-      .finally(() => (refreshing = false));
-  }, o.flushMs);
-  quotaTimer.unref();
   /** Everything but the server: timers, the index poll, upstream sockets, token keys. */
   const stopBackground = () => {
-    clearInterval(quotaTimer);
     sink.stop();
     index.stop();
     upstream.close();

@@ -7,12 +7,12 @@
  * `dsk_gateway_usage_missing_total`; it never fails the request.
  */
 import type http from 'node:http';
-import type { Transform } from 'node:stream';
 import type { UsageRow } from '../store/store.js';
-import { AnswerWindow, UsageStripper, type Tokens } from './usage-scan.js';
+import { AnswerWindow, UsageStripper, type AnswerRewrite, type Tokens } from './usage-scan.js';
 
 const HOUR_MS = 3_600_000;
 /** OpenAI routes whose streams carry usage only when asked (stream_options.include_usage). */
+const INJECT = Buffer.from('{"stream_options":{"include_usage":true},');
 const USAGE_OPT_IN = new Set(['POST /v1/chat/completions', 'POST /v1/completions']);
 
 /** What the gateway learned from a request body before forwarding it. */
@@ -42,8 +42,13 @@ export function meterRequest(routeName: string, body: Buffer, countTokens: boole
     const so = o.stream_options;
     const asked = so && typeof so === 'object' && (so as Record<string, unknown>).include_usage === true;
     if (!asked) {
-      o.stream_options = { ...(so && typeof so === 'object' ? so : {}), include_usage: true };
-      out.body = Buffer.from(JSON.stringify(o));
+      // no stream_options at all (the common case): splice the member in after the opening brace
+      // rather than re-serialising the whole body
+      if (so === undefined) out.body = Buffer.concat([INJECT, body.subarray(1)]);
+      else {
+        o.stream_options = { ...(so && typeof so === 'object' ? so : {}), include_usage: true };
+        out.body = Buffer.from(JSON.stringify(o));
+      }
       out.injected = true;
     }
   }
@@ -52,8 +57,8 @@ export function meterRequest(routeName: string, body: Buffer, countTokens: boole
 
 /** Per-answer reading of the counts; `finish()` gives them (null: none readable). */
 export interface AnswerTap {
-  /** called with the upstream answer before its headers go out; may return a stream to pipe through */
-  attach(ur: http.IncomingMessage): Transform | null;
+  /** called with the upstream answer before its headers go out; may return a rewrite of its body */
+  attach(ur: http.IncomingMessage): AnswerRewrite | null;
   finish(): Tokens | null;
 }
 

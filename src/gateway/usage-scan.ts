@@ -10,7 +10,6 @@
  * request that did not ask), UsageStripper removes what the caller did not ask for: the usage-only
  * chunk (`"choices": []`) and the `"usage": null` field the other chunks then carry.
  */
-import { Transform, type TransformCallback } from 'node:stream';
 
 export interface Tokens {
   prompt: number;
@@ -84,33 +83,58 @@ export class AnswerWindow {
   }
 }
 
-const EVENT_END = /\r?\n\r?\n/g;
+/** A rewrite of an answer's body as it passes: what to send for each chunk, and at the end. */
+export interface AnswerRewrite {
+  chunk(c: Buffer): string | Buffer | null;
+  end(): string | Buffer | null;
+}
 
-/** Server-sent events with the gateway's own usage request undone; the counts are kept. */
-export class UsageStripper extends Transform {
+const USAGE_NULL = ',"usage":null';
+
+/**
+ * Server-sent events with the gateway's own usage request undone; the counts are kept. Complete
+ * events go out as soon as they are complete; only a partial last event waits for its end.
+ */
+export class UsageStripper implements AnswerRewrite {
   #partial = '';
   tokens: Tokens | null = null;
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    const text = this.#partial + chunk.toString('utf8');
-    EVENT_END.lastIndex = 0;
+  chunk(c: Buffer): string | null {
+    const text = this.#partial ? this.#partial + c.toString('utf8') : c.toString('utf8');
+    const sep = text.includes('\r') ? /\r?\n\r?\n/g : null;
     let from = 0;
     let out = '';
-    for (let m = EVENT_END.exec(text); m; m = EVENT_END.exec(text)) {
-      const end = m.index + m[0].length;
-      out += this.#event(text.slice(from, end));
-      from = end;
+    for (;;) {
+      let at: number;
+      let len = 2;
+      if (sep) {
+        sep.lastIndex = from;
+        const m = sep.exec(text);
+        if (!m) break;
+        at = m.index;
+        len = m[0].length;
+      } else {
+        at = text.indexOf('\n\n', from);
+        if (at < 0) break;
+      }
+      out += this.#event(text.slice(from, at + len));
+      from = at + len;
     }
-    this.#partial = text.slice(from);
-    done(null, out.length ? out : undefined);
+    this.#partial = from ? text.slice(from) : text;
+    return out || null;
   }
 
-  override _flush(done: TransformCallback): void {
-    done(null, this.#partial.length ? this.#event(this.#partial) : undefined);
+  end(): string | null {
+    const rest = this.#partial;
+    this.#partial = '';
+    return rest ? this.#event(rest) : null;
   }
 
   #event(ev: string): string {
     if (!ev.includes('"usage"')) return ev;
+    // the compact form every known server sends first, the general one after
+    const i = ev.indexOf(USAGE_NULL);
+    if (i >= 0) return ev.slice(0, i) + ev.slice(i + USAGE_NULL.length);
     if (/"choices"\s*:\s*\[\s*\]/.test(ev)) {
       const t = tokensIn(ev);
       if (t) {

@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import type { FlushBatch } from './flush-worker.js';
 import { auditRowOf, type AggregatedRow, type RefusalBatch } from './refusals.js';
 import type { HourlyUsage } from './usage-meter.js';
-import type { QuotaTracker } from './quota-tracker.js';
+import type { PeriodTotals, QuotaTracker } from './quota-tracker.js';
 
 interface PendingBatch {
   counts: FlushBatch['counts'];
@@ -43,7 +43,7 @@ export class UsageSink {
     const workerFile = import.meta.url.endsWith('.ts') ? '../../dist/gateway/flush-worker.js' : './flush-worker.js';
     this.#writer = new Worker(new URL(workerFile, import.meta.url), { workerData: { home: homeDir, auditKey: new Uint8Array(auditKey) } });
     this.#writer.unref();
-    this.#writer.on('message', (m: { seq?: number; ok?: boolean }) => this.#settle(m));
+    this.#writer.on('message', (m: { seq?: number; ok?: boolean; totals?: PeriodTotals[] }) => this.#settle(m));
     this.#writer.on('error', () => this.#died());
     this.#timer = setInterval(() => void this.flush(), flushMs);
     this.#timer.unref();
@@ -63,7 +63,7 @@ export class UsageSink {
     }
   }
 
-  #settle(m: { seq?: number; ok?: boolean }): void {
+  #settle(m: { seq?: number; ok?: boolean; totals?: PeriodTotals[] }): void {
     if (m.seq === undefined) return;
     const b = this.#pending.get(m.seq);
     this.#pending.delete(m.seq);
@@ -73,7 +73,8 @@ export class UsageSink {
       this.refusals.restore(b.raw);
       this.hourly?.restore(b.hourly);
       this.quotas?.restoreMarks(b.marks);
-    }
+      this.quotas?.failed(m.seq);
+    } else this.quotas?.committed(m.seq, m.totals ?? []);
     b.done();
   }
 
@@ -83,13 +84,16 @@ export class UsageSink {
       this.#pending.delete(seq);
       this.refusals.restore(b.raw);
       this.hourly?.restore(b.hourly);
+      this.quotas?.failed(seq);
       b.done();
     }
   }
 
   /** Sends what is pending to the writer; resolves when every batch sent so far is settled. */
   flush(): Promise<void> {
-    if (!this.#dead && (this.#usage.size || this.refusals.size || this.hourly?.size || this.quotas?.pendingMarks)) {
+    // with quotas, a batch goes out every time even if empty: it reads back the store's totals
+    const totals = this.quotas?.periodsToRead() ?? [];
+    if (!this.#dead && (this.#usage.size || this.refusals.size || this.hourly?.size || this.quotas?.pendingMarks || totals.length)) {
       const counts = [...this.#usage.entries()].map(([id, u]) => [id, u.n, u.last] as [string, number, number]);
       this.#usage.clear();
       const raw = this.refusals.take();
@@ -97,10 +101,11 @@ export class UsageSink {
       const hourly = this.hourly?.take() ?? [];
       const marks = this.quotas?.takeMarks() ?? [];
       const seq = ++this.#seq;
+      this.quotas?.sent(seq);
       const settled = new Promise<void>((done) => this.#pending.set(seq, { counts, raw, hourly, marks, done }));
       this.#settled.set(seq, settled);
       void settled.then(() => this.#settled.delete(seq));
-      this.#writer.postMessage({ seq, counts, rows, hourly, marks } satisfies FlushBatch);
+      this.#writer.postMessage({ seq, counts, rows, hourly, marks, totals } satisfies FlushBatch);
     }
     return Promise.all([...this.#settled.values()]).then(() => undefined);
   }
