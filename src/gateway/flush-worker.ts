@@ -48,7 +48,11 @@ parentPort!.on('message', async (b: FlushBatch | 'close') => {
         await appendAudit(tx, quotaAuditRow(m), systemClock, key);
         wrote++;
       }
-      for (const p of b.totals) totals.push({ ...p, rows: await tx.usage.totalsSince(p.start) });
+      for (const p of b.totals) {
+        const rows = [];
+        for (const id of p.keys) rows.push(...(await tx.usage.totalsSince(p.start, id)));
+        totals.push({ ...p, rows });
+      }
     });
     if (b.rows.length || wrote) {
       // Like every writer, move audit_log/HEAD after the commit (once per flush), so rows the

@@ -30,6 +30,8 @@ export interface QuotaMark {
 export interface PeriodTotals {
   period: QuotaPeriod;
   start: number;
+  /** the keys with a quota over this period (each read through the primary key: key, hour) */
+  keys: string[];
   rows?: KeyUsageTotal[];
 }
 
@@ -105,9 +107,9 @@ export class QuotaTracker {
 
   /** The periods a flush should read totals of (none when no key has a quota). */
   periodsToRead(now = this.clock()): PeriodTotals[] {
-    const periods = new Set<QuotaPeriod>();
-    for (const k of this.keys()) for (const [, q] of quotasOf(k.options)) periods.add(q.period);
-    return [...periods].map((period) => ({ period, start: periodStart(period, now) }));
+    const periods = new Map<QuotaPeriod, Set<string>>();
+    for (const k of this.keys()) for (const [, q] of quotasOf(k.options)) periods.set(q.period, (periods.get(q.period) ?? new Set()).add(k.id));
+    return [...periods].map(([period, keys]) => ({ period, start: periodStart(period, now), keys: [...keys] }));
   }
 
   /** Batch `seq` takes what was counted so far. */

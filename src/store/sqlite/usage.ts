@@ -24,12 +24,10 @@ export class SqliteUsage {
   }
 
   totalsSince(since: number, keyId: string | null = null): KeyUsageTotal[] {
-    return this.st
-      .get(
-        `SELECT key_id, sum(requests) AS requests, sum(errors) AS errors, sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens, max(last_at) AS last_at
-           FROM usage_hourly WHERE hour >= ? AND (? IS NULL OR key_id = ?) GROUP BY key_id ORDER BY key_id`,
-      )
-      .all(since, keyId, keyId) as KeyUsageTotal[];
+    const cols = 'key_id, sum(requests) AS requests, sum(errors) AS errors, sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens, max(last_at) AS last_at';
+    // one key: a range of the primary key (key_id, hour, model), cheap enough for every flush
+    if (keyId !== null) return this.st.get(`SELECT ${cols} FROM usage_hourly WHERE key_id = ? AND hour >= ? GROUP BY key_id`).all(keyId, since) as KeyUsageTotal[];
+    return this.st.get(`SELECT ${cols} FROM usage_hourly WHERE hour >= ? GROUP BY key_id ORDER BY key_id`).all(since) as KeyUsageTotal[];
   }
 
   report(since: number): UsageReportRow[] {
