@@ -9,6 +9,7 @@ import { call, gateway, keys, openTestHome, startStubUpstream, type Gateway, typ
 import type { Home } from '../src/app/home.js';
 import type { IssuedKey } from '../src/app/keys.js';
 import { queryAudit } from '../src/audit/query.js';
+import { changeKeyLimits } from '../src/app/key-settings.js';
 
 let h: Home;
 let up: StubUpstream;
@@ -26,6 +27,8 @@ beforeAll(async () => {
     limited: { name: 'limited', role: 'developer', options: { models: ['deepseek-r1', 'deepseek-v3*'] } },
     quota: { name: 'metered', role: 'developer', options: { quota: { requests: { limit: 5, period: 'day' } } } },
     tq: { name: 'tokens', role: 'developer', options: { quota: { tokens: { limit: 10, period: 'month' } } } },
+    later: { name: 'later', role: 'developer' },
+    aud: { name: 'dashboard', role: 'auditor' },
     shared: { name: 'shared', role: 'developer', options: { quota: { requests: { limit: 4, period: 'day' } } } },
   });
   gw = await gateway(h, up.url, { maxFailures: 10_000, flushMs: 50 });
@@ -143,6 +146,34 @@ describe('models per key', () => {
     expect(tags.body.models.map((m: any) => m.name)).toEqual(['deepseek-r1', 'deepseek-v3', 'deepseek-v3-0324']);
     const all = await call(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${k.dev.api_key}` } });
     expect(all.body.data).toHaveLength(5);
+  });
+});
+
+describe('changing limits of a live key', () => {
+  it('dsk keys set reaches a running gateway within a second', async () => {
+    const c = client(k.later.api_key);
+    expect((await c.chat.completions.create({ ...chat('x'), model: 'qwen2.5-coder' })).model).toBe('qwen2.5-coder');
+    await changeKeyLimits(h, k.later.id, { models: ['deepseek-*'] });
+    const deadline = Date.now() + 3000;
+    let status = 200;
+    while (status === 200 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = (await call(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${k.later.api_key}`, 'content-type': 'application/json' }, body: JSON.stringify({ ...chat('x'), model: 'qwen2.5-coder' }) })).status;
+    }
+    expect(status).toBe(403);
+  });
+});
+
+describe('GET /dsk/stats', () => {
+  it('the last minute per key for an auditor; refused to a developer key', async () => {
+    const r = await call(`${gw.url}/dsk/stats`, { headers: { authorization: `Bearer ${k.aud.api_key}` } });
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ window_s: 60, alerts: [], status: { '200': expect.any(Number) } });
+    const dev = r.body.keys.find((x: any) => x.key_id === k.dev.id);
+    expect(dev).toMatchObject({ name: 'chat', requests: expect.any(Number) });
+    expect(dev.series).toHaveLength(60);
+    expect(r.body.sources[0]).toMatchObject({ ip: expect.stringMatching(/127\.0\.0\.1/) });
+    expect((await call(`${gw.url}/dsk/stats`, { headers: { authorization: `Bearer ${k.dev.api_key}` } })).status).toBe(403);
   });
 });
 
