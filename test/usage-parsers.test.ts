@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { formatQuota, levelReached, parseQuota, periodEnd, periodStart } from '../src/domain/quota.js';
 import { compileModelPatterns, modelAllowed, parseModelPatterns } from '../src/domain/model-patterns.js';
-import { tokensIn } from '../src/gateway/usage-scan.js';
+import { tokensIn, UsageStripper } from '../src/gateway/usage-scan.js';
 import { UsageError } from '../src/kernel/errors.js';
 
 const usageErrorNaming = (f: () => unknown, flag: string) => {
@@ -97,5 +97,39 @@ describe('usage in answer text', () => {
   it('never throws on any text', () => {
     fc.assert(fc.property(fc.string({ maxLength: 300 }), (s) => void tokensIn(s)));
     fc.assert(fc.property(fc.string({ maxLength: 50 }), (s) => void tokensIn(`{"usage":{${s}}}`)));
+  });
+});
+
+describe('the usage chunk taken out of a stream', () => {
+  const event = (o: unknown) => `data: ${JSON.stringify(o)}\n\n`;
+  const piece = (i: number) => ({ id: 'c', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: `p${i} ünïcode` }, finish_reason: null }] });
+
+  it('however the stream is cut into chunks, the client gets the stream without it, and the counts are kept', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 6 }), fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 60 }), fc.boolean(), (n, cuts, crlf) => {
+        const nl = (t: string) => (crlf ? t.replace(/\n/g, '\r\n') : t);
+        const wanted = Array.from({ length: n }, (_, i) => nl(event(piece(i)))).join('') + nl('data: [DONE]\n\n');
+        const sent = Buffer.from(
+          Array.from({ length: n }, (_, i) => nl(event({ ...piece(i), usage: null }))).join('') + nl(event({ id: 'c', choices: [], usage: { prompt_tokens: 7, completion_tokens: n, total_tokens: 7 + n } })) + nl('data: [DONE]\n\n'),
+        );
+        const s = new UsageStripper();
+        const out: Buffer[] = [];
+        let at = 0;
+        for (const c of cuts) {
+          if (at >= sent.length) break;
+          const r = s.chunk(sent.subarray(at, at + c));
+          if (r) out.push(Buffer.from(r));
+          at += c;
+        }
+        if (at < sent.length) {
+          const r = s.chunk(sent.subarray(at));
+          if (r) out.push(Buffer.from(r));
+        }
+        const r = s.end();
+        if (r) out.push(Buffer.from(r));
+        expect(Buffer.concat(out).toString()).toBe(wanted);
+        expect(s.tokens).toEqual({ prompt: 7, completion: n });
+      }),
+    );
   });
 });

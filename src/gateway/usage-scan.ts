@@ -10,6 +10,7 @@
  * request that did not ask), UsageStripper removes what the caller did not ask for: the usage-only
  * chunk (`"choices": []`) and the `"usage": null` field the other chunks then carry.
  */
+import { StringDecoder } from 'node:string_decoder';
 
 export interface Tokens {
   prompt: number;
@@ -96,11 +97,13 @@ const USAGE_NULL = ',"usage":null';
  * events go out as soon as they are complete; only a partial last event waits for its end.
  */
 export class UsageStripper implements AnswerRewrite {
+  /** keeps a character cut between two chunks whole */
+  #decoder = new StringDecoder('utf8');
   #partial = '';
   tokens: Tokens | null = null;
 
   chunk(c: Buffer): string | null {
-    const text = this.#partial ? this.#partial + c.toString('utf8') : c.toString('utf8');
+    const text = this.#partial + this.#decoder.write(c);
     const sep = text.includes('\r') ? /\r?\n\r?\n/g : null;
     let from = 0;
     let out = '';
@@ -125,7 +128,7 @@ export class UsageStripper implements AnswerRewrite {
   }
 
   end(): string | null {
-    const rest = this.#partial;
+    const rest = this.#partial + this.#decoder.end();
     this.#partial = '';
     return rest ? this.#event(rest) : null;
   }
