@@ -93,6 +93,19 @@ describe.runIf(HAVE_TMUX)('dsk top in tmux', () => {
     tmux('send-keys', '-t', 'top2', 'q');
   });
 
+  it('--json streams one frame per refresh; SIGTERM ends it with status 143', async () => {
+    const p = dskAsync(['top', '--gateway', gw.url, '--key-file', keyFile, '--json', '--interval', '1s']);
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    for (let i = 0; i < 200 && out.split('\n').length < 3; i++) await new Promise((r) => setTimeout(r, 50));
+    p.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => p.on('exit', r));
+    expect(code).toBe(143);
+    const frames = out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(frames.length).toBeGreaterThanOrEqual(2);
+    expect(frames[0].keys.some((x: any) => x.key_id === k.dev.id && x.series.length === 60)).toBe(true);
+  });
+
   it('a key without audit.view is refused with exit 3', async () => {
     const f = path.join(tmpDir(), 'dev.key');
     fs.writeFileSync(f, k.dev.api_key, { mode: 0o600 });

@@ -7,6 +7,7 @@
 import type { Command } from 'commander';
 import { ctxOf, type Ctx } from '../context.js';
 import { withHome } from '../session.js';
+import { takeNextSignal } from '../signals.js';
 import { readSecretFile } from '../secrets.js';
 import { parseDuration, parsePositiveInt } from '../../kernel/duration.js';
 import { UsageError } from '../../kernel/errors.js';
@@ -40,8 +41,11 @@ async function loop(ctx: Ctx, next: () => Promise<TopFrame>, intervalMs: number,
     const s = d.toString();
     if (s === 'q' || s === 'Q' || s === '\x03') quit();
   };
-  process.once('SIGINT', quit);
-  process.once('SIGTERM', quit);
+  // a signal ends the view like q does (the terminal is restored), with the signal's exit status
+  const release = takeNextSignal((sig) => {
+    process.exitCode = sig === 'SIGINT' ? 130 : 143;
+    quit();
+  });
   if (tty) {
     process.stdout.write('\x1b[?1049h\x1b[?25l');
     if (process.stdin.isTTY) {
@@ -66,8 +70,7 @@ async function loop(ctx: Ctx, next: () => Promise<TopFrame>, intervalMs: number,
       });
     }
   } finally {
-    process.off('SIGINT', quit);
-    process.off('SIGTERM', quit);
+    release();
     if (tty) {
       if (process.stdin.isTTY) {
         process.stdin.off('data', onKey);
