@@ -126,6 +126,23 @@ describe('token accounting', () => {
   });
 });
 
+describe('model names chosen by callers', () => {
+  it('at most 50 distinct names per key and hour are kept; the rest count under (other)', async () => {
+    const { HourlyUsage } = await import('../src/gateway/usage-meter.js');
+    const u = new HourlyUsage();
+    const t = Date.UTC(2026, 0, 1, 10, 30);
+    for (let i = 0; i < 80; i++) u.record('k1', `model-${i}`, 200, { prompt: 1, completion: 1 }, true, t);
+    u.record('k1', 'model-3', 200, null, true, t);
+    u.record('k2', 'model-79', 200, null, true, t);
+    u.record('k1', 'model-79', 200, null, true, t + 3_600_000);
+    const rows = u.take();
+    expect(rows.filter((r) => r.key_id === 'k1' && r.hour === t - 1_800_000)).toHaveLength(51);
+    expect(rows.find((r) => r.model === '(other)')).toMatchObject({ requests: 30, prompt_tokens: 30 });
+    expect(rows.find((r) => r.key_id === 'k1' && r.model === 'model-3')).toMatchObject({ requests: 2, no_usage: 1 });
+    expect(rows.filter((r) => r.model === 'model-79').map((r) => r.key_id).sort()).toEqual(['k1', 'k2']);
+  });
+});
+
 describe('models per key', () => {
   it('refuses another model with 403 in the OpenAI shape (the openai client raises PermissionDeniedError)', async () => {
     const c = client(k.limited.api_key);

@@ -78,14 +78,22 @@ export function answerTap(injected: boolean): AnswerTap {
 }
 
 /** The counters waiting for the next flush, and the totals /metrics shows. */
+/** Distinct model names kept per key and hour; more are counted under OTHER_MODELS (a caller picks the name). */
+export const MAX_MODELS_PER_KEY_HOUR = 50;
+export const OTHER_MODELS = '(other)';
+
 export class HourlyUsage {
   #rows = new Map<string, UsageRow>();
+  /** `${keyId}|${hour}` → model names seen this hour (reset when the hour changes) */
+  #models = new Map<string, Set<string>>();
+  #modelsHour = 0;
   #tokens = new Map<string, { prompt: number; completion: number }>();
   #missing = 0;
 
   /** One finished request. `tokens` null with `expectsUsage`: the answer had no readable counts. */
   record(keyId: string, model: string, status: number, tokens: Tokens | null, expectsUsage: boolean, now: number): void {
     const hour = now - (now % HOUR_MS);
+    model = this.#boundedModel(keyId, hour, model);
     const k = `${keyId}\u0000${hour}\u0000${model}`;
     let r = this.#rows.get(k);
     if (!r) this.#rows.set(k, (r = { key_id: keyId, hour, model, requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0, no_usage: 0, last_at: now }));
@@ -103,6 +111,17 @@ export class HourlyUsage {
       r.no_usage++;
       this.#missing++;
     }
+  }
+
+  #boundedModel(keyId: string, hour: number, model: string): string {
+    if (hour !== this.#modelsHour) (this.#models.clear(), (this.#modelsHour = hour));
+    const id = `${keyId}|${hour}`;
+    let seen = this.#models.get(id);
+    if (!seen) this.#models.set(id, (seen = new Set()));
+    if (seen.has(model)) return model;
+    if (seen.size >= MAX_MODELS_PER_KEY_HOUR) return OTHER_MODELS;
+    seen.add(model);
+    return model;
   }
 
   take(): UsageRow[] {
