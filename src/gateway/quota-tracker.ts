@@ -136,6 +136,8 @@ export class QuotaTracker {
   }
 
   #findCrossings(now: number): void {
+    // marks of past periods pile up over months; forgetting them only re-sends marks the store ignores
+    if (this.#marked.size > 100_000) this.#marked.clear();
     for (const k of this.keys()) {
       for (const [kind, q] of quotasOf(k.options)) {
         const used = this.used(k.id, q.period, now)[kind];
