@@ -11,7 +11,7 @@ import { changeKeyLimits, quotasLeft } from '../../app/key-settings.js';
 import { keyLimitsFromFlags } from '../keyopts.js';
 
 export function register(program: Command): void {
-  const keys = program.command('keys').description('list, show and revoke keys');
+  const keys = program.command('keys').description('list, show, set limits on (models, quotas) and revoke keys');
   keys
     .command('list')
     .description('list keys (never shows the key or secret)')
