@@ -60,6 +60,7 @@ describe('quota parser', () => {
 describe('model patterns', () => {
   it('reads lists and refuses what is not a model name', () => {
     expect(parseModelPatterns('deepseek-r1, deepseek-v3*', '--models')).toEqual(['deepseek-r1', 'deepseek-v3*']);
+    expect(parseModelPatterns('llama3.1:8b-instruct-q4_K_M,org/m@v2', '--models')).toEqual(['llama3.1:8b-instruct-q4_K_M', 'org/m@v2']);
     for (const bad of ['', 'a,,b', 'deepseek r1', 'a,b;c', '-x', '"q"', 'x'.repeat(200)]) usageErrorNaming(() => parseModelPatterns(bad, '--models'), '--models');
   });
 

@@ -1,11 +1,13 @@
 /**
  * Model allow-lists: `deepseek-r1,deepseek-v3*`. Each entry is a model name where `*` stands for
  * any run of characters (so `deepseek-v3*` admits `deepseek-v3` and `deepseek-v3-0324`). Names are
- * matched exactly otherwise (case matters: model servers treat names as exact identifiers).
+ * matched exactly otherwise (case matters: model servers treat names as exact identifiers). Entries
+are letters, digits and `_ . : / @ + -` (Ollama tags such as `llama3.1:8b-instruct-q4_K_M`).
  */
 import { UsageError } from '../kernel/errors.js';
 
-const ENTRY = /^[A-Za-z0-9*][A-Za-z0-9._:/@*+-]{0,127}$/;
+// Ollama tags carry underscores and colons: llama3.1:8b-instruct-q4_K_M
+const ENTRY = /^[A-Za-z0-9*][\w.:/@*+-]{0,127}$/;
 
 /** Parses the comma-separated list; `what` names the flag or field in the error. */
 export function parseModelPatterns(text: string, what: string): string[] {
