@@ -34,6 +34,8 @@ beforeAll(async () => {
     { key_id: limited.id, hour: thisHour - 2 * 86_400_000, model: 'deepseek-v3', requests: 10, prompt_tokens: 100, completion_tokens: 100, no_usage: 1 },
     { key_id: plain.id, model: 'deepseek-r1', requests: 5, prompt_tokens: 10, completion_tokens: 20 },
   ]);
+  // a model name a caller chose, shaped like a spreadsheet formula (older than the default 30 days)
+  await addUsage([{ key_id: plain.id, hour: thisHour - 40 * 86_400_000, model: '=HYPERLINK("http://x","y")', requests: 1 }]);
 });
 
 describe('limits on keys', () => {
@@ -90,6 +92,9 @@ describe('dsk usage', () => {
     const csv = dsk(['usage', '--by', 'model', '--csv'], { env: m.env }).stdout.split('\r\n');
     expect(csv[0]).toBe('model,name,requests,errors,prompt_tokens,completion_tokens,tokens,no_usage,last_used_at');
     expect(csv[1]).toMatch(/^deepseek-r1,,45,2,1010,520,1530,0,\d{4}-/);
+    expect(csv.some((l) => l.includes('HYPERLINK'))).toBe(false);
+    const old = dsk(['usage', '--by', 'model', '--csv', '--since', '60d'], { env: m.env }).stdout.split('\r\n');
+    expect(old.find((l) => l.includes('HYPERLINK'))).toMatch(/^"'=HYPERLINK\(""http:\/\/x"",""y""\)",,1,/);
     const text = dsk(["usage"], { env: m.env }).stdout;
     expect(text).toContain('55 requests, 1730 tokens, 2 errors');
     expect(text).toContain('requests by day (UTC)');

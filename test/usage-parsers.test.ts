@@ -85,6 +85,22 @@ describe('model patterns', () => {
   });
 });
 
+describe('the model named in a request', () => {
+  it('is kept without control characters, at most 200 characters', async () => {
+    const { meterRequest } = await import('../src/gateway/usage-meter.js');
+    const m = (model: unknown) => meterRequest('POST /v1/chat/completions', Buffer.from(JSON.stringify({ model, messages: [] })), true).model;
+    expect(m('deepseek-r1')).toBe('deepseek-r1');
+    expect(m('evil\u001b[2Jname\u0007')).toBe('evil?[2Jname?');
+    expect(m('x'.repeat(500))).toHaveLength(200);
+    expect(m(42)).toBe('');
+    fc.assert(
+      fc.property(fc.string({ maxLength: 300 }), (s) => {
+        expect(m(s)).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
+      }),
+    );
+  });
+});
+
 describe('usage in answer text', () => {
   it('reads OpenAI and Ollama counts, and nothing from broken ones', () => {
     expect(tokensIn('{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}')).toEqual({ prompt: 3, completion: 4 });

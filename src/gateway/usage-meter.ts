@@ -12,6 +12,8 @@ import { AnswerWindow, UsageStripper, type AnswerRewrite, type Tokens } from './
 
 const HOUR_MS = 3_600_000;
 /** OpenAI routes whose streams carry usage only when asked (stream_options.include_usage). */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const CONTROL_ALL = /[\u0000-\u001f\u007f-\u009f]/g;
 const INJECT = Buffer.from('{"stream_options":{"include_usage":true},');
 const USAGE_OPT_IN = new Set(['POST /v1/chat/completions', 'POST /v1/completions']);
 
@@ -36,7 +38,9 @@ export function meterRequest(routeName: string, body: Buffer, countTokens: boole
     return plain;
   }
   if (!o || typeof o !== 'object' || Array.isArray(o)) return plain;
-  const model = typeof o.model === 'string' ? o.model.slice(0, 200) : '';
+  let model = typeof o.model === 'string' ? o.model.slice(0, 200) : '';
+  // the name is the caller's text and ends up in terminals (dsk usage --by model): no control characters
+  if (CONTROL.test(model)) model = model.replace(CONTROL_ALL, '?');
   const out = { model, body, injected: false, expectsUsage: model !== '' };
   if (countTokens && o.stream === true && USAGE_OPT_IN.has(routeName)) {
     const so = o.stream_options;

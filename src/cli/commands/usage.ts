@@ -13,9 +13,17 @@ import { bar } from './audit/render.js';
 
 const CSV_COLUMNS = ['group', 'name', 'requests', 'errors', 'prompt_tokens', 'completion_tokens', 'tokens', 'no_usage', 'last_used_at'] as const;
 
+/**
+ * Model names come from callers' requests: a cell a spreadsheet would run as a formula (= + - @,
+ * tab, CR first) gets a leading apostrophe (OWASP's CSV injection advice).
+ */
+export function inertCell(v: string | number | null): string | number | null {
+  return typeof v === 'string' && /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
+}
+
 export function usageCsv(r: UsageReport): string {
   const head = CSV_COLUMNS.map((c) => (c === 'group' ? r.by : c));
-  return [head.join(','), ...r.groups.map((g) => CSV_COLUMNS.map((c) => csvField(g[c] ?? null)).join(','))].join('\r\n') + '\r\n';
+  return [head.join(','), ...r.groups.map((g) => CSV_COLUMNS.map((c) => csvField(inertCell(g[c] ?? null))).join(','))].join('\r\n') + '\r\n';
 }
 
 /** 1234567 → 1.2M: tables stay narrow. */
