@@ -101,6 +101,17 @@ describe('token accounting', () => {
     await reader.cancel();
   });
 
+  it('an upstream that would compress its answer is asked for the plain one, so it can be read', async () => {
+    const headers = { authorization: `Bearer ${k.dev.api_key}`, 'content-type': 'application/json', 'accept-encoding': 'gzip', 'x-stub-gzip': '1' };
+    const before = (await totals(k.dev.id)).prompt_tokens;
+    const r = await call(`${gw.url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify(chat('a b c d e')) });
+    expect(r.body.usage.prompt_tokens).toBe(5);
+    expect((await totals(k.dev.id)).prompt_tokens - before).toBe(5);
+    // the stub does compress when asked: straight to it, the answer is gzip
+    const direct = await fetch(`${up.url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify(chat('x')) });
+    expect(direct.headers.get('content-encoding')).toBe('gzip');
+  });
+
   it("Ollama's native counts, whole and streamed as NDJSON", async () => {
     const auth = { authorization: `Bearer ${k.ollama.api_key}`, 'content-type': 'application/json' };
     const a = await call(`${gw.url}/api/chat`, { method: 'POST', headers: auth, body: JSON.stringify({ model: 'deepseek-r1', messages: [{ role: 'user', content: 'p q' }], stream: false }) });

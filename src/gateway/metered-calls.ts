@@ -50,7 +50,7 @@ export class MeteredCalls {
   }
 
   /** The call to forward, or the refusal (model not allowed, quota used up). */
-  begin(k: IndexedKey, routeName: string, pathname: string, body: Buffer, ip: string, now: number): MeteredCall | Refusal {
+  begin(req: http.IncomingMessage, k: IndexedKey, routeName: string, pathname: string, body: Buffer, ip: string, now: number): MeteredCall | Refusal {
     const models = this.#matcher(k.options);
     const m = this.countTokens || models ? meterRequest(routeName, body, this.countTokens) : { model: '', body, injected: false, expectsUsage: false };
     const denied = modelRefusal(models, routeName, pathname, m.model, k.row.id);
@@ -58,6 +58,8 @@ export class MeteredCalls {
     const over = this.quotas.check(k.row.id, k.options, now);
     if (over) return over;
     const answer = this.countTokens ? answerTap(m.injected) : null;
+    // a compressed answer cannot be read as it passes: ask the upstream for the plain one
+    if (answer && m.expectsUsage) delete req.headers['accept-encoding'];
     const list = filtersModelList(models, routeName);
     return {
       keyId: k.row.id,

@@ -145,7 +145,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     const wait = limiter.take(k.row.id, rl as BucketConfig, now);
     if (wait)
       return refuser.refuse(res, ip, { status: 429, type: 'requests', code: 'rate_limit_exceeded', message: `rate limit of ${rl.rps} requests per second exceeded`, reason: 'RATE_LIMITED', action: 'RATE_LIMITED', retryAfter: wait, keyId: k.row.id }, route.name);
-    const call = calls.begin(k, route.name, pathname, body, ip, now);
+    const call = calls.begin(req, k, route.name, pathname, body, ip, now);
     if ('status' in call) return refuser.refuse(res, ip, call, route.name);
     sink.count(k.row.id, now);
     res.on('close', () => calls.end(call, res.statusCode));

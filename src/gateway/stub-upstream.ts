@@ -6,9 +6,11 @@
  * `x-stub-chunks` request headers tune streaming. Token counts: prompt = words of the last message,
  * completion = words of the answer (non-streamed) or chunks sent (streamed); OpenAI streams carry a
  * usage chunk only when `stream_options.include_usage` asks for it, as OpenAI's do.
- * `x-stub-usage: none | broken` leaves the counts out or sends them unreadable.
+ * `x-stub-usage: none | broken` leaves the counts out or sends them unreadable; `x-stub-gzip: 1`
+ * compresses JSON answers when the request accepts gzip.
  */
 import http from 'node:http';
+import zlib from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 
 export interface StubUpstream {
@@ -42,6 +44,12 @@ export async function startStubUpstream(opts: { port?: number; record?: boolean;
       if (body === null || typeof body !== 'object' || Array.isArray(body)) body = {};
       const json = (status: number, v: unknown) => {
         const s = JSON.stringify(v);
+        // like a server behind a compressing proxy: gzip when the client accepts it
+        if (String(req.headers['accept-encoding'] ?? '').includes('gzip') && req.headers['x-stub-gzip']) {
+          const z = zlib.gzipSync(s);
+          res.writeHead(status, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': z.length });
+          return void res.end(z);
+        }
         res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
         res.end(s);
       };
