@@ -51,7 +51,7 @@ async function settle() {
 }
 
 async function totals(id: string) {
-  await gw.flush();
+  await settle();
   const [t] = await h.store.usage.totalsSince(0, id);
   const rows = (await h.store.usage.report(0)).filter((r) => r.key_id === id);
   return { ...t, no_usage: rows.reduce((a, r) => a + r.no_usage, 0), models: [...new Set(rows.map((r) => r.model))] };
@@ -89,6 +89,17 @@ describe('token accounting', () => {
     expect(chunks).toHaveLength(7);
     expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 } });
     expect(await totals(k.stream.id)).toMatchObject({ requests: 2, prompt_tokens: 5, completion_tokens: 10 });
+  });
+
+  it('legacy completions streams too', async () => {
+    const before = await totals(k.stream.id);
+    const chunks: any[] = [];
+    const s = await client(k.stream.api_key).completions.create({ model: 'deepseek-stub', prompt: 'one two', stream: true });
+    for await (const c of s) chunks.push(c);
+    expect(chunks).toHaveLength(6);
+    expect(chunks.every((c) => c.choices.length === 1 && !('usage' in c))).toBe(true);
+    const after = await totals(k.stream.id);
+    expect([after.requests - before.requests, after.prompt_tokens - before.prompt_tokens, after.completion_tokens - before.completion_tokens]).toEqual([1, 2, 5]);
   });
 
   it('the stream is not held back: the first chunk arrives before the upstream has finished', async () => {
