@@ -192,7 +192,14 @@ describe('changing limits of a live key', () => {
   it('dsk keys set reaches a running gateway within a second', async () => {
     const c = client(k.later.api_key);
     expect((await c.chat.completions.create({ ...chat('x'), model: 'qwen2.5-coder' })).model).toBe('qwen2.5-coder');
-    await changeKeyLimits(h, k.later.id, { models: ['deepseek-*'] });
+    // dsk keys set runs in its own process with the usual 10 s lock wait; this Home is the
+    // gateway's, whose reads wait 100 ms at most (server.ts): give the change the usual wait
+    const previous = await h.store.setLockTimeout(10_000);
+    try {
+      await changeKeyLimits(h, k.later.id, { models: ['deepseek-*'] });
+    } finally {
+      await h.store.setLockTimeout(previous);
+    }
     const deadline = Date.now() + 3000;
     let status = 200;
     while (status === 200 && Date.now() < deadline) {

@@ -12,7 +12,9 @@ export const usageStep: DemoStep = {
     const chat = d.keys.chat;
     await changeKeyLimits(d.h, chat.id, { models: ['deepseek-chat*'], requestQuota: { limit: 10_000, period: 'day' } });
     const up = await startStubUpstream();
-    const gw = await startGateway(d.h, { ...gatewayOptions(undefined, { upstream: up.url, listen: '127.0.0.1:0' }), drainMs: 1000, flushMs: 100 });
+    const gw = await startGateway(d.h, { ...gatewayOptions(undefined, { upstream: up.url, listen: '127.0.0.1:0' }), drainMs: 1000 });
+    let denied: Response;
+    let deniedBody: { error: { code: string } };
     try {
       const post = (model: string, stream: boolean) =>
         fetch(`${gw.url}/v1/chat/completions`, {
@@ -20,23 +22,23 @@ export const usageStep: DemoStep = {
           headers: { authorization: `Bearer ${chat.api_key}`, 'content-type': 'application/json', connection: 'close', 'x-stub-delay-ms': '0' },
           body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: 'count my tokens please' }] }),
         });
-      const denied = await post('deepseek-r1', false);
-      const deniedBody = (await denied.json()) as { error: { code: string } };
+      denied = await post('deepseek-r1', false);
+      deniedBody = (await denied.json()) as { error: { code: string } };
       d.say(`   chat-frontend asks for deepseek-r1 → ${denied.status} ${deniedBody.error.code}`);
       const streamed = await post('deepseek-chat', true);
       const text = await streamed.text();
       d.say(`   a streamed answer from deepseek-chat → ${streamed.status}, ${text.split('\n\n').filter(Boolean).length} events, no usage chunk the client did not ask for: ${!text.includes('"usage"')}`);
       await new Promise((r) => setTimeout(r, 20));
-      await gw.flush();
-      const now = d.h.env.clock.now();
-      const r = await usageReport(d.h, now - 86_400_000, 'key', now);
-      const row = r.groups.find((g) => g.group === chat.id);
-      const [left] = await quotasLeft(d.h, (await d.h.store.keys.get(chat.id))!, now);
-      d.say(`   dsk usage: ${row?.requests ?? 0} request(s), ${row?.tokens ?? 0} tokens for chat-frontend; requests left today ${left.left} of ${left.quota}`);
-      d.summary.usage = { model_refused: denied.status, refused_code: deniedBody.error.code, requests: row?.requests ?? 0, tokens: row?.tokens ?? 0, requests_left: left.left };
     } finally {
+      // closing flushes the counters; the report below reads them with the home's usual lock wait
       await gw.close();
       await up.close();
     }
+    const now = d.h.env.clock.now();
+    const r = await usageReport(d.h, now - 86_400_000, 'key', now);
+    const row = r.groups.find((g) => g.group === chat.id);
+    const [left] = await quotasLeft(d.h, (await d.h.store.keys.get(chat.id))!, now);
+    d.say(`   dsk usage: ${row?.requests ?? 0} request(s), ${row?.tokens ?? 0} tokens for chat-frontend; requests left today ${left.left} of ${left.quota}`);
+    d.summary.usage = { model_refused: denied.status, refused_code: deniedBody.error.code, requests: row?.requests ?? 0, tokens: row?.tokens ?? 0, requests_left: left.left };
   },
 };
