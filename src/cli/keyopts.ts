@@ -4,6 +4,9 @@ import { UsageError } from '../kernel/errors.js';
 import { parseCidr } from '../kernel/ip.js';
 import type { KeySpec } from '../app/keys.js';
 import type { KeyOptions } from '../gateway/key-options.js';
+import { parseModelPatterns } from '../domain/model-patterns.js';
+import { parseQuota } from '../domain/quota.js';
+import type { KeyLimitChanges } from '../app/key-settings.js';
 
 export interface KeyPolicyFlags {
   expires?: string;
@@ -19,11 +22,30 @@ export function policyFromFlags(o: KeyPolicyFlags): Pick<KeySpec, 'expiresInMs' 
   return spec;
 }
 
-export interface KeyOptionFlags {
+export interface KeyOptionFlags extends KeyLimitFlags {
   requireSignature?: boolean;
   allowCidr?: string[];
   rateLimit?: string;
   maxConcurrent?: string;
+}
+
+/** The flags `keygen` and `keys set` share: models and quotas. */
+export interface KeyLimitFlags {
+  models?: string;
+  tokenQuota?: string;
+  requestQuota?: string;
+  allModels?: boolean;
+}
+
+/** Checked before anything is unsealed; `none` removes a quota and --all-models the model list (keys set). */
+export function keyLimitsFromFlags(o: KeyLimitFlags): KeyLimitChanges {
+  const out: KeyLimitChanges = {};
+  if (o.models !== undefined && o.allModels) throw new UsageError('ERR_FLAGS_EXCLUSIVE', '--models cannot be combined with --all-models');
+  if (o.models !== undefined) out.models = parseModelPatterns(o.models, '--models');
+  if (o.allModels) out.models = null;
+  if (o.tokenQuota !== undefined) out.tokenQuota = o.tokenQuota === 'none' ? null : parseQuota(o.tokenQuota, '--token-quota');
+  if (o.requestQuota !== undefined) out.requestQuota = o.requestQuota === 'none' ? null : parseQuota(o.requestQuota, '--request-quota');
+  return out;
 }
 
 /** The gateway options of a new key, checked before anything is unsealed. CIDR entries are kept as typed. */
@@ -44,5 +66,8 @@ export function keyOptionsFromFlags(o: KeyOptionFlags): KeyOptions {
     out.rate_limit = { rps, burst };
   }
   if (o.maxConcurrent !== undefined) out.max_concurrent = parsePositiveInt(o.maxConcurrent, '--max-concurrent', 100_000);
+  const limits = keyLimitsFromFlags({ ...o, allModels: false });
+  if (limits.models) out.models = limits.models;
+  if (limits.tokenQuota || limits.requestQuota) out.quota = { ...(limits.tokenQuota ? { tokens: limits.tokenQuota } : {}), ...(limits.requestQuota ? { requests: limits.requestQuota } : {}) };
   return out;
 }

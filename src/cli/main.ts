@@ -15,7 +15,7 @@ export const COMMANDS: Record<string, { summary: string; load: Loader; hidden?: 
   init: { summary: 'create a home: master key (Shamir fragments or PKCS#11 HSM), config, stores', load: () => import('./commands/init.js') },
   status: { summary: 'backend, key counts by state, rotations due, audit head', load: () => import('./commands/status.js') },
   keygen: { summary: 'issue an API key and signing secret for a consumer', load: () => import('./commands/keygen.js') },
-  keys: { summary: 'list, show and revoke keys', load: () => import('./commands/keys.js') },
+  keys: { summary: 'list, show, set limits on (models, quotas) and revoke keys', load: () => import('./commands/keys.js') },
   audit: { summary: 'query, tail, verify, export, stats and archive the hash-chained audit log', load: () => import('./commands/audit.js') },
   rotate: { summary: 'rotate keys: one now (with grace), everything due (cron), or an emergency', load: () => import('./commands/rotate.js') },
   export: { summary: 'hand a key to a workload (Kubernetes Secret, env lines); alerts as Prometheus rules', load: () => import('./commands/export.js') },
@@ -33,6 +33,8 @@ export const COMMANDS: Record<string, { summary: string; load: Loader; hidden?: 
   __complete: { summary: 'candidates for the completion scripts', load: loadCompletion, hidden: true },
   backup: { summary: 'a consistent snapshot of a live home in one tar file (optionally age-encrypted)', load: () => import('./commands/backup.js') },
   restore: { summary: 'restore a backup into a new home, verified before anything is written', load: () => import('./commands/restore.js') },
+  usage: { summary: 'requests, errors and tokens per key, owner, role or model, with a per-day chart', load: () => import('./commands/usage.js') },
+  top: { summary: 'live view of a running gateway (or the store): requests/s per key, status codes, tokens/s, sources', load: () => import('./commands/top.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
 

@@ -11,6 +11,8 @@ import { appendAudit } from '../audit/writer.js';
 import { publishHead } from '../audit/head.js';
 import { systemClock } from '../kernel/clock.js';
 import type { SideBatch } from './side-writes.js';
+import type { UsageRow } from '../store/store.js';
+import type { PeriodTotals, QuotaMark } from './quota-tracker.js';
 
 export interface FlushBatch {
   seq: number;
@@ -18,6 +20,12 @@ export interface FlushBatch {
   rows: { action: string; actor: string; source_ip: string; key_id: string | null; details: Record<string, unknown> }[];
   /** anomaly and alert rows, learned key sources (side-writes.ts) */
   side?: SideBatch | null;
+  /** counters per key, hour and model (usage-meter.ts) */
+  hourly: UsageRow[];
+  /** quota levels crossed (quota-tracker.ts): one audit row each, the first time any gateway sends it */
+  marks: QuotaMark[];
+  /** periods whose per-key totals to read back after this batch, in its transaction (quota-tracker.ts) */
+  totals: PeriodTotals[];
 }
 
 const { home, auditKey } = workerData as { home: string; auditKey: Uint8Array };
@@ -31,14 +39,27 @@ parentPort!.on('message', async (b: FlushBatch | 'close') => {
     parentPort!.postMessage({ closed: true });
     return;
   }
+  let wrote = 0;
+  const totals: PeriodTotals[] = [];
   try {
     await store.transaction(async (tx) => {
       for (const [id, n, last] of b.counts) await tx.usage.bump(id, n, last);
       for (const r of b.rows) await appendAudit(tx, r, systemClock, key);
       if (b.side?.sources.length) await tx.keySources.learn(b.side.sources);
       for (const r of b.side?.rows ?? []) await appendAudit(tx, r, systemClock, key);
+      if (b.hourly.length) await tx.usage.addHourly(b.hourly);
+      for (const m of b.marks) {
+        if (!(await tx.usage.markQuota(m.key_id, m.kind, m.period_start, m.level, systemClock.now()))) continue;
+        await appendAudit(tx, quotaAuditRow(m), systemClock, key);
+        wrote++;
+      }
+      for (const p of b.totals) {
+        const rows = [];
+        for (const id of p.keys) rows.push(...(await tx.usage.totalsSince(p.start, id)));
+        totals.push({ ...p, rows });
+      }
     });
-    if (b.rows.length || b.side?.rows.length) {
+    if (b.rows.length || b.side?.rows.length || wrote) {
       // Like every writer, move audit_log/HEAD after the commit (once per flush), so rows the
       // gateway wrote cannot be cut off the end unnoticed. A failure leaves HEAD behind, not wrong.
       try {
@@ -47,8 +68,19 @@ parentPort!.on('message', async (b: FlushBatch | 'close') => {
         // the next flush (or any writer) moves it
       }
     }
-    parentPort!.postMessage({ seq: b.seq, ok: true });
+    parentPort!.postMessage({ seq: b.seq, ok: true, totals });
   } catch (e) {
     parentPort!.postMessage({ seq: b.seq, ok: false, error: (e as Error).message });
   }
 });
+
+/** QUOTA_WARNING at 80%, QUOTA_EXCEEDED at 100%. */
+function quotaAuditRow(m: QuotaMark) {
+  return {
+    action: m.level >= 100 ? 'QUOTA_EXCEEDED' : 'QUOTA_WARNING',
+    actor: `key:${m.key_id}`,
+    source_ip: null,
+    key_id: m.key_id,
+    details: { kind: m.kind, level: m.level, used: m.used, limit: m.limit, period: m.period, period_start: new Date(m.period_start).toISOString(), resets_at: m.resets_at, via: 'dsk serve' },
+  };
+}

@@ -5,6 +5,7 @@
  * entry that does not parse denies rather than allows (kernel/ip.ts buildAllowList).
  */
 import { buildAllowList, type CidrList } from '../kernel/ip.js';
+import type { Quota } from '../domain/quota.js';
 
 export interface KeyOptions {
   require_signature?: boolean;
@@ -12,6 +13,10 @@ export interface KeyOptions {
   rate_limit?: { rps?: number; burst?: number };
   /** requests this key may have in progress at once (streams included) */
   max_concurrent?: number;
+  /** model allow-list patterns (domain/model-patterns.ts); absent: every model */
+  models?: string[];
+  /** budgets per calendar period (domain/quota.ts) */
+  quota?: { tokens?: Quota; requests?: Quota };
 }
 
 export function parseKeyOptions(text: string): KeyOptions {

@@ -39,6 +39,8 @@ export interface GatewayOptions {
   drainMs: number;
   flushMs: number;
   pollMs: number;
+  /** read token counts from upstream answers (usage-meter.ts); off only to measure what it costs */
+  countTokens: boolean;
 }
 
 /** Values that win over dsk.json. Durations are text (`60s`) or milliseconds. */
@@ -66,6 +68,7 @@ export interface GatewayOverrides {
   tlsKey?: string;
   clientCa?: string;
   drain?: string | number;
+  countTokens?: boolean;
 }
 
 export type GatewayOption = keyof GatewayOverrides;
@@ -95,6 +98,7 @@ const CONFIG_KEY: Record<GatewayOption, string> = {
   tlsKey: 'tls_key',
   clientCa: 'client_ca',
   drain: 'drain',
+  countTokens: 'count_tokens',
 };
 
 const DEFAULTS: Partial<Record<GatewayOption, unknown>> = {
@@ -114,6 +118,7 @@ const DEFAULTS: Partial<Record<GatewayOption, unknown>> = {
   maxConnectionsPerIp: 256,
   skew: '300s',
   drain: '30s',
+  countTokens: true,
 };
 
 function configValue(g: Record<string, unknown>, path: string): unknown {
@@ -199,5 +204,6 @@ export function gatewayOptions(config: Record<string, unknown> | undefined, over
     drainMs: ms('drain'),
     flushMs: 1000,
     pollMs: 250,
+    countTokens: pick('countTokens').value !== false,
   };
 }

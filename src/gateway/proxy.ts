@@ -11,6 +11,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Metrics } from './metrics.js';
 import { errorBody } from './refusals.js';
+import type { AnswerRewrite } from './usage-scan.js';
 
 // RFC 9110 section 7.6.1, plus host (set to the upstream's own)
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
@@ -31,6 +32,33 @@ function forwardable(headers: http.IncomingHttpHeaders, strip: ReadonlySet<strin
   return out;
 }
 
+/** ur → res through `rw`, pausing the upstream while the client is slow (as pipe does). */
+function rewrite(ur: http.IncomingMessage, res: http.ServerResponse, rw: AnswerRewrite): void {
+  const drain = () => ur.resume();
+  ur.on('data', (c: Buffer) => {
+    let out: string | Buffer | null;
+    try {
+      out = rw.chunk(c);
+    } catch {
+      return void res.destroy();
+    }
+    if (out && out.length && !res.write(out)) {
+      ur.pause();
+      res.once('drain', drain);
+    }
+  });
+  ur.on('end', () => {
+    let out: string | Buffer | null;
+    try {
+      out = rw.end();
+    } catch {
+      return void res.destroy();
+    }
+    if (out && out.length) res.end(out);
+    else res.end();
+  });
+}
+
 export class UpstreamProxy {
   readonly #url: URL;
   readonly #base: string;
@@ -49,8 +77,13 @@ export class UpstreamProxy {
     this.#agent = new this.#lib.Agent({ keepAlive: true, maxSockets: 256 });
   }
 
-  /** `target` is the normalised path and the query as sent (path.ts). */
-  forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, ip: string, target: string): void {
+  /**
+   * `tap` sees the answer before its headers go out (usage-meter.ts, model-gate.ts): it may read it
+   * as it passes, or return a rewrite of its body (then content-length is dropped), applied chunk
+   * by chunk with the same backpressure as a pipe.
+   * `target` is the normalised path and the query as sent (path.ts).
+   */
+  forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, ip: string, target: string, tap?: (ur: http.IncomingMessage) => AnswerRewrite | null): void {
     const up = this.#url;
     const headers = forwardable(req.headers, STRIP_TO_UPSTREAM);
     headers['host'] = up.host;
@@ -61,11 +94,14 @@ export class UpstreamProxy {
       { protocol: up.protocol, hostname: up.hostname, port: up.port, method: req.method, path: this.#base + target, headers, agent: this.#agent },
       (ur) => {
         const out = forwardable(ur.headers, HOP_BY_HOP);
+        const through = tap?.(ur) ?? null;
+        if (through) delete out['content-length'];
         res.writeHead(ur.statusCode ?? 502, out);
         // A streamed answer (SSE, chunked) shows its headers at once; a sized one goes out with
         // its body in one write.
-        if (ur.headers['content-length'] === undefined) res.flushHeaders();
-        ur.pipe(res);
+        if (out['content-length'] === undefined) res.flushHeaders();
+        if (through) rewrite(ur, res, through);
+        else ur.pipe(res);
         ur.on('error', () => res.destroy());
       },
     );

@@ -25,6 +25,7 @@ export const DEFAULT_ROUTES: Record<string, Permission> = {
   'POST /v1/load_lora_adapter': 'param.change',
   'POST /v1/unload_lora_adapter': 'param.change',
   'GET /dsk/audit': 'audit.view',
+  'GET /dsk/stats': 'audit.view',
   'GET /dsk/keys': 'key.manage',
 };
 

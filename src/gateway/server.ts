@@ -14,8 +14,10 @@
  *   body: size → 413, time → 408, all bodies together → 503            (body.ts)
  *   signature if required or sent → 401; its failure gives the token back, so a key's text
  *        without its secret cannot spend the key's budget               (signature-check.ts)
+ *   model allow-list → 403; quota → 429 quota_exceeded                  (metered-calls.ts)
  *   usage counted, source labelled (→ ANOMALY row if new to the key), then /dsk/… answered here
  *        (admin.ts) or proxied                         (usage-sink.ts, monitoring.ts, proxy.ts)
+ *   at the end: tokens read from the answer, per key/hour/model         (usage-meter.ts)
  *
  * Every refusal goes through refusals.ts: OpenAI's error body, /metrics, and an aggregated audit
  * row flushed once a second with the usage counters.
@@ -49,6 +51,10 @@ import { errorBody, Refuser, RefusalBatch, type Refusal } from './refusals.js';
 import { ADMIN_ROUTE_PREFIX, RouteTable } from './routes.js';
 import { SignatureCheck } from './signature-check.js';
 import { UsageSink } from './usage-sink.js';
+import { HourlyUsage } from './usage-meter.js';
+import { QuotaTracker } from './quota-tracker.js';
+import { LiveStats } from './live-stats.js';
+import { MeteredCalls } from './metered-calls.js';
 
 export { gatewayOptions, type GatewayOptions, type GatewayOverrides } from './options.js';
 
@@ -59,6 +65,8 @@ export interface Gateway {
   index: KeyIndex;
   /** source labels, anomalies, alerts */
   monitoring: Monitoring;
+  /** the last minute of traffic (GET /dsk/stats, dsk top); labels and alerts plug in here */
+  live: LiveStats;
   /** writes pending usage and audit rows now (on the writer thread) */
   flush(): Promise<void>;
   /** stop accepting, drain in-flight requests (up to drainMs), flush, stop timers */
@@ -85,13 +93,24 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   const bodyBudget = new BodyBudget(o.maxBufferedBytes);
   const refusals = new RefusalBatch();
   const refuser = new Refuser(metrics, failures, o.failures, refusals, clock);
-  const sink = new UsageSink(home.dir, auditKey, refusals, o.flushMs);
+  const hourly = new HourlyUsage();
+  const quotas = new QuotaTracker(() => index.all().map((k) => ({ id: k.row.id, options: k.options })), () => clock.now());
+  const live = new LiveStats();
+  live.nameOf = (id) => index.get(id)?.row.name ?? null;
+  if (monitoring.labeler.enabled)
+    live.labelSource = (ip) => {
+      const l = monitoring.labeler.labels(ip);
+      return { ...(l.site ? { site: l.site } : {}), ...(l.country ? { country: l.country } : {}) };
+    };
+  live.activeAlerts = () => monitoring.alerts?.firing() ?? [];
+  const sink = new UsageSink(home.dir, auditKey, refusals, o.flushMs, hourly, quotas);
+  const calls = new MeteredCalls(o.countTokens, hourly, quotas, live, clock);
   sink.carry(monitoring.side);
   const auth = new Authenticator(index, () => home.requireUnsealed().master);
   const signatures = new SignatureCheck(index, o, clock.now());
   const routes = new RouteTable(o.routes);
   const upstream = new UpstreamProxy(o.upstream, o.upstreamAuthorization, metrics);
-  const admin = new AdminEndpoints(home);
+  const admin = new AdminEndpoints(home, live);
   const roles = home.config.roles;
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -131,7 +150,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     if (req.method === 'GET' && pathname === '/metrics') {
       routeLabel = '/metrics';
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      return void res.end(metrics.render({ keys: index.all().length, reloads: index.reloads }) + monitoring.renderMetrics());
+      return void res.end(metrics.render({ keys: index.all().length, reloads: index.reloads }) + monitoring.renderMetrics() + hourly.renderMetrics());
     }
     const blocked = failures.blockedFor(ip, now);
     if (blocked) {
@@ -179,10 +198,13 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
       limiter.refund(k.row.id);
       return refuser.refuse(res, ip, sig, route.name);
     }
+    const call = calls.begin(req, k, route.name, pathname, body, ip, now);
+    if ('status' in call) return refuser.refuse(res, ip, call, route.name);
     sink.count(k.row.id, now);
     monitoring.observe(k.row.id, ip, now);
+    res.on('close', () => calls.end(call, res.statusCode));
     if (route.name.startsWith(ADMIN_ROUTE_PREFIX)) return admin.answer(res, route.name, forwarded, now);
-    upstream.forward(req, res, body, ip, forwarded);
+    upstream.forward(req, res, call.body, ip, forwarded, call.tap);
   }
 
   const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -222,6 +244,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     metrics,
     index,
     monitoring,
+    live,
     flush: () => sink.flush(),
     close() {
       closing ??= (async () => {

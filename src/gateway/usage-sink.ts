@@ -13,11 +13,15 @@ import { Worker } from 'node:worker_threads';
 import type { FlushBatch } from './flush-worker.js';
 import { auditRowOf, type AggregatedRow, type RefusalBatch } from './refusals.js';
 import type { SideBatch, SideWrites } from './side-writes.js';
+import type { HourlyUsage } from './usage-meter.js';
+import type { PeriodTotals, QuotaTracker } from './quota-tracker.js';
 
 interface PendingBatch {
   counts: FlushBatch['counts'];
   raw: AggregatedRow[];
   side: SideBatch | null;
+  hourly: FlushBatch['hourly'];
+  marks: FlushBatch['marks'];
   done: () => void;
 }
 
@@ -36,11 +40,13 @@ export class UsageSink {
     auditKey: Buffer,
     private readonly refusals: RefusalBatch,
     flushMs: number,
+    private readonly hourly?: HourlyUsage,
+    private readonly quotas?: QuotaTracker,
   ) {
     const workerFile = import.meta.url.endsWith('.ts') ? '../../dist/gateway/flush-worker.js' : './flush-worker.js';
     this.#writer = new Worker(new URL(workerFile, import.meta.url), { workerData: { home: homeDir, auditKey: new Uint8Array(auditKey) } });
     this.#writer.unref();
-    this.#writer.on('message', (m: { seq?: number; ok?: boolean }) => this.#settle(m));
+    this.#writer.on('message', (m: { seq?: number; ok?: boolean; totals?: PeriodTotals[] }) => this.#settle(m));
     this.#writer.on('error', () => this.#died());
     this.#timer = setInterval(() => void this.flush(), flushMs);
     this.#timer.unref();
@@ -65,7 +71,7 @@ export class UsageSink {
     }
   }
 
-  #settle(m: { seq?: number; ok?: boolean }): void {
+  #settle(m: { seq?: number; ok?: boolean; totals?: PeriodTotals[] }): void {
     if (m.seq === undefined) return;
     const b = this.#pending.get(m.seq);
     this.#pending.delete(m.seq);
@@ -74,7 +80,10 @@ export class UsageSink {
       this.#restoreCounts(b.counts);
       this.refusals.restore(b.raw);
       if (b.side) this.#side?.restore(b.side);
-    }
+      this.hourly?.restore(b.hourly);
+      this.quotas?.restoreMarks(b.marks);
+      this.quotas?.failed(m.seq);
+    } else this.quotas?.committed(m.seq, m.totals ?? []);
     b.done();
   }
 
@@ -84,23 +93,30 @@ export class UsageSink {
       this.#pending.delete(seq);
       this.refusals.restore(b.raw);
       if (b.side) this.#side?.restore(b.side);
+      this.hourly?.restore(b.hourly);
+      this.quotas?.failed(seq);
       b.done();
     }
   }
 
   /** Sends what is pending to the writer; resolves when every batch sent so far is settled. */
   flush(): Promise<void> {
-    if (!this.#dead && (this.#usage.size || this.refusals.size || this.#side?.size)) {
+    // with quotas, a batch goes out every time even if empty: it reads back the store's totals
+    const totals = this.quotas?.periodsToRead() ?? [];
+    if (!this.#dead && (this.#usage.size || this.refusals.size || this.hourly?.size || this.quotas?.pendingMarks || totals.length || this.#side?.size)) {
       const counts = [...this.#usage.entries()].map(([id, u]) => [id, u.n, u.last] as [string, number, number]);
       this.#usage.clear();
       const raw = this.refusals.take();
       const rows = raw.map(auditRowOf);
       const side = this.#side?.take() ?? null;
+      const hourly = this.hourly?.take() ?? [];
+      const marks = this.quotas?.takeMarks() ?? [];
       const seq = ++this.#seq;
-      const settled = new Promise<void>((done) => this.#pending.set(seq, { counts, raw, side, done }));
+      this.quotas?.sent(seq);
+      const settled = new Promise<void>((done) => this.#pending.set(seq, { counts, raw, side, hourly, marks, done }));
       this.#settled.set(seq, settled);
       void settled.then(() => this.#settled.delete(seq));
-      this.#writer.postMessage({ seq, counts, rows, side } satisfies FlushBatch);
+      this.#writer.postMessage({ seq, counts, rows, side, hourly, marks, totals } satisfies FlushBatch);
     }
     return Promise.all([...this.#settled.values()]).then(() => undefined);
   }

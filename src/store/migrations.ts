@@ -10,6 +10,8 @@
  *   3  master_state (created by the first master key replacement before it was a migration)
  *   4  deliveries: per rotated key's successor, whether it reached its callers (written in the
  *      rotation's transaction; `rotate --due` delivers what is pending)
+ *   5  usage_hourly: requests, errors and tokens per key, hour and model (the gateway's counters);
+ *      quota_marks: which quota warning (80%, 100%) was written for a key, kind and period
  *   6  key_sources: each key's learned history of where it was used from (site, country, ASN),
  *      which the gateway's anomaly check compares new sources against
  *
@@ -23,6 +25,7 @@ export const MIGRATIONS = [
   { version: 2, name: 'operators' },
   { version: 3, name: 'master state' },
   { version: 4, name: 'rotation deliveries' },
+  { version: 5, name: 'usage per key per hour; quota warnings' },
   { version: 6, name: 'key sources' },
 ] as const;
 

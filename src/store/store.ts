@@ -20,6 +20,7 @@
 import type { KeyRow, KeyStatus } from '../domain/key.js';
 import type { OperatorRow } from '../domain/operator.js';
 import type { Cidr } from '../kernel/ip.js';
+import type { UsageReads, UsageWrites } from './usage.js';
 
 export type { KeyRow, KeyStatus, OperatorRow };
 
@@ -127,13 +128,11 @@ export interface KeyWrites extends KeyReads {
   /** An emergency-revoked key got its successor: replaced_by set, reissue_pending removed. */
   reissued(id: string, o: { successor: string; now: number }): Promise<void>;
   reseal(id: string, secretSealed: Buffer): Promise<void>;
+  /** Replaces the options JSON text of a key (gateway options: models, quotas, limits). */
+  setOptions(id: string, options: string, now: number): Promise<void>;
 }
 
-export interface UsageWrites {
-  /** use_count += n; last_used_at = max(last_used_at, lastUsedAt). Unknown ids are ignored. */
-  bump(id: string, n: number, lastUsedAt: number): Promise<void>;
-}
-
+export type { KeyUsageTotal, UsageReads, UsageReportRow, UsageRow, UsageWrites } from './usage.js';
 export interface OperatorReads {
   get(name: string): Promise<OperatorRow | undefined>;
   /** Ordered by name. */
@@ -264,6 +263,7 @@ export interface StoreReads {
   readonly masterState: MasterStateReads;
   readonly deliveries: DeliveryReads;
   readonly keySources: KeySourceReads;
+  readonly usage: UsageReads;
 }
 
 /** Everything one transaction may read and write; valid only until its fn returns. */

@@ -22,9 +22,12 @@ export function register(program: Command): void {
     .option('--require-signature', 'dsk serve refuses this key without a request signature')
     .option('--allow-cidr <cidr>', 'dsk serve accepts this key only from these addresses (repeatable)', collect, [])
     .option('--rate-limit <rps[:burst]>', "dsk serve's per-key rate limit for this key, e.g. 5:20")
-    .option('--max-concurrent <n>', 'requests this key may have in progress at once in dsk serve, streams included');
+    .option('--max-concurrent <n>', 'requests this key may have in progress at once in dsk serve, streams included')
+    .option('--models <list>', "only these models, * for any characters: 'deepseek-r1,deepseek-v3*'")
+    .option('--token-quota <amount/period>', 'tokens per UTC day or month, e.g. 2M/month')
+    .option('--request-quota <amount/period>', 'requests per UTC day or month, e.g. 10k/day');
   withUnsealOptions(cmd)
-    .addHelpText('after', '\nExamples:\n  dsk keygen --name chat-frontend --role developer --owner web-team --expires 30d\n  dsk keygen --name nightly-batch --role automation --out batch.key --json\n  dsk keygen --name office-bot --role automation --require-signature --allow-cidr 10.0.0.0/8 --rate-limit 5:20')
+    .addHelpText('after', '\nExamples:\n  dsk keygen --name chat-frontend --role developer --owner web-team --expires 30d\n  dsk keygen --name nightly-batch --role automation --out batch.key --json\n  dsk keygen --name office-bot --role automation --require-signature --allow-cidr 10.0.0.0/8 --rate-limit 5:20\n  dsk keygen --name r1-team --role developer --models \'deepseek-r1,deepseek-v3*\' --token-quota 2M/month --request-quota 10k/day')
     .action(async (o, c: Command) => {
       const ctx = ctxOf(c);
       const options = keyOptionsFromFlags(o);

@@ -7,9 +7,11 @@ import { withUnsealOptions } from '../secrets.js';
 import { assertRevocable, getKey, keyView, KEY_STATUSES, listKeys, revokeKey, type KeyStatus } from '../../app/keys.js';
 import { UsageError } from '../../kernel/errors.js';
 import { humanAge } from '../../kernel/duration.js';
+import { changeKeyLimits, quotasLeft } from '../../app/key-settings.js';
+import { keyLimitsFromFlags } from '../keyopts.js';
 
 export function register(program: Command): void {
-  const keys = program.command('keys').description('list, show and revoke keys');
+  const keys = program.command('keys').description('list, show, set limits on (models, quotas) and revoke keys');
   keys
     .command('list')
     .description('list keys (never shows the key or secret)')
@@ -39,10 +41,34 @@ export function register(program: Command): void {
     .action(async (id: string, _o, cmd: Command) => {
       const ctx = ctxOf(cmd);
       keyIdArg(id);
-      const v = await withHome(ctx, { permission: null, readonly: true }, async (h) => keyView(await getKey(h, id)));
-      if (ctx.json) return printJson(v);
+      const { v, quotas } = await withHome(ctx, { permission: null, readonly: true }, async (h) => {
+        const row = await getKey(h, id);
+        return { v: keyView(row), quotas: await quotasLeft(h, row, h.env.clock.now()) };
+      });
+      if (ctx.json) return printJson(quotas.length ? { ...v, quota_left: quotas } : v);
       const c = paint(ctx);
-      for (const [k, val] of Object.entries(v)) line(`${c.bold(k.padEnd(16))}${k === 'status' ? statusColour(ctx, String(val)) : val ?? '-'}`);
+      for (const [k, val] of Object.entries(v)) line(`${c.bold(k.padEnd(16))}${k === 'status' ? statusColour(ctx, String(val)) : k === 'options' && val ? JSON.stringify(val) : val ?? '-'}`);
+      for (const q of quotas) line(`${c.bold(`${q.kind} left`.padEnd(16))}${q.left} of ${q.quota} (used ${q.used}; resets ${q.resets_at})`);
+    });
+  withUnsealOptions(
+    keys
+      .command('set <id>')
+      .description("change a key's model list and quotas (dsk serve applies them within a second)")
+      .option('--models <list>', "only these models, * for any characters: 'deepseek-r1,deepseek-v3*'")
+      .option('--all-models', 'remove the model list: every model')
+      .option('--token-quota <amount/period>', 'tokens per UTC day or month (2M/month), or none')
+      .option('--request-quota <amount/period>', 'requests per UTC day or month (10k/day), or none'),
+  )
+    .addHelpText('after', "\nExamples:\n  dsk keys set 3f9a2c7d1e8b --models 'deepseek-r1,deepseek-v3*' --token-quota 2M/month\n  dsk keys set 3f9a2c7d1e8b --all-models --request-quota none")
+    .action(async (id: string, o, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      keyIdArg(id);
+      const changes = keyLimitsFromFlags(o);
+      if (!Object.keys(changes).length) throw new UsageError('ERR_NOTHING_TO_SET', 'nothing to change', { hint: 'give --models, --all-models, --token-quota or --request-quota' });
+      await withHome(ctx, { permission: null, readonly: true }, async (h) => getKey(h, id));
+      const r = await withUnsealed(ctx, o, { permission: 'key.manage' }, async (h) => keyView(await changeKeyLimits(h, id, changes)));
+      if (ctx.json) return printJson(r);
+      line(`${paint(ctx).green('✓')} key ${r.id} (${r.name}): ${JSON.stringify(r.options ?? {})}`);
     });
   withUnsealOptions(
     keys

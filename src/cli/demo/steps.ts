@@ -6,6 +6,7 @@ import type { DemoStep } from './context.js';
 import { deriveStep, initStep, issueStep, listStep, presentStep, revokeStep, unsealStep } from './keys.js';
 import { gatewayStep } from './gateway.js';
 import { monitoringStep } from './monitoring.js';
+import { usageStep } from './usage.js';
 import { emergencyStep, rotateStep } from './rotation.js';
 import { deliveryStep } from './delivery.js';
 import { auditRowsStep, verifyStep } from './audit.js';
@@ -25,6 +26,7 @@ export const DEMO_STEPS: DemoStep[] = [
   revokeStep,
   gatewayStep,
   monitoringStep,
+  usageStep,
   rotateStep,
   emergencyStep,
   deliveryStep,

@@ -24,7 +24,7 @@ import Database from 'better-sqlite3';
 import { homePath } from '../../kernel/home-layout.js';
 import { assertPrivate, ioError } from '../../kernel/files.js';
 import { ConflictError, IntegrityError, UnavailableError } from '../../kernel/errors.js';
-import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeySourceReads, KeySourceWrites, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageWrites } from '../store.js';
+import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeySourceReads, KeySourceWrites, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageReads, UsageWrites } from '../store.js';
 import { SCHEMA_VERSION } from '../migrations.js';
 import { checkVersions, migrate, versions } from './migrations.js';
 import { Statements, type DB } from './statements.js';
@@ -34,6 +34,7 @@ import { SqliteEvents } from './events.js';
 import { SqliteMasterState } from './master-state.js';
 import { SqliteDeliveries } from './deliveries.js';
 import { SqliteKeySources } from './key-sources.js';
+import { SqliteUsage } from './usage.js';
 
 const WHERE = 'the store (keys.db + audit_log/audit.db)';
 const CHUNK = 20_000;
@@ -66,10 +67,11 @@ function lift<T extends object, K extends keyof T>(obj: T, names: readonly K[], 
 }
 
 const KEY_READS = ['get', 'list', 'all', 'countByStatus', 'countLive', 'sealedSecrets', 'expiredBy', 'graceEndedBy', 'rotationDue', 'expiringWithin', 'nearUseLimit', 'version'] as const;
-const KEY_WRITES = [...KEY_READS, 'insert', 'revoke', 'expire', 'retire', 'startGrace', 'reissued', 'reseal'] as const;
+const KEY_WRITES = [...KEY_READS, 'insert', 'revoke', 'expire', 'retire', 'startGrace', 'reissued', 'reseal', 'setOptions'] as const;
 const OP_READS = ['get', 'list', 'countEnrolled'] as const;
 const OP_WRITES = [...OP_READS, 'insert', 'remove', 'acceptCode', 'recordFailure', 'lock', 'confirmEnrolment', 'resetSecret'] as const;
 const EV_READS = ['last', 'lastKeyedSeq', 'bounds', 'count', 'hashAt', 'firstPrevHash', 'firstSeqAtOrAfter', 'hasAction', 'withAction', 'macs', 'query', 'stats'] as const;
+const USAGE_READS = ['totalsSince', 'report'] as const;
 const EV_WRITES = [...EV_READS, 'insert', 'deleteThrough', 'setMac'] as const;
 
 export class SqliteStore implements Store {
@@ -81,6 +83,7 @@ export class SqliteStore implements Store {
   readonly masterState: MasterStateReads;
   readonly deliveries: DeliveryReads;
   readonly keySources: KeySourceReads;
+  readonly usage: UsageReads;
   #db: DB;
   #mutex = new Mutex();
   #keys: SqliteKeys;
@@ -89,6 +92,7 @@ export class SqliteStore implements Store {
   #master: SqliteMasterState;
   #deliveries: SqliteDeliveries;
   #keySources: SqliteKeySources;
+  #usage: SqliteUsage;
   #closed = false;
 
   private constructor(
@@ -103,6 +107,7 @@ export class SqliteStore implements Store {
     this.#master = new SqliteMasterState(st);
     this.#deliveries = new SqliteDeliveries(st);
     this.#keySources = new SqliteKeySources(st);
+    this.#usage = new SqliteUsage(st);
     const read: Call = (f) => this.#read(f);
     this.keys = lift(this.#keys, KEY_READS, read);
     this.operators = lift(this.#operators, OP_READS, read);
@@ -110,6 +115,7 @@ export class SqliteStore implements Store {
     this.masterState = lift(this.#master, ['keyCheckValue'] as const, read);
     this.deliveries = lift(this.#deliveries, ['pending'] as const, read);
     this.keySources = lift(this.#keySources, ['all'] as const, read);
+    this.usage = lift(this.#usage, USAGE_READS, read);
   }
 
   /** Opens (creating when `create`) the keys and audit databases of a home, migrating them to SCHEMA_VERSION. */
@@ -195,7 +201,7 @@ export class SqliteStore implements Store {
 
   #tx(call: Call): StoreTx {
     const keys = lift(this.#keys, KEY_WRITES, call) as KeyWrites;
-    const usage: UsageWrites = lift(this.#keys, ['bump'] as const, call);
+    const usage: UsageWrites = { ...lift(this.#keys, ['bump'] as const, call), ...lift(this.#usage, [...USAGE_READS, 'addHourly', 'markQuota'] as const, call) };
     const operators = lift(this.#operators, OP_WRITES, call) as OperatorWrites;
     const events: AuditWrites = { ...lift(this.#events, EV_WRITES, call), ...this.#iterators(call) };
     const masterState: MasterStateWrites = lift(this.#master, ['keyCheckValue', 'recordReplacement'] as const, call);

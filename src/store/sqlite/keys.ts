@@ -122,6 +122,10 @@ export class SqliteKeys {
     this.st.get(`UPDATE keys SET replaced_by = ?, options = json_remove(options, '$.reissue_pending'), updated_at = ? WHERE id = ?`).run(o.successor, o.now, id);
   }
 
+  setOptions(id: string, options: string, now: number): void {
+    this.st.get('UPDATE keys SET options = ?, updated_at = ? WHERE id = ?').run(options, now, id);
+  }
+
   reseal(id: string, secretSealed: Buffer): void {
     this.st.get('UPDATE keys SET secret_sealed = ? WHERE id = ?').run(secretSealed, id);
   }

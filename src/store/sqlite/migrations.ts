@@ -97,6 +97,31 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(delivered_at, created_at);
 `;
 
+// Portable DDL. hour: the start of the UTC hour (epoch ms); model '' when the request named none.
+const USAGE_V5 = `
+CREATE TABLE IF NOT EXISTS usage_hourly (
+  key_id            TEXT NOT NULL,
+  hour              INTEGER NOT NULL,
+  model             TEXT NOT NULL DEFAULT '',
+  requests          INTEGER NOT NULL DEFAULT 0,
+  errors            INTEGER NOT NULL DEFAULT 0,
+  prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+  completion_tokens INTEGER NOT NULL DEFAULT 0,
+  no_usage          INTEGER NOT NULL DEFAULT 0,
+  last_at           INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (key_id, hour, model)
+);
+CREATE INDEX IF NOT EXISTS usage_hourly_hour ON usage_hourly(hour);
+CREATE TABLE IF NOT EXISTS quota_marks (
+  key_id       TEXT NOT NULL,
+  kind         TEXT NOT NULL,
+  period_start INTEGER NOT NULL,
+  level        INTEGER NOT NULL,
+  at           INTEGER NOT NULL,
+  PRIMARY KEY (key_id, kind, period_start, level)
+);
+`;
+
 // One row per (key, kind, value) the key was first seen from; portable DDL like DELIVERIES_V4.
 const KEY_SOURCES_V6 = `
 CREATE TABLE IF NOT EXISTS key_sources (
@@ -114,6 +139,7 @@ const DDL: Record<number, { keys?: string; audit?: string }> = {
   2: { keys: OPERATORS_V2 },
   3: { keys: MASTER_STATE_V3 },
   4: { keys: DELIVERIES_V4 },
+  5: { keys: USAGE_V5 },
   6: { keys: KEY_SOURCES_V6 },
 };
 
