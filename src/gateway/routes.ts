@@ -31,7 +31,7 @@ export const DEFAULT_ROUTES: Record<string, Permission> = {
 
 /** Routes the gateway answers itself instead of proxying (admin.ts). */
 export const ADMIN_ROUTE_PREFIX = 'GET /dsk/';
-export const ADMIN_ROUTES: ReadonlySet<string> = new Set(['GET /dsk/audit', 'GET /dsk/keys']);
+export const ADMIN_ROUTES: ReadonlySet<string> = new Set(['GET /dsk/audit', 'GET /dsk/keys', 'GET /dsk/stats']);
 
 /** A path the gateway owns: only its own endpoints may be routed there, and nothing under it is proxied. */
 export function isGatewayPath(path: string): boolean {
