@@ -8,7 +8,9 @@ import path from 'node:path';
 import { dsk, json, tmpDir } from './helpers.js';
 import { pkcs11Home, rederive, requireSoftHsm, softHsm } from './hsm-helpers.js';
 
-describe.skipIf(!requireSoftHsm())('backup of an HSM home', () => {
+const HSM = requireSoftHsm();
+
+describe.skipIf(!HSM)('backup of an HSM home', () => {
   it('holds master_key.hsm and no fragment; the restored home unseals with the same token', async () => {
     const s = pkcs11Home(softHsm(), 'dsk-backup');
     const k = json(dsk(['keygen', '--name', 'svc', '--role', 'developer', '--json'], { env: s.env }));

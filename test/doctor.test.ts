@@ -15,6 +15,8 @@ import { copyHome } from './cli-support.js';
 import { startStubUpstream } from './stub-upstream.js';
 import { MODULE, pkcs11Home, requireSoftHsm, softHsm } from './hsm-helpers.js';
 
+const HSM = requireSoftHsm();
+
 interface Report {
   healthy: boolean;
   failure: 'damage' | 'unavailable' | null;
@@ -257,7 +259,7 @@ describe('dsk doctor', () => {
     expect(check(rep, 'upstream').detail).toContain('ECONNREFUSED');
   });
 
-  describe.skipIf(!requireSoftHsm())('PKCS#11', () => {
+  describe.skipIf(!HSM)('PKCS#11', () => {
     it('module loads and token present is ok; the token gone is exit 7', () => {
       const hsm = softHsm();
       const s = pkcs11Home(hsm, 'doctor-tok');

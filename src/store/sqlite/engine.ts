@@ -120,7 +120,16 @@ export class SqliteStore implements Store {
 
   /** Opens (creating when `create`) the keys and audit databases of a home, migrating them to SCHEMA_VERSION. */
   static open(home: string, opts: OpenStoreOptions = {}): SqliteStore {
-    const db = connect(home, opts);
+    let db: DB;
+    try {
+      db = connect(home, opts);
+    } catch (e) {
+      // A process killed mid-write leaves a hot journal that only a writable handle may roll back;
+      // until then every read-only command (status, keys list, doctor) would fail.
+      if (!opts.readonly || !hotJournal(e)) throw e;
+      SqliteStore.open(home, { ...opts, readonly: false }).#db.close();
+      return SqliteStore.open(home, opts);
+    }
     try {
       if (checkVersions(db)) {
         if (opts.readonly) {
@@ -320,6 +329,11 @@ function damaged(file: string, what: string, cause?: unknown): IntegrityError {
  * write (read-only, disk full, I/O error) is exit 7. Either way the transaction was rolled back, so the
  * change and its audit row were both dropped (fail closed, as Vault does).
  */
+function hotJournal(e: unknown): boolean {
+  const cause = (e as { cause?: { code?: string } })?.cause;
+  return cause?.code === 'SQLITE_READONLY_ROLLBACK';
+}
+
 export function mapSqliteError(e: unknown, where: string): Error {
   const code = (e as { code?: string })?.code ?? '';
   const nothing = 'nothing was changed';
