@@ -90,8 +90,12 @@ export class UpstreamProxy {
     headers['content-length'] = String(body.length);
     headers['x-forwarded-for'] = ip;
     if (this.authorization) headers['authorization'] = this.authorization;
+    this.#send(res, body, { protocol: up.protocol, hostname: up.hostname, port: up.port, method: req.method, path: this.#base + target, headers, agent: this.#agent }, tap, false);
+  }
+
+  #send(res: http.ServerResponse, body: Buffer, opts: http.RequestOptions, tap: ((ur: http.IncomingMessage) => AnswerRewrite | null) | undefined, retried: boolean): void {
     const upReq = this.#lib.request(
-      { protocol: up.protocol, hostname: up.hostname, port: up.port, method: req.method, path: this.#base + target, headers, agent: this.#agent },
+      opts,
       (ur) => {
         const out = forwardable(ur.headers, HOP_BY_HOP);
         const through = tap?.(ur) ?? null;
@@ -105,7 +109,11 @@ export class UpstreamProxy {
         ur.on('error', () => res.destroy());
       },
     );
-    upReq.on('error', () => {
+    upReq.on('error', (e: NodeJS.ErrnoException) => {
+      // A kept-alive socket that the upstream closed just as it was reused fails before any byte
+      // of an answer: the request was not taken, so it goes once more on a fresh socket.
+      if (!retried && upReq.reusedSocket && !res.headersSent && !res.destroyed && (e.code === 'ECONNRESET' || e.code === 'EPIPE'))
+        return this.#send(res, body, opts, tap, true);
       this.metrics.upstreamError();
       if (!res.headersSent) {
         res.writeHead(502, { 'content-type': 'application/json' });
