@@ -160,6 +160,11 @@ export interface OperatorWrites extends OperatorReads {
 export interface AuditReads {
   /** The newest row's seq and hash (null when the log is empty). */
   last(): Promise<{ seq: number; hash: string } | null>;
+  /**
+   * The head the store recorded in the same transaction as its newest insert (engines shared by
+   * several nodes, which have no single local HEAD file): a chain that ends before it was cut.
+   */
+  recordedHead?(): Promise<{ seq: number; hash: string } | null>;
   /** The highest seq of a row that has a MAC (null when none has): where a keyed writer starts checking the tail. */
   lastKeyedSeq(): Promise<number | null>;
   /** Lowest and highest seq (cheap: no count). */
@@ -257,7 +262,7 @@ export interface StoreTx {
 }
 
 export interface Store extends StoreReads {
-  /** 'sqlite' today. */
+  /** 'sqlite' or 'postgres'. */
   readonly engine: string;
   readonly readonly: boolean;
   /** The schema version the store is at (see migrations.ts). */
@@ -277,4 +282,9 @@ export interface OpenStoreOptions {
   create?: boolean;
   /** default: DSK_BUSY_TIMEOUT_MS or 10 s */
   lockTimeoutMs?: number;
+  /**
+   * With `create` on a shared store (PostgreSQL): the identity the new store records, what a
+   * joining node compares (the master key's check value) and shares (policy and roles as JSON).
+   */
+  identity?: { keyCheckValue: string; sharedConfig: string; now: number };
 }
