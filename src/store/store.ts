@@ -273,6 +273,12 @@ export interface Store extends StoreReads {
    * (SQLite busy_timeout). Returns the previous value.
    */
   setLockTimeout(ms: number): Promise<number>;
+  /**
+   * A store shared by several hosts has its own run lock (PostgreSQL: a session advisory lock), which
+   * every node contends for and which ends with its holder's session. Null when it is held (after
+   * waiting, with `wait`). Engines of one host (SQLite) have none: the home's lock file serves.
+   */
+  runLock?(o?: { wait?: boolean; timeoutMs?: number }): Promise<{ release(): Promise<void> } | null>;
   close(): Promise<void>;
 }
 

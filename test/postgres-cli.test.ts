@@ -1,0 +1,187 @@
+/**
+ * The real `dsk` on a PostgreSQL store: init --store, the key lifecycle, audit verify and the
+ * gateway on it; a second node joined with its own copy of the fragments (and refused with another
+ * home's); two concurrent `rotate --due` on two nodes rotating each key once; and bad input, each a
+ * one-line error with its exit code that names the store without a password and leaves nothing.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChildProcess } from 'node:child_process';
+import { dsk, dskAsync, json, passphraseFiles, tmpDir } from './helpers.js';
+import { freshDatabase, requirePostgres, sql } from './pg-helpers.js';
+import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
+
+const PG = requirePostgres('the PostgreSQL CLI tests');
+
+let up: StubUpstream;
+const procs: ChildProcess[] = [];
+beforeAll(async () => {
+  if (PG) up = await startStubUpstream();
+});
+afterAll(async () => {
+  for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+  await up?.close();
+});
+
+/** A software home on a fresh database: 3 fragments, 2 to unseal. */
+async function pgHome(extra: string[] = []) {
+  const db = await freshDatabase();
+  const dir = tmpDir('dsk-pgcli-');
+  const home = path.join(dir, 'home');
+  const pass = passphraseFiles(dir, 3);
+  const r = dsk(['init', '--home', home, '--shares', '3', '--threshold', '2', '--store', db.url, ...pass.flatMap((p) => ['--passphrase-file', p]), '--json', ...extra]);
+  if (r.code !== 0) throw new Error(`init failed: ${r.stderr}`);
+  return { db, dir, home, pass, init: JSON.parse(r.stdout), env: { DSK_HOME: home, DSK_PASSPHRASE_FILES: pass.slice(0, 2).join(':') } };
+}
+
+function join(h: Awaited<ReturnType<typeof pgHome>>, fragments = path.join(h.home, 'key_fragments')) {
+  const copy = path.join(tmpDir('dsk-pgcopy-'), 'key_fragments');
+  fs.cpSync(fragments, copy, { recursive: true });
+  const home = path.join(tmpDir('dsk-pgnode-'), 'node2');
+  const r = dsk(['init', '--home', home, '--join', h.db.url, '--fragments-from', copy, '--json'], { env: { DSK_PASSPHRASE_FILES: h.pass.slice(1, 3).join(':') } });
+  return { r, home, env: { DSK_HOME: home, DSK_PASSPHRASE_FILES: h.pass.slice(1, 3).join(':') } };
+}
+
+async function serve(env: Record<string, string>): Promise<{ url: string; proc: ChildProcess; exited: Promise<number> }> {
+  const proc = dskAsync(['serve', '--listen', '127.0.0.1:0', '--json', '--upstream', up.url], { env });
+  procs.push(proc);
+  let err = '';
+  proc.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number>((r) => proc.on('exit', (code) => r(code ?? -1)));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d) => {
+      out += d;
+      const m = /"url":\s*"([^"]+)"/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    proc.on('exit', (c) => reject(new Error(`dsk serve exited ${c}: ${err}`)));
+  });
+  return { url, proc, exited };
+}
+
+const auth = (key: string) => ({ Authorization: `Bearer ${key}` });
+
+describe.runIf(PG)('dsk on a PostgreSQL store', () => {
+  it('init --store keeps keys and the audit chain in the database; the lifecycle and audit verify work as on SQLite', async () => {
+    const h = await pgHome();
+    expect(h.init).toMatchObject({ store: h.db.url, shares: 3, threshold: 2 });
+    expect(fs.existsSync(path.join(h.home, 'keys.db'))).toBe(false);
+    expect(JSON.parse(fs.readFileSync(path.join(h.home, 'dsk.json'), 'utf8')).store).toEqual({ url: h.db.url });
+    const k = json(dsk(['keygen', '--name', 'svc', '--role', 'developer', '--json'], { env: h.env }));
+    const other = json(dsk(['keygen', '--name', 'batch', '--role', 'automation', '--json'], { env: h.env }));
+    expect((await sql(h.db.name, 'SELECT id, status FROM keys ORDER BY id')).map((r) => r.id).sort()).toEqual([k.id, other.id].sort());
+    expect(json(dsk(['keys', 'list', '--json'], { env: h.env })).map((r: any) => r.name)).toEqual(['svc', 'batch']);
+    expect(dsk(['keys', 'revoke', other.id, '--reason', 'test'], { env: h.env }).code).toBe(0);
+    const rot = json(dsk(['rotate', k.id, '--json'], { env: h.env }));
+    expect(rot).toMatchObject({ old_key_id: k.id, status: 'active' });
+    expect(json(dsk(['keys', 'show', k.id, '--json'], { env: h.env }))).toMatchObject({ status: 'grace', replaced_by: rot.id });
+    const v = json(dsk(['audit', 'verify', '--json'], { env: h.env }));
+    expect(v).toMatchObject({ ok: true, head_file: { state: 'match' } });
+    const q = dsk(['audit', 'query', '--action', 'KEY_REVOKE', '--json'], { env: h.env });
+    expect(q.stdout.trim().split('\n').map((l) => JSON.parse(l).key_id)).toEqual([other.id]);
+    // the status shows the counts read from PostgreSQL
+    expect(json(dsk(['status', '--json'], { env: h.env })).keys).toMatchObject({ active: 1, grace: 1, revoked: 1 });
+  });
+
+  it('a joined node serves the keys of the home; a revocation on the first node reaches its gateway; verify passes on both', async () => {
+    const h = await pgHome();
+    const k = json(dsk(['keygen', '--name', 'svc', '--role', 'developer', '--json'], { env: h.env }));
+    const n2 = join(h);
+    expect(n2.r.code, n2.r.stderr).toBe(0);
+    expect(JSON.parse(n2.r.stdout)).toMatchObject({ home_id: h.init.home_id, key_check_value: h.init.key_check_value, store: h.db.url });
+    const gw = await serve(n2.env);
+    expect((await fetch(`${gw.url}/v1/models`, { headers: auth(k.api_key) })).status).toBe(200);
+    expect(dsk(['keys', 'revoke', k.id, '--reason', 'leak'], { env: h.env }).code).toBe(0);
+    const t0 = Date.now();
+    let status = 200;
+    while (status === 200 && Date.now() - t0 < 5000) {
+      status = (await fetch(`${gw.url}/v1/models`, { headers: auth(k.api_key) })).status;
+      if (status === 200) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status).toBe(401);
+    gw.proc.kill('SIGTERM');
+    expect(await gw.exited).toBe(0);
+    for (const env of [h.env, n2.env]) expect(json(dsk(['audit', 'verify', '--json'], { env }))).toMatchObject({ ok: true });
+    expect((await sql(h.db.name, "SELECT count(*)::int AS n FROM audit_events WHERE action = 'NODE_JOIN'"))[0].n).toBe(1);
+  });
+
+  it("refuses to join with another home's fragments (exit 3), and leaves nothing behind", async () => {
+    const a = await pgHome();
+    const b = await pgHome();
+    const copy = path.join(tmpDir('dsk-pgcopy-'), 'key_fragments');
+    fs.cpSync(path.join(b.home, 'key_fragments'), copy, { recursive: true });
+    const home = path.join(tmpDir('dsk-pgnode-'), 'node2');
+    const r = dsk(['init', '--home', home, '--join', a.db.url, '--fragments-from', copy], { env: { DSK_PASSPHRASE_FILES: b.pass.slice(0, 2).join(':') } });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^dsk: error: these fragments hold a master key with check value [0-9a-f]+, but the store at postgres:\/\/postgres@127\.0\.0\.1:5432\/dsk_test_[0-9a-f]+ was sealed under/);
+    expect(fs.existsSync(home)).toBe(false);
+    expect(fs.readdirSync(path.dirname(home))).toEqual([]);
+  });
+
+  it('two concurrent rotate --due on two nodes of one home rotate each due key exactly once', async () => {
+    const h = await pgHome();
+    const n2 = join(h);
+    expect(n2.r.code, n2.r.stderr).toBe(0);
+    const ids = ['a', 'b', 'c'].map((n) => json(dsk(['keygen', '--name', n, '--role', 'developer', '--rotate-every', '2s', '--json'], { env: h.env })).id);
+    await new Promise((r) => setTimeout(r, 2100));
+    const run = (env: Record<string, string>) =>
+      new Promise<{ code: number; out: string }>((resolve) => {
+        const p = dskAsync(['rotate', '--due', '--wait', '--json'], { env });
+        let out = '';
+        p.stdout!.on('data', (d) => (out += d));
+        p.on('exit', (code) => resolve({ code: code ?? -1, out }));
+      });
+    const [r1, r2] = await Promise.all([run(h.env), run(n2.env)]);
+    expect([r1.code, r2.code]).toEqual([0, 0]);
+    const rotated = [r1, r2].flatMap((r) => JSON.parse(r.out).actions.filter((a: any) => a.action === 'rotate').map((a: any) => a.old_key_id));
+    expect(rotated.sort()).toEqual([...ids].sort());
+    const successors = await sql(h.db.name, 'SELECT replaces, count(*)::int AS n FROM keys WHERE replaces IS NOT NULL GROUP BY replaces');
+    expect(successors.map((s) => s.n)).toEqual([1, 1, 1]);
+  });
+});
+
+describe.runIf(PG)('bad input on a PostgreSQL store: one line, the exit code, the address without a password, nothing left', () => {
+  function init(url: string, extra: string[] = [], env: Record<string, string> = {}) {
+    const dir = tmpDir('dsk-pgbad-');
+    const home = path.join(dir, 'home');
+    const pass = passphraseFiles(dir, 2);
+    const r = dsk(['init', '--home', home, '--shares', '2', '--threshold', '2', '--store', url, ...pass.flatMap((p) => ['--passphrase-file', p]), ...extra], { env: { DSK_STORE_CONNECT_TIMEOUT_MS: '2000', ...env } });
+    expect(fs.existsSync(home)).toBe(false);
+    expect(fs.readdirSync(dir).filter((f) => !f.endsWith('.pass'))).toEqual([]);
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('dsk: error:'))).toHaveLength(1);
+    return r;
+  }
+
+  it('a malformed address or one carrying a password is a usage error (exit 2), refused before any I/O', () => {
+    expect(init('postgres://')).toMatchObject({ code: 2, stderr: expect.stringContaining('not a usable PostgreSQL address') });
+    const r = init('postgres://dsk:hunter2@127.0.0.1/db');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('must not carry a password');
+    expect(r.stderr).not.toContain('hunter2');
+  });
+
+  it('an unreachable server, a missing database, a database holding another home, a newer schema: exit 7 naming the store', async () => {
+    const refused = init('postgres://dsk@127.0.0.1:1/dsk', [], { PGPASSWORD: 'hunter2' });
+    expect(refused.code).toBe(7);
+    expect(refused.stderr).toMatch(/^dsk: error: cannot reach the store at postgres:\/\/dsk@127\.0\.0\.1:1\/dsk \(ECONNREFUSED\)/);
+    expect(refused.stderr).not.toContain('hunter2');
+    const nohost = init('postgres://dsk@no-such-host.invalid:5432/dsk');
+    expect(nohost).toMatchObject({ code: 7, stderr: expect.stringContaining('cannot reach the store at postgres://dsk@no-such-host.invalid:5432/dsk') });
+    const missing = init('postgres://postgres@127.0.0.1:5432/dsk_no_such_database');
+    expect(missing).toMatchObject({ code: 7, stderr: expect.stringContaining('the store at postgres://postgres@127.0.0.1:5432/dsk_no_such_database does not exist') });
+    const h = await pgHome();
+    const taken = init(h.db.url);
+    expect(taken).toMatchObject({ code: 7, stderr: expect.stringContaining(`the store at ${h.db.url} already holds dsk home ${h.init.home_id}`) });
+    // a home pointed at another home's database
+    const other = await pgHome();
+    const cfg = JSON.parse(fs.readFileSync(path.join(other.home, 'dsk.json'), 'utf8'));
+    fs.writeFileSync(path.join(other.home, 'dsk.json'), JSON.stringify({ ...cfg, store: { url: h.db.url } }), { mode: 0o600 });
+    const wrong = dsk(['keys', 'list'], { env: other.env });
+    expect(wrong).toMatchObject({ code: 7, stderr: expect.stringContaining(`the store at ${h.db.url} belongs to another dsk home`) });
+    await sql(h.db.name, 'UPDATE dsk_meta SET schema_version = schema_version + 1');
+    const newer = dsk(['keys', 'list'], { env: h.env });
+    expect(newer).toMatchObject({ code: 7, stderr: expect.stringContaining(`the store at ${h.db.url} has schema version`) });
+  });
+});
