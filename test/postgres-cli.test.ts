@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { dsk, dskAsync, json, passphraseFiles, tmpDir } from './helpers.js';
+import { dsk, dskAsync, json, makeHome, passphraseFiles, snapshot, tmpDir } from './helpers.js';
 import { freshDatabase, requirePostgres, sql } from './pg-helpers.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
 
@@ -139,6 +139,36 @@ describe.runIf(PG)('dsk on a PostgreSQL store', () => {
     expect(rotated.sort()).toEqual([...ids].sort());
     const successors = await sql(h.db.name, 'SELECT replaces, count(*)::int AS n FROM keys WHERE replaces IS NOT NULL GROUP BY replaces');
     expect(successors.map((s) => s.n)).toEqual([1, 1, 1]);
+  });
+});
+
+describe.runIf(PG)('dsk store migrate', () => {
+  it('copies a SQLite home into PostgreSQL, verifies the chain there, then switches the home; refuses a database in use', async () => {
+    const h = makeHome(undefined, { shares: 2, threshold: 2 });
+    const env = { ...h.env, DSK_PASSPHRASE_FILES: h.pass.slice(0, 2).join(':') };
+    const k = json(dsk(['keygen', '--name', 'svc', '--role', 'developer', '--json'], { env }));
+    const gone = json(dsk(['keygen', '--name', 'old', '--role', 'developer', '--json'], { env }));
+    expect(dsk(['keys', 'revoke', gone.id], { env }).code).toBe(0);
+    const before = json(dsk(['audit', 'verify', '--json'], { env }));
+    const db = await freshDatabase();
+    const r = json(dsk(['store', 'migrate', '--to', db.url, '--json'], { env }));
+    expect(r.store).toBe(db.url);
+    expect(Object.fromEntries(r.tables.map((t: any) => [t.table, t.rows]))).toMatchObject({ keys: 2, audit_events: before.rows });
+    expect(r.audit).toEqual({ rows: before.rows + 1, head_seq: before.last_seq + 1, verified: true });
+    expect(JSON.parse(fs.readFileSync(path.join(h.home, 'dsk.json'), 'utf8')).store).toEqual({ url: db.url });
+    // the home now reads PostgreSQL: a key issued now is there and not in the SQLite files
+    const after = json(dsk(['keygen', '--name', 'new', '--role', 'developer', '--json'], { env }));
+    expect((await sql(db.name, 'SELECT id FROM keys WHERE id = $1', [after.id]))).toHaveLength(1);
+    expect(json(dsk(['keys', 'show', k.id, '--json'], { env })).status).toBe('active');
+    expect(json(dsk(['keys', 'show', gone.id, '--json'], { env })).status).toBe('revoked');
+    expect(json(dsk(['audit', 'verify', '--json'], { env }))).toMatchObject({ ok: true, authenticated_through: before.rows + 2, head_file: { state: 'match' } });
+    // a second migrate of the same home, or into a database in use, is refused
+    expect(dsk(['store', 'migrate', '--to', db.url], { env })).toMatchObject({ code: 6, stderr: expect.stringContaining('already keeps its store in PostgreSQL') });
+    const other = makeHome(undefined, { shares: 2, threshold: 2 });
+    const snap = snapshot(other.home);
+    const busy = dsk(['store', 'migrate', '--to', db.url], { env: { ...other.env, DSK_PASSPHRASE_FILES: other.pass.join(':') } });
+    expect(busy).toMatchObject({ code: 7, stderr: expect.stringContaining(`the store at ${db.url} already holds dsk home`) });
+    expect(snapshot(other.home)).toEqual(snap);
   });
 });
 

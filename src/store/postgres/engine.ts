@@ -22,6 +22,7 @@ import type { PgAddress } from './address.js';
 import { mapPgError } from './errors.js';
 import { META_DDL, migrate, storedVersion } from './migrations.js';
 import type { Q } from './query.js';
+import { importSqliteHome, type ImportCount } from './import.js';
 import { PgKeys } from './keys.js';
 import { PgEvents } from './events.js';
 import { PgDeliveries, PgMasterState, PgOperators } from './operators.js';
@@ -61,7 +62,7 @@ function qOf(c: Runner, address: string, guard: () => void = () => {}): Q {
 export interface PgOpenOptions {
   password?: string;
   /** a new store for this home: fails when the database already holds one */
-  create?: { homeId: string; keyCheckValue: string; sharedConfig: string; now: number };
+  create?: { homeId: string; keyCheckValue: string; sharedConfig: string; now: number; importFrom?: string };
   /** the home this node belongs to: a store of another home is refused */
   homeId?: string;
   lockTimeoutMs?: number;
@@ -144,7 +145,11 @@ export class PgStore implements Store {
     await q.run(META_DDL);
     await q.run('INSERT INTO dsk_meta (id, home_id, schema_version, key_check_value, shared_config, created_at) VALUES (1, $1, 0, $2, $3, $4)', [c.homeId, c.keyCheckValue, c.sharedConfig, c.now]);
     await migrate((s, p) => client.query(s, p), 0, this.address);
+    if (c.importFrom) this.imported = await importSqliteHome(c.importFrom, (s, p) => client.query(s, p), this.address);
   }
+
+  /** What a create with `importFrom` copied, table by table. */
+  imported: ImportCount[] = [];
 
   async #openExisting(homeId: string | undefined): Promise<void> {
     const exec = (s: string, p?: unknown[]) => this.#pool.query(s, p);
