@@ -82,7 +82,8 @@ describe.runIf(PG)('dsk on a PostgreSQL store', () => {
     const q = dsk(['audit', 'query', '--action', 'KEY_REVOKE', '--json'], { env: h.env });
     expect(q.stdout.trim().split('\n').map((l) => JSON.parse(l).key_id)).toEqual([other.id]);
     // the status shows the counts read from PostgreSQL
-    expect(json(dsk(['status', '--json'], { env: h.env })).keys).toMatchObject({ active: 1, grace: 1, revoked: 1 });
+    expect(json(dsk(['status', '--json'], { env: h.env }))).toMatchObject({ store: h.db.url, keys: { active: 1, grace: 1, revoked: 1 } });
+    expect(dsk(['status'], { env: h.env }).stdout).toContain(`store     PostgreSQL ${h.db.url}`);
   });
 
   it('a joined node serves the keys of the home; a revocation on the first node reaches its gateway; verify passes on both', async () => {
