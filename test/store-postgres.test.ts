@@ -171,6 +171,19 @@ describe.runIf(PG)('what only the shared PostgreSQL store has', () => {
     expect(await verifyChain(store, readHead(dir), home.auditKey)).toMatchObject({ ok: false, breach: { kind: 'truncated', seq: 7 } });
   });
 
+  it('usage flushes do not move keys.version(), so they make no gateway reload its index; a revocation does', async () => {
+    const { dir, store } = await fresh('postgres');
+    await store.transaction((tx) => tx.keys.insert(key('d00000000001')));
+    const other = await openStore(dir);
+    opened.push(other);
+    const v0 = await store.keys.version();
+    await other.transaction((tx) => tx.usage.bump('d00000000001', 5, T0 + 1));
+    expect(await store.keys.version()).toBe(v0);
+    expect((await store.keys.get('d00000000001'))!.use_count).toBe(5);
+    await other.transaction((tx) => tx.keys.revoke('d00000000001', { now: T0 + 2, reason: null, reissue: false }));
+    expect(await store.keys.version()).not.toBe(v0);
+  });
+
   it('init is one transaction: a store closed before its first commit leaves the database empty', async () => {
     const { url, name } = await freshDatabase();
     const s = await openPgStore({ store: { url } }, { create: { homeId: HOME_ID, ...identity } });

@@ -27,11 +27,14 @@ export async function importSqliteHome(home: string, exec: Exec, address: string
     ];
     const out: ImportCount[] = [];
     for (const t of tables) {
+      // Names come from a file: only plain identifiers are spliced into SQL.
+      if (!/^[a-z_][a-z0-9_]*$/.test(t.to)) throw new IntegrityError('ERR_STORE_IMPORT', `cannot copy table ${JSON.stringify(t.to).slice(0, 80)} into the store at ${address}: not a dsk table name; nothing was changed`, { hint: 'the home\'s database holds a table dsk did not create: check keys.db' });
       const present = (await exec('SELECT to_regclass($1) IS NOT NULL AS ok', [t.to])).rows[0].ok;
       if (!present)
         throw new IntegrityError('ERR_STORE_IMPORT', `cannot copy table ${t.to} into the store at ${address}: it has no such table (this dsk and the home disagree on the schema); nothing was changed`, { hint: 'run the same dsk version that last opened the home' });
       const stmt = db.prepare(`SELECT * FROM ${t.from}`);
       const cols = stmt.columns().map((c) => c.name);
+      if (cols.some((c) => !/^[a-z_][a-z0-9_]*$/.test(c))) throw new IntegrityError('ERR_STORE_IMPORT', `cannot copy table ${t.to} into the store at ${address}: a column is not a dsk column name; nothing was changed`, { hint: 'check keys.db' });
       const list = cols.map((c) => `"${c}"`).join(', ');
       let batch: unknown[][] = [];
       let n = 0;

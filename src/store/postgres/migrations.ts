@@ -6,7 +6,8 @@
  * Beside the numbered tables, `dsk_meta` is the store's identity: the dsk home it belongs to, the
  * schema version it reached (SQLite's user_version), the key check value of the master key it was
  * created under (what `init --join` compares), the shared part of dsk.json, and `keys_version`, which
- * a trigger moves on every change to `keys` (what the gateway polls). `audit_head` holds the chain
+ * a trigger moves on every change to `keys` except usage counting (what the gateways poll: a usage
+flush by one gateway does not make every other reload its index). `audit_head` holds the chain
  * head written in the same transaction as each row: cutting rows off the end without also moving it
  * back is a truncation `audit verify` names.
  *
@@ -58,7 +59,9 @@ CREATE INDEX keys_name ON keys(name);
 CREATE INDEX keys_replaces ON keys(replaces);
 CREATE FUNCTION dsk_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN UPDATE dsk_meta SET keys_version = keys_version + 1 WHERE id = 1; RETURN NULL; END $$;
-CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE ON keys FOR EACH STATEMENT EXECUTE FUNCTION dsk_keys_changed();
+CREATE TRIGGER keys_changed AFTER INSERT OR DELETE OR UPDATE OF id, name, owner, role, status, key_hash, salt, secret_sealed, created_at,
+  expires_at, rotate_every_ms, max_uses, replaces, replaced_by, grace_until, revoked_at, revoke_reason, retired_at, updated_at, options
+  ON keys FOR EACH STATEMENT EXECUTE FUNCTION dsk_keys_changed();
 
 CREATE TABLE audit_events (
   seq       BIGINT PRIMARY KEY,
