@@ -184,6 +184,20 @@ describe.runIf(PG)('what only the shared PostgreSQL store has', () => {
     expect(await store.keys.version()).not.toBe(v0);
   });
 
+  it('a writer that waits past the lock timeout gives up with ERR_STORE_BUSY (exit 6), its change not made', async () => {
+    const { dir, store } = await fresh('postgres');
+    const other = await openStore(dir);
+    opened.push(other);
+    await other.setLockTimeout(200);
+    let release!: () => void;
+    const held = store.transaction(() => new Promise<void>((r) => (release = r)));
+    await new Promise((r) => setTimeout(r, 100));
+    await expect(other.transaction((tx) => tx.keys.insert(key('e00000000001')))).rejects.toMatchObject({ code: 'ERR_STORE_BUSY', exitCode: 6 });
+    release();
+    await held;
+    expect(await store.keys.get('e00000000001')).toBeUndefined();
+  });
+
   it('init is one transaction: a store closed before its first commit leaves the database empty', async () => {
     const { url, name } = await freshDatabase();
     const s = await openPgStore({ store: { url } }, { create: { homeId: HOME_ID, ...identity } });
