@@ -115,6 +115,9 @@ export class PgStore implements Store {
       ssl: a.ssl ? { rejectUnauthorized: true } : undefined,
       max: 4,
       connectionTimeoutMillis: connectTimeoutMs(),
+      // A server that stops answering mid-query (host gone, no RST) fails the command instead of
+      // hanging it; every dsk statement is short (long reads go in chunks), lock waits end sooner.
+      query_timeout: 60_000,
       idleTimeoutMillis: 10_000,
       application_name: 'dsk',
       types,

@@ -12,7 +12,7 @@ const NETWORK = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 
 export function isDisconnect(e: unknown): boolean {
   const code = (e as { code?: string })?.code ?? '';
   const msg = (e as Error)?.message ?? '';
-  return NETWORK.has(code) || code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || /timeout expired|Connection terminated|connection timeout|Client has encountered a connection error/i.test(msg);
+  return NETWORK.has(code) || code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || /timeout expired|Connection terminated|connection timeout|Query read timeout|Client has encountered a connection error/i.test(msg);
 }
 
 export function mapPgError(e: unknown, address: string): Error {
