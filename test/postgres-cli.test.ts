@@ -203,6 +203,11 @@ describe.runIf(PG)('bad input on a PostgreSQL store: one line, the exit code, th
     fs.writeFileSync(path.join(other.home, 'dsk.json'), JSON.stringify({ ...cfg, store: { url: h.db.url } }), { mode: 0o600 });
     const wrong = dsk(['keys', 'list'], { env: other.env });
     expect(wrong).toMatchObject({ code: 7, stderr: expect.stringContaining(`the store at ${h.db.url} belongs to another dsk home`) });
+    // an existing home whose server went away: every command says where, without waiting long
+    fs.writeFileSync(path.join(other.home, 'dsk.json'), JSON.stringify({ ...cfg, store: { url: 'postgres://postgres@127.0.0.1:1/gone' } }), { mode: 0o600 });
+    const down = dsk(['keys', 'list'], { env: { ...other.env, PGPASSWORD: 'hunter2' } });
+    expect(down).toMatchObject({ code: 7, stderr: expect.stringMatching(/^dsk: error: cannot reach the store at postgres:\/\/postgres@127\.0\.0\.1:1\/gone \(ECONNREFUSED\); nothing was changed\ndsk: hint: /) });
+    expect(down.stderr).not.toContain('hunter2');
     await sql(h.db.name, 'UPDATE dsk_meta SET schema_version = schema_version + 1');
     const newer = dsk(['keys', 'list'], { env: h.env });
     expect(newer).toMatchObject({ code: 7, stderr: expect.stringContaining(`the store at ${h.db.url} has schema version`) });
