@@ -96,6 +96,9 @@ describe.runIf(PG)('dsk on a PostgreSQL store', () => {
     expect(status).toBe(401);
     gw.proc.kill('SIGTERM');
     expect(await gw.exited).toBe(0);
+    // the role matrix lives in the store: a change on one node holds on the other
+    expect(dsk(['policy', 'set', 'developer', 'audit.view', 'on'], { env: h.env }).code).toBe(0);
+    expect(json(dsk(['policy', 'show', '--json'], { env: n2.env })).roles.developer).toContain('audit.view');
     for (const env of [h.env, n2.env]) expect(json(dsk(['audit', 'verify', '--json'], { env }))).toMatchObject({ ok: true });
     expect((await sql(h.db.name, "SELECT count(*)::int AS n FROM audit_events WHERE action = 'NODE_JOIN'"))[0].n).toBe(1);
   });

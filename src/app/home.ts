@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import { CONFIG_FORMAT, type DskConfig, type StoreConfig } from '../domain/config.js';
 import { DEFAULT_POLICY } from '../domain/policy.js';
 import { DEFAULT_ROLES } from '../domain/roles.js';
-import { loadConfig, saveConfig } from '../store/config-file.js';
+import { applySharedConfig, loadConfig, saveConfig } from '../store/config-file.js';
 import { AuthError, ConflictError, UsageError } from '../kernel/errors.js';
 import { ioError, writePrivateFile } from '../kernel/files.js';
 import { systemClock, systemRandom, type Clock, type RandomSource } from '../kernel/clock.js';
@@ -99,6 +99,12 @@ export class Home {
 export async function openHome(dir: string, env: Env, opts: { readonly?: boolean } = {}): Promise<Home> {
   const config = loadConfig(dir);
   const store = await openStore(dir, { readonly: opts.readonly });
+  try {
+    applySharedConfig(config, await store.sharedConfig?.());
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
   try {
     await cleanLeftovers(dir, store);
   } catch {

@@ -176,6 +176,10 @@ export class PgStore implements Store {
     return (await this.#pool.query('SELECT home_id, key_check_value, shared_config, schema_version FROM dsk_meta WHERE id = 1').catch((e) => Promise.reject(mapPgError(e, this.address)))).rows[0];
   }
 
+  async sharedConfig(): Promise<string> {
+    return (await this.identity()).shared_config;
+  }
+
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     if (inside.getStore() === this) throw new Error('internal: a transaction was opened inside a transaction on the same store; pass the StoreTx down instead');
     if (this.#closed) throw new Error('internal: the store is closed');
@@ -284,6 +288,7 @@ function txOf(q: Q): StoreTx {
   const keys = new PgKeys(q);
   const ev = new PgEvents(q);
   return {
+    setSharedConfig: async (json: string) => void (await q.run('UPDATE dsk_meta SET shared_config = $1 WHERE id = 1', [json])),
     keys: keys as unknown as KeyWrites,
     usage: { bump: (id, n, at) => keys.bump(id, n, at) },
     operators: new PgOperators(q) as unknown as OperatorWrites,
