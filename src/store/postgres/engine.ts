@@ -205,9 +205,8 @@ export class PgStore implements Store {
     let broken: unknown = null;
     try {
       if (!pending) {
-        await client.query('BEGIN');
-        await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(this.#lockTimeoutMs))}`);
-        await client.query('SELECT pg_advisory_xact_lock($1, $2)', [NS, WRITER_LOCK]);
+        // One round trip (the simple protocol runs the three in order, all numbers from this module).
+        await client.query(`BEGIN; SET LOCAL lock_timeout = ${Math.max(1, Math.floor(this.#lockTimeoutMs))}; SELECT pg_advisory_xact_lock(${NS}, ${WRITER_LOCK})`);
       }
       const result = await fn(client);
       await client.query('COMMIT');
