@@ -100,7 +100,7 @@ export async function openHome(dir: string, env: Env, opts: { readonly?: boolean
   const config = loadConfig(dir);
   const store = await openStore(dir, { readonly: opts.readonly });
   try {
-    applySharedConfig(config, await store.sharedConfig?.());
+    applySharedConfig(config, await store.sharedConfig?.()); // a shared store's policy and roles win
   } catch (e) {
     await store.close();
     throw e;
@@ -145,8 +145,7 @@ export interface InitOptions {
   kdf: string;
   kdfCost?: number;
   policy?: Partial<typeof DEFAULT_POLICY>;
-  /** a shared PostgreSQL store instead of the home's SQLite files */
-  store?: StoreConfig;
+  store?: StoreConfig; // a shared PostgreSQL store instead of the home's SQLite files
 }
 
 export interface InitResult {
@@ -157,8 +156,7 @@ export interface InitResult {
   shares: number;
   fragments: string[];
   key_check_value: string;
-  /** 'sqlite', or the PostgreSQL address without a password */
-  store: string;
+  store: string; // 'sqlite', or the PostgreSQL address without a password
 }
 
 /** Refuses an existing home (exit 6) before any work. */
@@ -240,7 +238,7 @@ export async function initSoftwareHome(opts: InitOptions, env: Env): Promise<Ini
   validatePassphrases(opts.passphrases, opts.shares);
   const kdf = makeKdfParams(opts.kdf, opts.kdfCost, env.random(16));
   assertFragmentDirs(opts.fragmentDirs, 'write');
-  const populate = async (staging: string, homeId: string, written: string[]) => {
+  return buildHome(opts.home, env, 'software', opts.policy, async (staging, homeId, written) => {
     const r = await writeSoftwareFragments({ dir: staging, storeId: homeId, key: env.random(MASTER_KEY_BYTES), ...opts, kdf, written });
     return {
       master: r.master,
@@ -256,8 +254,7 @@ export async function initSoftwareHome(opts: InitOptions, env: Env): Promise<Ini
         store: opts.store ? redactedStore(opts.store.url) : 'sqlite',
       },
     };
-  };
-  return buildHome(opts.home, env, 'software', opts.policy, populate, opts.store);
+  }, opts.store);
 }
 
 /**

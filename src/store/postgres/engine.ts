@@ -17,11 +17,11 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import { UnavailableError } from '../../kernel/errors.js';
 import { SCHEMA_VERSION } from '../migrations.js';
-import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, KeyReads, KeyWrites, MasterStateReads, OperatorReads, OperatorWrites, Store, StoreTx } from '../store.js';
+import type { AuditReads, DeliveryReads, KeyReads, MasterStateReads, OperatorReads, Store, StoreTx } from '../store.js';
 import type { PgAddress } from './address.js';
 import { mapPgError } from './errors.js';
 import { META_DDL, migrate, storedVersion } from './migrations.js';
-import type { Q } from './query.js';
+import { bindAll, busyTimeoutMs, connectTimeoutMs, iterators, qOf, txOf, types, type Client } from './tx.js';
 import { importSqliteHome, type ImportCount } from './import.js';
 import { PgKeys } from './keys.js';
 import { PgEvents } from './events.js';
@@ -31,33 +31,8 @@ import { PgDeliveries, PgMasterState, PgOperators } from './operators.js';
 const NS = 0x64736b;
 export const WRITER_LOCK = 1;
 export const RUN_LOCK = 2;
-const CHUNK = 20_000;
 
 const inside = new AsyncLocalStorage<PgStore>();
-
-const INT8 = 20;
-const types = {
-  getTypeParser: ((oid: number, format?: string) => (oid === INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'))) as pg.CustomTypesConfig['getTypeParser'],
-};
-
-type Client = pg.PoolClient;
-type Runner = Pick<pg.Pool, 'query'>;
-
-function qOf(c: Runner, address: string, guard: () => void = () => {}): Q {
-  const wrap = async <R>(f: () => Promise<R>): Promise<R> => {
-    guard();
-    try {
-      return await f();
-    } catch (e) {
-      throw mapPgError(e, address);
-    }
-  };
-  return {
-    rows: (sql, params) => wrap(async () => (await c.query(sql, params as unknown[])).rows),
-    arrays: (sql, params) => wrap(async () => (await c.query({ text: sql, values: params as unknown[], rowMode: 'array' })).rows as never),
-    run: (sql, params) => wrap(async () => (await c.query(sql, params as unknown[])).rowCount ?? 0),
-  };
-}
 
 export interface PgOpenOptions {
   password?: string;
@@ -283,50 +258,6 @@ export class PgStore implements Store {
   }
 }
 
-function txOf(q: Q): StoreTx {
-  const keys = new PgKeys(q);
-  const ev = new PgEvents(q);
-  return {
-    setSharedConfig: async (json: string) => void (await q.run('UPDATE dsk_meta SET shared_config = $1 WHERE id = 1', [json])),
-    keys: keys as unknown as KeyWrites,
-    usage: { bump: (id, n, at) => keys.bump(id, n, at) },
-    operators: new PgOperators(q) as unknown as OperatorWrites,
-    events: Object.assign(bindAll(ev), iterators(ev)) as AuditWrites,
-    masterState: new PgMasterState(q),
-    deliveries: new PgDeliveries(q),
-  };
-}
-
-/** The class's methods as own properties (so spreading a StoreTx keeps them). */
-function bindAll<T extends object>(o: T): T {
-  const out = {} as Record<string, unknown>;
-  for (const n of Object.getOwnPropertyNames(Object.getPrototypeOf(o))) if (n !== 'constructor') out[n] = (o as Record<string, any>)[n].bind(o);
-  return out as T;
-}
-
-function iterators(ev: PgEvents): Pick<AuditReads, 'chunks' | 'exportChunks'> {
-  return {
-    async *chunks(lo = 0, hi = Number.MAX_SAFE_INTEGER, size = CHUNK): AsyncIterable<AuditTuple[]> {
-      let after = lo;
-      for (;;) {
-        const rows = await ev.chunk(after, hi, size);
-        if (rows.length) yield rows;
-        if (rows.length < size) return;
-        after = rows[rows.length - 1][0];
-      }
-    },
-    async *exportChunks(f: AuditFilter, size = CHUNK): AsyncIterable<AuditRow[]> {
-      let after = 0;
-      for (;;) {
-        const c = await ev.exportChunk(f, after, size);
-        if (c.rows.length) yield c.rows;
-        if (!c.more || c.lastSeq === null) return;
-        after = c.lastSeq;
-      }
-    },
-  };
-}
-
 function inUse(address: string, homeId: string): UnavailableError {
   return new UnavailableError('ERR_STORE_IN_USE', `the store at ${address} already holds dsk home ${homeId}; nothing was changed`, { hint: 'add this node to that home with dsk init --join URL, or use an empty database for a new home' });
 }
@@ -336,13 +267,3 @@ function migrateCheck(found: number, address: string): void {
     throw new UnavailableError('ERR_SCHEMA_TOO_NEW', `the store at ${address} has schema version ${found}, newer than this dsk knows (${SCHEMA_VERSION}); nothing was changed`, { hint: 'a newer dsk wrote this store: upgrade dsk on this node' });
 }
 
-function busyTimeoutMs(): number {
-  const v = Number(process.env.DSK_BUSY_TIMEOUT_MS);
-  return Number.isSafeInteger(v) && v >= 0 ? v : 10_000;
-}
-
-/** How long connecting may take before the store counts as unreachable; DSK_STORE_CONNECT_TIMEOUT_MS overrides. */
-function connectTimeoutMs(): number {
-  const v = Number(process.env.DSK_STORE_CONNECT_TIMEOUT_MS);
-  return Number.isSafeInteger(v) && v > 0 ? v : 5_000;
-}
