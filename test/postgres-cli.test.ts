@@ -11,8 +11,10 @@ import type { ChildProcess } from 'node:child_process';
 import { dsk, dskAsync, json, makeHome, passphraseFiles, snapshot, tmpDir } from './helpers.js';
 import { freshDatabase, requirePostgres, sql } from './pg-helpers.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
+import { pkcs11Home, rederive, requireSoftHsm, softHsm } from './hsm-helpers.js';
 
 const PG = requirePostgres('the PostgreSQL CLI tests');
+const HSM = requireSoftHsm();
 
 let up: StubUpstream;
 const procs: ChildProcess[] = [];
@@ -101,6 +103,16 @@ describe.runIf(PG)('dsk on a PostgreSQL store', () => {
     expect(json(dsk(['policy', 'show', '--json'], { env: n2.env })).roles.developer).toContain('audit.view');
     for (const env of [h.env, n2.env]) expect(json(dsk(['audit', 'verify', '--json'], { env }))).toMatchObject({ ok: true });
     expect((await sql(h.db.name, "SELECT count(*)::int AS n FROM audit_events WHERE action = 'NODE_JOIN'"))[0].n).toBe(1);
+  });
+
+  it.runIf(HSM)('a PKCS#11 home keeps its store in PostgreSQL too (the master key stays in the token)', async () => {
+    const db = await freshDatabase();
+    const s = pkcs11Home(softHsm(), 'dsk-test', ['--store', db.url]);
+    const k = json(dsk(['keygen', '--name', 'svc', '--role', 'developer', '--json'], { env: s.env }));
+    expect(await rederive(s, k.id)).toBe(k.api_key);
+    expect(await sql(db.name, 'SELECT id FROM keys')).toEqual([{ id: k.id }]);
+    expect(json(dsk(['status', '--json'], { env: s.env }))).toMatchObject({ backend: 'pkcs11', store: db.url });
+    expect(json(dsk(['audit', 'verify', '--json'], { env: s.env }))).toMatchObject({ ok: true, authenticated_through: 2 });
   });
 
   it("refuses to join with another home's fragments (exit 3), and leaves nothing behind", async () => {
