@@ -8,7 +8,7 @@ import type { DskConfig } from '../domain/config.js';
 import type { OpenStoreOptions, Store } from './store.js';
 import { configFromText } from './config-file.js';
 import { SqliteStore } from './sqlite/engine.js';
-import { parsePgUrl, readPasswordFile } from './postgres/address.js';
+import { parsePgUrl, passwordSource } from './postgres/address.js';
 import { PgStore, type PgOpenOptions } from './postgres/engine.js';
 
 export async function openStore(home: string, opts: OpenStoreOptions = {}): Promise<Store> {
@@ -23,10 +23,10 @@ export async function openStore(home: string, opts: OpenStoreOptions = {}): Prom
   return SqliteStore.open(home, opts);
 }
 
-/** The PostgreSQL store a config names (password from its file, else the driver's PGPASSWORD / PGPASSFILE). */
+/** The PostgreSQL store a config names (password from its file, else PGPASSWORD, else PGPASSFILE / ~/.pgpass). */
 export async function openPgStore(config: Pick<DskConfig, 'store'>, opts: Omit<PgOpenOptions, 'password'> = {}): Promise<PgStore> {
   const a = parsePgUrl(config.store!.url);
-  return PgStore.open(a, { ...opts, password: readPasswordFile(config.store!.password_file, a.redacted) });
+  return PgStore.open(a, { ...opts, password: passwordSource(a, config.store!.password_file) });
 }
 
 function readConfigIfAny(home: string): DskConfig | null {

@@ -35,7 +35,7 @@ export const RUN_LOCK = 2;
 const inside = new AsyncLocalStorage<PgStore>();
 
 export interface PgOpenOptions {
-  password?: string;
+  password?: () => Promise<string | undefined>;
   /** a new store for this home: fails when the database already holds one */
   create?: { homeId: string; keyCheckValue: string; sharedConfig: string; now: number; importFrom?: string };
   /** the home this node belongs to: a store of another home is refused */
@@ -86,7 +86,8 @@ export class PgStore implements Store {
       port: a.port,
       database: a.database,
       user: a.user,
-      password: opts.password,
+      // undefined from the source: no password (pg then fails the login, mapped to ERR_STORE_LOGIN)
+      password: opts.password as (() => Promise<string>) | undefined,
       ssl: a.ssl ? { rejectUnauthorized: true } : undefined,
       max: 4,
       connectionTimeoutMillis: connectTimeoutMs(),
