@@ -35,6 +35,12 @@ function readConfigIfAny(home: string): DskConfig | null {
   return configFromText(fs.readFileSync(p, 'utf8'), p);
 }
 
+/** Before creating a home in PostgreSQL: reachable, logged in, and holding no dsk home yet. */
+export async function checkNewStore(store: NonNullable<DskConfig['store']>): Promise<void> {
+  const a = parsePgUrl(store.url);
+  await PgStore.checkEmpty(a, { password: passwordSource(a, store.password_file) });
+}
+
 /** A store address as printed: no password (the address carries none; this also checks it parses). */
 export function redactedStore(url: string): string {
   return parsePgUrl(url).redacted;

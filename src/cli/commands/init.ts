@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AuthError, NotFoundError, UsageError } from '../../kernel/errors.js';
 import type { StoreConfig } from '../../domain/config.js';
-import { redactedStore } from '../../store/open.js';
+import { checkNewStore, redactedStore } from '../../store/open.js';
 import { initJoin } from './init-join.js';
 import { parsePositiveInt } from '../../kernel/duration.js';
 import type { Passphrase } from '../../master/fragments.js';
@@ -36,6 +36,7 @@ async function initHsm(ctx: Ctx, o: Record<string, any>, cmd: Command, store: St
   if ((o.recoveryShares === undefined) !== (o.recoveryThreshold === undefined)) throw new UsageError('ERR_FLAGS_TOGETHER', 'give both --recovery-shares and --recovery-threshold, or neither');
   const { initPkcs11Home, validateLabels } = await import('../../app/hsm.js');
   validateLabels(o.tokenLabel, o.keyLabel);
+  if (store) await checkNewStore(store);
   let recovery;
   let passphrases: Passphrase[] = [];
   if (o.recoveryShares !== undefined) {
@@ -128,6 +129,7 @@ flags there is no other copy: lose the token, lose every key (see docs/hsm.md).`
       const threshold = parsePositiveInt(o.threshold, '--threshold', 255);
       const kdfCost = o.kdfCost === undefined ? undefined : parsePositiveInt(o.kdfCost, '--kdf-cost');
       assertNoHome(ctx.home);
+      if (store) await checkNewStore(store);
       const files = passphraseFilesFrom(o.passphraseFile);
       let passphrases: Passphrase[];
       if (files.length) passphrases = passphrasesFromFiles(files);

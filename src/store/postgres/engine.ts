@@ -111,6 +111,20 @@ export class PgStore implements Store {
     return store;
   }
 
+  /** Fails now, before anyone types a passphrase, if a new home could not be created in this database. */
+  static async checkEmpty(a: PgAddress, opts: Pick<PgOpenOptions, 'password'>): Promise<void> {
+    const pool = new pg.Pool({ host: a.host, port: a.port, database: a.database, user: a.user, password: opts.password as (() => Promise<string>) | undefined, ssl: a.ssl ? { rejectUnauthorized: true } : undefined, max: 1, connectionTimeoutMillis: connectTimeoutMs(), types });
+    pool.on('error', () => {});
+    try {
+      const found = await storedVersion((s, p) => pool.query(s, p));
+      if (found) throw inUse(a.redacted, found.home_id);
+    } catch (e) {
+      throw mapPgError(e, a.redacted);
+    } finally {
+      await pool.end().catch(() => {});
+    }
+  }
+
   async #create(c: NonNullable<PgOpenOptions['create']>): Promise<void> {
     const client = await this.#pool.connect();
     this.#pending = client;
