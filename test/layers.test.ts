@@ -58,6 +58,8 @@ const sources = () => files(SRC).map((file) => ({ file, text: fs.readFileSync(fi
 const OWNED_PACKAGES: Record<string, string[]> = {
   pkcs11js: ['master/pkcs11'],
   'better-sqlite3': ['store'],
+  pg: ['store'],
+  pgpass: ['store'],
   chalk: ['cli'],
   '@inquirer/input': ['cli'],
   '@inquirer/password': ['cli'],

@@ -35,6 +35,7 @@ export const COMMANDS: Record<string, { summary: string; load: Loader; hidden?: 
   restore: { summary: 'restore a backup into a new home, verified before anything is written', load: () => import('./commands/restore.js') },
   usage: { summary: 'requests, errors and tokens per key, owner, role or model, with a per-day chart', load: () => import('./commands/usage.js') },
   top: { summary: 'live view of a running gateway (or the store): requests/s per key, status codes, tokens/s, sources', load: () => import('./commands/top.js') },
+  store: { summary: 'move a SQLite home into PostgreSQL (a store shared by several nodes)', load: () => import('./commands/store.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
 

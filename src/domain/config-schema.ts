@@ -58,6 +58,7 @@ export const CONFIG_SCHEMA = z
       .optional(),
     network: NETWORK_SCHEMA.optional(),
     alerts: ALERTS_SCHEMA.optional(),
+    store: z.object({ url: z.string().regex(/^postgres(ql)?:\/\//i, 'expected a postgres:// address'), password_file: z.string().optional() }).loose().optional(),
   })
   .loose();
 

@@ -159,6 +159,11 @@ export interface OperatorWrites extends OperatorReads {
 export interface AuditReads {
   /** The newest row's seq and hash (null when the log is empty). */
   last(): Promise<{ seq: number; hash: string } | null>;
+  /**
+   * The head the store recorded in the same transaction as its newest insert (engines shared by
+   * several nodes, which have no single local HEAD file): a chain that ends before it was cut.
+   */
+  recordedHead?(): Promise<{ seq: number; hash: string } | null>;
   /** The highest seq of a row that has a MAC (null when none has): where a keyed writer starts checking the tail. */
   lastKeyedSeq(): Promise<number | null>;
   /** Lowest and highest seq (cheap: no count). */
@@ -268,6 +273,11 @@ export interface StoreReads {
 
 /** Everything one transaction may read and write; valid only until its fn returns. */
 export interface StoreTx {
+  /**
+   * A store shared by several nodes keeps the home's policy and role matrix (JSON: { policy, roles })
+   * so a change on one node holds on all; engines of one home directory have none (dsk.json is it).
+   */
+  setSharedConfig?(json: string): Promise<void>;
   readonly keys: KeyWrites;
   readonly operators: OperatorWrites;
   readonly events: AuditWrites;
@@ -278,7 +288,7 @@ export interface StoreTx {
 }
 
 export interface Store extends StoreReads {
-  /** 'sqlite' today. */
+  /** 'sqlite' or 'postgres'. */
   readonly engine: string;
   readonly readonly: boolean;
   /** The schema version the store is at (see migrations.ts). */
@@ -289,6 +299,14 @@ export interface Store extends StoreReads {
    * (SQLite busy_timeout). Returns the previous value.
    */
   setLockTimeout(ms: number): Promise<number>;
+  /**
+   * A store shared by several hosts has its own run lock (PostgreSQL: a session advisory lock), which
+   * every node contends for and which ends with its holder's session. Null when it is held (after
+   * waiting, with `wait`). Engines of one host (SQLite) have none: the home's lock file serves.
+   */
+  runLock?(o?: { wait?: boolean; timeoutMs?: number }): Promise<{ release(): Promise<void> } | null>;
+  /** The policy and role matrix a shared store keeps (see StoreTx.setSharedConfig); absent on SQLite. */
+  sharedConfig?(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -298,4 +316,9 @@ export interface OpenStoreOptions {
   create?: boolean;
   /** default: DSK_BUSY_TIMEOUT_MS or 10 s */
   lockTimeoutMs?: number;
+  /**
+   * With `create` on a shared store (PostgreSQL): the identity the new store records, what a
+   * joining node compares (the master key's check value) and shares (policy and roles as JSON).
+   */
+  identity?: { keyCheckValue: string; sharedConfig: string; now: number };
 }
