@@ -91,7 +91,7 @@ describe('schema migrations', () => {
 
     // The first command is a read-only one: the upgrade still happens (through a writable handle).
     expect(json(dsk(['keys', 'list', '--json'], { env: m.env }))).toEqual(keysBefore);
-    expect(SCHEMA_VERSION).toBe(4);
+    expect(SCHEMA_VERSION).toBe(7);
     expect(inspect(path.join(m.home, 'keys.db'))).toEqual({ version: SCHEMA_VERSION, tables: ['deliveries', 'keys', 'master_state', 'operator_failures', 'operators'] });
     expect(inspect(path.join(m.home, 'audit_log', 'audit.db'))).toEqual({ version: SCHEMA_VERSION, tables: ['events'] });
 

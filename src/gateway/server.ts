@@ -66,7 +66,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   const refuser = new Refuser(metrics, failures, o.failures, refusals, clock);
   const sink = new UsageSink(home.dir, auditKey, refusals, o.flushMs);
   const auth = new Authenticator(index, () => home.requireUnsealed().master);
-  const signatures = new SignatureCheck(index, o);
+  const signatures = new SignatureCheck(index, o, home.store.nonces);
   const routes = new RouteTable(o.routes);
   const upstream = new UpstreamProxy(o.upstream, o.upstreamAuthorization, metrics);
   const admin = new AdminEndpoints(home);
@@ -126,7 +126,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
       res.setHeader('connection', 'close');
       return refuser.refuse(res, ip, { status: 413, type: 'invalid_request_error', code: 'request_too_large', message: `request body over ${o.maxBodyBytes} bytes`, reason: 'BODY_TOO_LARGE', keyId: k.row.id }, route.name);
     }
-    const sig = signatures.check(req, k, a.via, a.text, body, now);
+    const sig = await signatures.check(req, k, a.via, a.text, body, now);
     if (sig) return refuser.refuse(res, ip, sig, route.name);
     const rl = k.options.rate_limit ? { ...o.rateLimit, ...k.options.rate_limit } : o.rateLimit;
     const wait = limiter.take(k.row.id, rl as BucketConfig, now);

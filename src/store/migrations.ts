@@ -10,6 +10,10 @@
  *   3  master_state (created by the first master key replacement before it was a migration)
  *   4  deliveries: per rotated key's successor, whether it reached its callers (written in the
  *      rotation's transaction; `rotate --due` delivers what is pending)
+ *   7  nonces: signed requests' nonces shared by every gateway on the store (primary key
+ *      (key_id, nonce), expires_at). SQLite keeps the table in nonces.db, a file of its own in WAL
+ *      mode, created by the first gateway that checks a nonce: keys.db commits with several fsyncs
+ *      and would put one on every signed request. keys.db only records the version.
  *
  * Every engine applies the same numbers with the same tables and columns (times are epoch
  * milliseconds: INTEGER in SQLite, BIGINT in PostgreSQL).
@@ -21,6 +25,7 @@ export const MIGRATIONS = [
   { version: 2, name: 'operators' },
   { version: 3, name: 'master state' },
   { version: 4, name: 'rotation deliveries' },
+  { version: 7, name: 'shared nonces' },
 ] as const;
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

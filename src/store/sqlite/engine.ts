@@ -24,7 +24,7 @@ import Database from 'better-sqlite3';
 import { homePath } from '../../kernel/home-layout.js';
 import { assertPrivate, ioError } from '../../kernel/files.js';
 import { ConflictError, IntegrityError, UnavailableError } from '../../kernel/errors.js';
-import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageWrites } from '../store.js';
+import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeyWrites, MasterStateReads, MasterStateWrites, NonceClaims, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageWrites } from '../store.js';
 import { SCHEMA_VERSION } from '../migrations.js';
 import { checkVersions, migrate } from './migrations.js';
 import { Statements, type DB } from './statements.js';
@@ -33,6 +33,7 @@ import { SqliteOperators } from './operators.js';
 import { SqliteEvents } from './events.js';
 import { SqliteMasterState } from './master-state.js';
 import { SqliteDeliveries } from './deliveries.js';
+import { SqliteNonces } from './nonces.js';
 
 const WHERE = 'the store (keys.db + audit_log/audit.db)';
 const CHUNK = 20_000;
@@ -79,6 +80,7 @@ export class SqliteStore implements Store {
   readonly events: AuditReads;
   readonly masterState: MasterStateReads;
   readonly deliveries: DeliveryReads;
+  readonly nonces: NonceClaims;
   #db: DB;
   #mutex = new Mutex();
   #keys: SqliteKeys;
@@ -86,11 +88,13 @@ export class SqliteStore implements Store {
   #events: SqliteEvents;
   #master: SqliteMasterState;
   #deliveries: SqliteDeliveries;
+  #nonces: SqliteNonces;
   #closed = false;
 
   private constructor(
     db: DB,
     readonly readonly: boolean,
+    home: string,
   ) {
     this.#db = db;
     const st = new Statements(db);
@@ -105,6 +109,8 @@ export class SqliteStore implements Store {
     this.events = { ...lift(this.#events, EV_READS, read), ...this.#iterators(read) };
     this.masterState = lift(this.#master, ['keyCheckValue'] as const, read);
     this.deliveries = lift(this.#deliveries, ['pending'] as const, read);
+    this.#nonces = new SqliteNonces(home, () => this.#db.pragma('busy_timeout', { simple: true }) as number);
+    this.nonces = lift(this.#nonces, ['claim'] as const, read);
   }
 
   /** Opens (creating when `create`) the keys and audit databases of a home, migrating them to SCHEMA_VERSION. */
@@ -124,7 +130,7 @@ export class SqliteStore implements Store {
       if (db.open) db.close();
       throw mapSqliteError(e, WHERE);
     }
-    return new SqliteStore(db, !!opts.readonly);
+    return new SqliteStore(db, !!opts.readonly, home);
   }
 
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
@@ -163,6 +169,7 @@ export class SqliteStore implements Store {
     return this.#read(() => {
       const previous = this.#db.pragma('busy_timeout', { simple: true }) as number;
       this.#db.pragma(`busy_timeout = ${Math.max(0, Math.floor(ms))}`);
+      this.#nonces.setLockTimeout(ms);
       return previous;
     });
   }
@@ -172,6 +179,7 @@ export class SqliteStore implements Store {
     const release = await this.#mutex.acquire();
     try {
       this.#closed = true;
+      this.#nonces.close();
       if (this.#db.open) this.#db.close();
     } finally {
       release();

@@ -103,6 +103,8 @@ const DDL: Record<number, { keys?: string; audit?: string }> = {
   2: { keys: OPERATORS_V2 },
   3: { keys: MASTER_STATE_V3 },
   4: { keys: DELIVERIES_V4 },
+  // 7: the nonces table lives in nonces.db (sqlite/nonces.ts), not in keys.db
+  7: {},
 };
 
 export function versions(db: DB): { keys: number; audit: number } {
