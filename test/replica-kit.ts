@@ -1,5 +1,6 @@
 /** Gateways as separate `dsk serve` processes on one home, on loopback ports, as replicas run. */
 import type { ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { dskAsync } from './helpers.js';
 
 export interface Replica {
@@ -54,4 +55,25 @@ export async function timeUntil(f: () => Promise<boolean>, limitMs = 5000): Prom
     if (performance.now() - t0 > limitMs) throw new Error(`condition not met within ${limitMs} ms`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** A POST on a new TCP connection of its own (workers behind one port take connections in turn). */
+export function freshChat(url: string, key: string, headers: Record<string, string> = {}, body = '{"model":"m","messages":[]}'): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', connection: 'close', ...headers } }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => {
+        let json: any = text;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          // not JSON: keep the text
+        }
+        resolve({ status: res.statusCode ?? 0, body: json });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }

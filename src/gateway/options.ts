@@ -29,6 +29,8 @@ export interface GatewayOptions {
   drainMs: number;
   flushMs: number;
   pollMs: number;
+  /** the fraction of each rate limit this process enforces (serve --workers N: 1/N) */
+  rateShare: number;
 }
 
 /** Values that win over dsk.json. Durations are text (`60s`) or milliseconds. */
@@ -153,5 +155,6 @@ export function gatewayOptions(config: Record<string, unknown> | undefined, over
     drainMs: ms('drain'),
     flushMs: 1000,
     pollMs: 250,
+    rateShare: 1,
   };
 }

@@ -60,7 +60,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   const index = await KeyIndex.load(home);
   index.start(o.pollMs);
   const metrics = new Metrics();
-  const limiter = new RateLimiter();
+  const limiter = new RateLimiter(o.rateShare);
   const failures = new FailureTracker(o.failures);
   const refusals = new RefusalBatch();
   const refuser = new Refuser(metrics, failures, o.failures, refusals, clock);
