@@ -64,6 +64,7 @@ const OWNED_PACKAGES: Record<string, string[]> = {
   uqr: ['cli'],
   'cli-table3': ['cli'],
   commander: ['cli'],
+  ioredis: ['gateway/shared-rate-limit.ts'],
 };
 
 describe('layers', () => {

@@ -27,6 +27,10 @@ export class KeyIndex {
   #timer: NodeJS.Timeout | null = null;
   #polling = false;
   reloads = 0;
+  /** when the store last answered a poll or a reload (epoch ms): the age of what is in memory */
+  lastGoodAt = 0;
+  /** whether the last poll failed (the store is unreachable or locked) */
+  failing = false;
 
   private constructor(
     private readonly home: Home,
@@ -58,15 +62,27 @@ export class KeyIndex {
     }
     this.#keys = next;
     this.#version = version;
+    this.lastGoodAt = Date.now();
     this.reloads++;
     this.onReload?.(next.size);
   }
 
   /** Reloads when another connection has committed since the last look. */
   async poll(): Promise<boolean> {
-    if ((await this.home.store.keys.version()) === this.#version) return false;
-    await this.reload();
-    return true;
+    try {
+      const started = Date.now();
+      if ((await this.home.store.keys.version()) === this.#version) {
+        this.lastGoodAt = started;
+        this.failing = false;
+        return false;
+      }
+      await this.reload();
+      this.failing = false;
+      return true;
+    } catch (e) {
+      this.failing = true;
+      throw e;
+    }
   }
 
   start(intervalMs = POLL_MS): void {

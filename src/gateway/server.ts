@@ -36,6 +36,8 @@ import { FailureTracker, RateLimiter, type BucketConfig } from './rate-limit.js'
 import { errorBody, Refuser, RefusalBatch } from './refusals.js';
 import { ADMIN_ROUTE_PREFIX, RouteTable } from './routes.js';
 import { SignatureCheck } from './signature-check.js';
+import { SharedRateLimiter } from './shared-rate-limit.js';
+import { StoreHealth } from './store-health.js';
 import { UsageSink } from './usage-sink.js';
 
 export { gatewayOptions, type GatewayOptions, type GatewayOverrides } from './options.js';
@@ -61,6 +63,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   index.start(o.pollMs);
   const metrics = new Metrics();
   const limiter = new RateLimiter(o.rateShare);
+  const sharedLimiter = o.redisUrl ? new SharedRateLimiter(o.redisUrl, o.redisPassword, limiter) : null;
   const failures = new FailureTracker(o.failures);
   const refusals = new RefusalBatch();
   const refuser = new Refuser(metrics, failures, o.failures, refusals, clock);
@@ -70,6 +73,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   const routes = new RouteTable(o.routes);
   const upstream = new UpstreamProxy(o.upstream, o.upstreamAuthorization, metrics);
   const admin = new AdminEndpoints(home);
+  const health = new StoreHealth(index, sink, o.cacheMs, o.maxHeldRows, () => sharedLimiter?.fallbacks ?? 0);
   const roles = home.config.roles;
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -98,7 +102,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     if (req.method === 'GET' && pathname === '/metrics') {
       routeLabel = '/metrics';
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      return void res.end(metrics.render({ keys: index.all().length, reloads: index.reloads }));
+      return void res.end(metrics.render({ keys: index.all().length, reloads: index.reloads }) + health.render());
     }
     const blocked = failures.blockedFor(ip, now);
     if (blocked) {
@@ -107,6 +111,8 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
       return void res.end(errorBody('too many failed attempts from this address; try later', 'requests', 'ip_blocked'));
     }
     const route = routes.match(req.method ?? 'GET', pathname);
+    const outage = health.refusal();
+    if (outage) return refuser.refuse(res, ip, outage, route?.name ?? 'unknown');
     const a = await auth.authenticate(req.headers, now);
     if ('status' in a) return refuser.refuse(res, ip, a, route?.name ?? 'unknown');
     const k = a.key;
@@ -129,7 +135,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     const sig = await signatures.check(req, k, a.via, a.text, body, now);
     if (sig) return refuser.refuse(res, ip, sig, route.name);
     const rl = k.options.rate_limit ? { ...o.rateLimit, ...k.options.rate_limit } : o.rateLimit;
-    const wait = limiter.take(k.row.id, rl as BucketConfig, now);
+    const wait = sharedLimiter ? await sharedLimiter.take(k.row.id, rl as BucketConfig, now) : limiter.take(k.row.id, rl as BucketConfig, now);
     if (wait)
       return refuser.refuse(res, ip, { status: 429, type: 'requests', code: 'rate_limit_exceeded', message: `rate limit of ${rl.rps} requests per second exceeded`, reason: 'RATE_LIMITED', action: 'RATE_LIMITED', retryAfter: wait, keyId: k.row.id }, route.name);
     sink.count(k.row.id, now);
@@ -150,6 +156,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     sink.stop();
     index.stop();
     upstream.close();
+    sharedLimiter?.close();
     auth.wipe();
   };
   const restoreBusyTimeout = () => home.store.setLockTimeout(previousBusy).catch(() => {});

@@ -6,8 +6,9 @@
  *
  * Protocol: each batch carries a sequence number; the worker answers {seq, ok}. A batch that fails
  * (store locked, disk full) is merged back and goes out again with the next one, so counts and
- * rows are kept, not lost. If the thread dies (store unopenable), counting goes on in memory and
- * nothing more is sent.
+ * rows are kept, not lost. The thread opens the store on its first batch and reopens it after a
+ * batch found it unreachable, so an outage fails batches, not the thread. If the thread dies all
+ * the same, counting goes on in memory and nothing more is sent.
  */
 import { Worker } from 'node:worker_threads';
 import type { FlushBatch } from './flush-worker.js';
@@ -27,6 +28,8 @@ export class UsageSink {
   readonly #timer: NodeJS.Timeout;
   #seq = 0;
   #dead = false;
+  /** the last batch the writer answered failed (or the writer thread died) */
+  failing = false;
 
   constructor(
     homeDir: string,
@@ -62,6 +65,7 @@ export class UsageSink {
     const b = this.#pending.get(m.seq);
     this.#pending.delete(m.seq);
     if (!b) return;
+    this.failing = !m.ok;
     if (!m.ok) {
       this.#restoreCounts(b.counts);
       this.refusals.restore(b.raw);
@@ -71,11 +75,27 @@ export class UsageSink {
 
   #died(): void {
     this.#dead = true;
+    this.failing = true;
     for (const [seq, b] of this.#pending) {
       this.#pending.delete(seq);
       this.refusals.restore(b.raw);
       b.done();
     }
+  }
+
+  /** Accepted requests not yet written to the store (in memory or in a batch the writer has not answered). */
+  get heldRequests(): number {
+    let n = 0;
+    for (const u of this.#usage.values()) n += u.n;
+    for (const b of this.#pending.values()) for (const c of b.counts) n += c[1];
+    return n;
+  }
+
+  /** Aggregated audit rows not yet written. */
+  get heldRows(): number {
+    let n = this.refusals.size;
+    for (const b of this.#pending.values()) n += b.raw.length;
+    return n;
   }
 
   /** Sends what is pending to the writer; resolves when every batch sent so far is settled. */

@@ -38,11 +38,13 @@ export function register(program: Command): void {
     .option('--client-ca <file>', 'require client certificates signed by this CA (mutual TLS)')
     .option('--upstream-key-file <file>', 'a static key the upstream itself expects (vLLM --api-key), sent as Bearer')
     .option('--drain <duration>', 'on SIGTERM, wait this long for in-flight requests (default 30s)')
+    .option('--redis-url <url>', 'share per-key rate limits with every gateway through this Redis (password: DSK_REDIS_PASSWORD)')
+    .option('--cache-ttl <duration>', 'serve keys in memory this long while the store is unreachable, then 503 (default and most 5m)')
     .option('--workers <n>', 'run N gateway processes behind the one port (one per core; default 1)');
   withUnsealOptions(cmd)
     .addHelpText(
       'after',
-      '\nDefaults may also live in dsk.json under "gateway" (upstream, listen, rate_limit, brute_force,\nroutes, require_signature, max_body, tls_cert, tls_key, client_ca, trust_proxy, drain).\nSee docs/gateway.md.\n\nExamples:\n  DSK_PASSPHRASE_FILES=a.pass:b.pass:c.pass dsk serve --upstream http://127.0.0.1:11434\n  dsk serve --upstream http://10.0.0.5:8000 --listen 0.0.0.0:8443 --tls-cert gw.crt --tls-key gw.key --client-ca ca.crt --pin-file pin.txt\n  dsk serve --upstream http://127.0.0.1:8000 --listen 0.0.0.0:8080 --workers 4 --passphrase-file a.pass --passphrase-file b.pass --passphrase-file c.pass',
+      '\nDefaults may also live in dsk.json under "gateway" (upstream, listen, rate_limit, brute_force,\nroutes, require_signature, max_body, tls_cert, tls_key, client_ca, trust_proxy, drain, redis_url,\ncache_ttl).\nSee docs/gateway.md.\n\nExamples:\n  DSK_PASSPHRASE_FILES=a.pass:b.pass:c.pass dsk serve --upstream http://127.0.0.1:11434\n  dsk serve --upstream http://10.0.0.5:8000 --listen 0.0.0.0:8443 --tls-cert gw.crt --tls-key gw.key --client-ca ca.crt --pin-file pin.txt\n  dsk serve --upstream http://127.0.0.1:8000 --listen 0.0.0.0:8080 --workers 4 --passphrase-file a.pass --passphrase-file b.pass --passphrase-file c.pass',
     )
     .action(async (o, c: Command) => {
       const ctx = ctxOf(c);
@@ -51,6 +53,7 @@ export function register(program: Command): void {
       // Reject bad flags and config before asking anyone for a passphrase. A value from a flag is
       // named by its flag, one from dsk.json by its key there.
       const opts = gatewayOptions(loadConfig(ctx.home).gateway, flags, flagOf);
+      if (process.env.DSK_REDIS_PASSWORD) opts.redisPassword = process.env.DSK_REDIS_PASSWORD;
       if (o.upstreamKeyFile) opts.upstreamAuthorization = `Bearer ${readSecretFile(o.upstreamKeyFile, 'upstream key').toString()}`;
       const workers = o.workers === undefined ? 1 : parsePositiveInt(o.workers, '--workers');
       if (isWorker()) return serveAsWorker(ctx, { ...opts, rateShare: 1 / workers });
