@@ -14,6 +14,23 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# PostgreSQL for the shared-store tests (never skipped under CI=true): use the one answering on
+# 127.0.0.1:5432, else install and start Debian's cluster, with a password for the postgres role
+# that the tests then take from PGPASSWORD.
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+  fi
+  ver=$(ls /usr/lib/postgresql | sort -V | tail -1)
+  [ -d "/etc/postgresql/$ver/main" ] || $SUDO pg_createcluster "$ver" main >/dev/null
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  $SUDO -u postgres psql -q -c "ALTER ROLE postgres PASSWORD 'dsk-tests'" 2>/dev/null || su postgres -c "psql -q -c \"ALTER ROLE postgres PASSWORD 'dsk-tests'\""
+  export PGPASSWORD=dsk-tests
+fi
+
 npm ci --no-audit --no-fund
 npm run build
 npm run typecheck

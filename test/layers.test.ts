@@ -58,6 +58,7 @@ const sources = () => files(SRC).map((file) => ({ file, text: fs.readFileSync(fi
 const OWNED_PACKAGES: Record<string, string[]> = {
   pkcs11js: ['master/pkcs11'],
   'better-sqlite3': ['store'],
+  pg: ['store'],
   chalk: ['cli'],
   '@inquirer/input': ['cli'],
   '@inquirer/password': ['cli'],

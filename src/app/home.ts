@@ -6,14 +6,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { CONFIG_FORMAT, type DskConfig } from '../domain/config.js';
+import { CONFIG_FORMAT, type DskConfig, type StoreConfig } from '../domain/config.js';
 import { DEFAULT_POLICY } from '../domain/policy.js';
 import { DEFAULT_ROLES } from '../domain/roles.js';
 import { loadConfig, saveConfig } from '../store/config-file.js';
 import { AuthError, ConflictError, UsageError } from '../kernel/errors.js';
 import { ioError, writePrivateFile } from '../kernel/files.js';
 import { systemClock, systemRandom, type Clock, type RandomSource } from '../kernel/clock.js';
-import { openStore } from '../store/open.js';
+import { openStore, redactedStore } from '../store/open.js';
 import type { AuditRow, Store, StoreTx } from '../store/store.js';
 import { appendAudit, type AuditEvent } from '../audit/writer.js';
 import { publishHead } from '../audit/head.js';
@@ -139,6 +139,8 @@ export interface InitOptions {
   kdf: string;
   kdfCost?: number;
   policy?: Partial<typeof DEFAULT_POLICY>;
+  /** a shared PostgreSQL store instead of the home's SQLite files */
+  store?: StoreConfig;
 }
 
 export interface InitResult {
@@ -149,6 +151,8 @@ export interface InitResult {
   shares: number;
   fragments: string[];
   key_check_value: string;
+  /** 'sqlite', or the PostgreSQL address without a password */
+  store: string;
 }
 
 /** Refuses an existing home (exit 6) before any work. */
@@ -168,6 +172,7 @@ export async function buildHome<T>(
   backend: DskConfig['backend'],
   policy: Partial<typeof DEFAULT_POLICY> | undefined,
   populate: (staging: string, homeId: string, written: string[]) => Promise<{ master: MasterKey; initDetails: Record<string, unknown>; result: T }>,
+  storeConfig?: StoreConfig,
 ): Promise<T> {
   home = path.resolve(home);
   assertNoHome(home);
@@ -193,11 +198,13 @@ export async function buildHome<T>(
       created_at: new Date(env.clock.now()).toISOString(),
       policy: { ...DEFAULT_POLICY, ...(policy ?? {}) },
       roles: DEFAULT_ROLES,
+      ...(storeConfig ? { store: storeConfig } : {}),
     };
     saveConfig(staging, config);
     const populated = await populate(staging, homeId, written);
     master = populated.master;
-    const store = await openStore(staging, { create: true });
+    const identity = { keyCheckValue: await keyCheckValue(master), sharedConfig: JSON.stringify({ policy: config.policy, roles: config.roles }), now: env.clock.now() };
+    const store = await openStore(staging, { create: true, identity });
     try {
       const h = new Home(staging, config, store, env, master, null, await master.hmac(PURPOSE.AUDIT_CHAIN));
       await h.tx((t) => t.audit({ action: 'MASTER_INIT', details: { backend, home_id: homeId, ...populated.initDetails } }));
@@ -227,11 +234,11 @@ export async function initSoftwareHome(opts: InitOptions, env: Env): Promise<Ini
   validatePassphrases(opts.passphrases, opts.shares);
   const kdf = makeKdfParams(opts.kdf, opts.kdfCost, env.random(16));
   assertFragmentDirs(opts.fragmentDirs, 'write');
-  return buildHome(opts.home, env, 'software', opts.policy, async (staging, homeId, written) => {
+  const populate = async (staging: string, homeId: string, written: string[]) => {
     const r = await writeSoftwareFragments({ dir: staging, storeId: homeId, key: env.random(MASTER_KEY_BYTES), ...opts, kdf, written });
     return {
       master: r.master,
-      initDetails: { threshold: opts.threshold, shares: opts.shares, kdf: kdf.name },
+      initDetails: { threshold: opts.threshold, shares: opts.shares, kdf: kdf.name, store: opts.store ? 'postgres' : 'sqlite' },
       result: {
         home: path.resolve(opts.home),
         home_id: homeId,
@@ -240,9 +247,11 @@ export async function initSoftwareHome(opts: InitOptions, env: Env): Promise<Ini
         shares: opts.shares,
         fragments: r.paths.map((p) => (p.startsWith(staging + path.sep) ? path.join(path.resolve(opts.home), path.relative(staging, p)) : p)),
         key_check_value: r.kcv,
+        store: opts.store ? redactedStore(opts.store.url) : 'sqlite',
       },
     };
-  });
+  };
+  return buildHome(opts.home, env, 'software', opts.policy, populate, opts.store);
 }
 
 /**

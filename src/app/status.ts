@@ -1,6 +1,7 @@
 /** dsk status: backend, sealed or not, key counts by state, rotations due, audit head, operators. */
 import fs from 'node:fs';
 import path from 'node:path';
+import { redactedStore } from '../store/open.js';
 import type { Home } from './home.js';
 import { countByStatus } from './keys.js';
 import { planDue, undelivered } from './rotation.js';
@@ -33,6 +34,8 @@ export async function homeStatus(h: Home) {
     home: path.resolve(h.dir),
     home_id: h.config.home_id,
     backend: h.config.backend,
+    /** 'sqlite' (the home's own files) or the PostgreSQL address, without a password */
+    store: h.config.store?.url ? redactedStore(h.config.store.url) : 'sqlite',
     sealed: true,
     fragments,
     hsm,

@@ -200,9 +200,23 @@ export async function verifyChain(store: Store, head: HeadRead, auditKey: Buffer
   const start = await chainStart(store);
   const w = await walkChain({ chunks: store.events.chunks(), start, auditKey });
   const report: VerifyReport = { ...w, start, head_file: null };
+  report.breach ??= await compareRecordedHead(store, report);
   report.head_file = await compareHead(store, report, head, auditKey);
   report.ok = report.breach === null;
   return report;
+}
+
+/**
+ * A shared store records its head with every insert (store.ts recordedHead): rows cut off the end,
+ * or a rewritten tail, disagree with it even on a node whose local HEAD file is behind.
+ */
+export async function compareRecordedHead(store: Store, r: Pick<VerifyReport, 'last_seq' | 'head_hash'>): Promise<Breach | null> {
+  const rec = await store.events.recordedHead?.();
+  if (!rec) return null;
+  if (r.last_seq === null || r.last_seq < rec.seq)
+    return { seq: (r.last_seq ?? 0) + 1, kind: 'truncated', message: `the chain ends at ${r.last_seq ?? 'nothing'} but the store recorded its head at seq ${rec.seq}: rows were cut off the end` };
+  if (r.last_seq === rec.seq && r.head_hash !== rec.hash) return { seq: rec.seq, kind: 'edited', message: `row ${rec.seq} does not match the head the store recorded for it: the tail was rewritten` };
+  return null;
 }
 
 /** Below this many rows one thread is quicker than starting workers. */
@@ -261,6 +275,7 @@ export async function verifyChainParallel(
     start,
     head_file: null,
   };
+  report.breach = await compareRecordedHead(store, report);
   report.head_file = await compareHead(store, report, head, auditKey);
   report.ok = report.breach === null;
   return report;

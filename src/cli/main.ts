@@ -26,6 +26,7 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   sign: { summary: 'print the signature headers a client must send for a request', load: () => import('./commands/sign.js') },
   serve: { summary: 'the authenticating gateway in front of an OpenAI-compatible upstream', load: () => import('./commands/serve.js') },
   token: { summary: 'issue short-lived bearer tokens (HS256 JWT) for a key', load: () => import('./commands/token.js') },
+  store: { summary: 'move a SQLite home into PostgreSQL (a store shared by several nodes)', load: () => import('./commands/store.js') },
   demo: { summary: 'the whole lifecycle in a throwaway home, in seconds', load: () => import('./commands/demo.js') },
 };
 

@@ -47,6 +47,7 @@ export const CONFIG_SCHEMA = z
     policy: policy.optional(),
     roles: z.record(roleName, z.array(z.enum(PERMISSIONS))).optional(),
     gateway: z.record(z.string(), z.unknown()).optional(),
+    store: z.object({ url: z.string().regex(/^postgres(ql)?:\/\//i, 'expected a postgres:// address'), password_file: z.string().optional() }).loose().optional(),
   })
   .loose();
 

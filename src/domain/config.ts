@@ -6,6 +6,13 @@ export const CONFIG_FORMAT = 'dsk-config/1';
 
 export type BackendKind = 'software' | 'pkcs11';
 
+export interface StoreConfig {
+  /** postgres://user@host:port/database */
+  url: string;
+  /** a file holding the database password (else PGPASSWORD, PGPASSFILE, ~/.pgpass) */
+  password_file?: string;
+}
+
 export interface DskConfig {
   format: typeof CONFIG_FORMAT;
   home_id: string;
@@ -14,6 +21,8 @@ export interface DskConfig {
   policy: Policy;
   roles: Roles;
   gateway?: Record<string, unknown>;
+  /** Where keys and the audit chain live when not in the home's SQLite files (PostgreSQL). Never a password. */
+  store?: StoreConfig;
   [extra: string]: unknown;
 }
 

@@ -1,7 +1,41 @@
-/** Opens the store of a home. SQLite is the only engine so far; the choice will come from dsk.json. */
+/**
+ * Opens the store of a home: the home's own SQLite files (the embedded default), or the
+ * PostgreSQL database named by `store.url` in its dsk.json, checked to belong to this home.
+ */
+import fs from 'node:fs';
+import { homePath } from '../kernel/home-layout.js';
+import type { DskConfig } from '../domain/config.js';
 import type { OpenStoreOptions, Store } from './store.js';
+import { configFromText } from './config-file.js';
 import { SqliteStore } from './sqlite/engine.js';
+import { parsePgUrl, readPasswordFile } from './postgres/address.js';
+import { PgStore, type PgOpenOptions } from './postgres/engine.js';
 
 export async function openStore(home: string, opts: OpenStoreOptions = {}): Promise<Store> {
+  const config = readConfigIfAny(home);
+  if (config?.store?.url) {
+    if (opts.create && !opts.identity) throw new Error('internal: a new PostgreSQL store needs its identity');
+    const create = opts.create ? { homeId: config.home_id, ...opts.identity! } : undefined;
+    // Each node keeps its own audit_log/HEAD: a local witness of how far the shared chain reached.
+    if (opts.create) fs.mkdirSync(homePath(home, 'auditDir'), { recursive: true, mode: 0o700 });
+    return openPgStore(config, { homeId: config.home_id, lockTimeoutMs: opts.lockTimeoutMs, create });
+  }
   return SqliteStore.open(home, opts);
+}
+
+/** The PostgreSQL store a config names (password from its file, else the driver's PGPASSWORD / PGPASSFILE). */
+export async function openPgStore(config: Pick<DskConfig, 'store'>, opts: Omit<PgOpenOptions, 'password'> = {}): Promise<PgStore> {
+  const a = parsePgUrl(config.store!.url);
+  return PgStore.open(a, { ...opts, password: readPasswordFile(config.store!.password_file, a.redacted) });
+}
+
+function readConfigIfAny(home: string): DskConfig | null {
+  const p = homePath(home, 'config');
+  if (!fs.existsSync(p)) return null;
+  return configFromText(fs.readFileSync(p, 'utf8'), p);
+}
+
+/** A store address as printed: no password (the address carries none; this also checks it parses). */
+export function redactedStore(url: string): string {
+  return parsePgUrl(url).redacted;
 }

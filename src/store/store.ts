@@ -160,6 +160,11 @@ export interface OperatorWrites extends OperatorReads {
 export interface AuditReads {
   /** The newest row's seq and hash (null when the log is empty). */
   last(): Promise<{ seq: number; hash: string } | null>;
+  /**
+   * The head the store recorded in the same transaction as its newest insert (engines shared by
+   * several nodes, which have no single local HEAD file): a chain that ends before it was cut.
+   */
+  recordedHead?(): Promise<{ seq: number; hash: string } | null>;
   /** The highest seq of a row that has a MAC (null when none has): where a keyed writer starts checking the tail. */
   lastKeyedSeq(): Promise<number | null>;
   /** Lowest and highest seq (cheap: no count). */
@@ -268,18 +273,30 @@ export interface StoreTx {
 }
 
 export interface Store extends StoreReads {
-  /** 'sqlite' today. */
+  /** 'sqlite' or 'postgres'. */
   readonly engine: string;
   readonly readonly: boolean;
   /** The schema version the store is at (see migrations.ts). */
   readonly schemaVersion: number;
   readonly nonces: NonceClaims;
+  /**
+   * Calls `onChange` soon after any node commits a change to keys (not usage counts), where the
+   * engine can push it (PostgreSQL LISTEN/NOTIFY). Optional: callers poll keys.version() anyway,
+   * as the fallback and on engines without it (SQLite). Resolves with the unsubscribe.
+   */
+  watchKeys?(onChange: () => void): Promise<() => Promise<void>>;
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
   /**
    * How long a statement waits for another writer's lock before failing with ERR_STORE_BUSY
    * (SQLite busy_timeout). Returns the previous value.
    */
   setLockTimeout(ms: number): Promise<number>;
+  /**
+   * A store shared by several hosts has its own run lock (PostgreSQL: a session advisory lock), which
+   * every node contends for and which ends with its holder's session. Null when it is held (after
+   * waiting, with `wait`). Engines of one host (SQLite) have none: the home's lock file serves.
+   */
+  runLock?(o?: { wait?: boolean; timeoutMs?: number }): Promise<{ release(): Promise<void> } | null>;
   close(): Promise<void>;
 }
 
@@ -289,4 +306,9 @@ export interface OpenStoreOptions {
   create?: boolean;
   /** default: DSK_BUSY_TIMEOUT_MS or 10 s */
   lockTimeoutMs?: number;
+  /**
+   * With `create` on a shared store (PostgreSQL): the identity the new store records, what a
+   * joining node compares (the master key's check value) and shares (policy and roles as JSON).
+   */
+  identity?: { keyCheckValue: string; sharedConfig: string; now: number };
 }

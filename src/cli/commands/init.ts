@@ -3,11 +3,28 @@ import { ctxOf } from '../context.js';
 import { paint, printJson, line } from '../render.js';
 import { canPrompt, collect, passphrasesFromFiles, passphraseFilesFrom, promptNewPassphrase } from '../secrets.js';
 import { initSoftwareHome, assertNoHome } from '../../app/home.js';
-import { AuthError, UsageError } from '../../kernel/errors.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { AuthError, NotFoundError, UsageError } from '../../kernel/errors.js';
+import type { StoreConfig } from '../../domain/config.js';
+import { redactedStore } from '../../store/open.js';
+import { initJoin } from './init-join.js';
 import { parsePositiveInt } from '../../kernel/duration.js';
 import type { Passphrase } from '../../master/fragments.js';
 import type { Ctx } from '../context.js';
 import { unsealInputs } from '../secrets.js';
+
+/** --store and --store-password-file, checked before any I/O. */
+function storeFlags(o: Record<string, any>): StoreConfig | undefined {
+  if (o.store === undefined) {
+    if (o.storePasswordFile !== undefined) throw new UsageError('ERR_FLAGS_TOGETHER', '--store-password-file goes with --store or --join');
+    return undefined;
+  }
+  redactedStore(o.store);
+  const file = o.storePasswordFile === undefined ? undefined : path.resolve(o.storePasswordFile);
+  if (file && !fs.existsSync(file)) throw new NotFoundError('ERR_PASSWORD_FILE_MISSING', `--store-password-file: ${file} does not exist`);
+  return { url: o.store, ...(file ? { password_file: file } : {}) };
+}
 
 const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
@@ -74,6 +91,10 @@ export function register(program: Command): void {
     .option('--pin-file <file>', "pkcs11: file holding the token's user PIN ('-' = stdin; else DSK_HSM_PIN or a prompt)")
     .option('--recovery-shares <n>', 'pkcs11: also write N Shamir recovery fragments (the key is then made outside the token once)')
     .option('--recovery-threshold <k>', 'pkcs11: recovery fragments needed to rebuild the key (K)')
+    .option('--store <url>', 'keep keys and the audit chain in PostgreSQL: postgres://USER@HOST:PORT/DB (password never in the address)')
+    .option('--store-password-file <file>', 'file holding the PostgreSQL password (else PGPASSWORD, PGPASSFILE or ~/.pgpass)')
+    .option('--join <url>', 'add this node to the home kept in that PostgreSQL store (its own copy of the fragments: --fragments-from)')
+    .option('--fragments-from <dir>', 'with --join: a copy of the home\'s key_fragments directory (metadata.json and fragment files)')
     .addOption(new Option('--recover').hideHelp())
     .addHelpText(
       'after',
@@ -84,6 +105,8 @@ Examples:
     --passphrase-file dave.pass --passphrase-file erin.pass
   dsk init --shares 3 --threshold 2 --fragment-dir /mnt/node-a --fragment-dir /mnt/node-b   # prompts on a TTY
   dsk init --backend pkcs11 --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label dsk --pin-file pin.txt
+  PGPASSFILE=~/.pgpass dsk init --store postgres://dsk@db.internal:5432/dsk --passphrase-file …   # shared store
+  dsk init --join postgres://dsk@db.internal:5432/dsk --fragments-from /mnt/copy/key_fragments  # a second node
   DSK_HSM_PIN=... dsk init --backend pkcs11 --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token-label dsk \
     --recovery-shares 3 --recovery-threshold 2 --passphrase-file a.pass --passphrase-file b.pass --passphrase-file c.pass
 
@@ -94,7 +117,13 @@ flags there is no other copy: lose the token, lose every key (see docs/hsm.md).`
       const ctx = ctxOf(cmd);
       if (o.recover)
         throw new UsageError('ERR_INIT_RECOVER', 'init creates a new home; to rebuild a lost token key use dsk hsm recover', { hint: 'run it on the existing home: dsk --home DIR hsm recover --token-label NEW --passphrase-file … (docs/hsm.md)' });
-      if (o.backend === 'pkcs11') return initHsm(ctx, o, cmd);
+      if (o.join !== undefined) return initJoin(ctx, o, cmd);
+      if (o.fragmentsFrom !== undefined) throw new UsageError('ERR_FLAGS_TOGETHER', '--fragments-from goes with --join');
+      const store = storeFlags(o);
+      if (o.backend === 'pkcs11') {
+        if (store) throw new UsageError('ERR_FLAG_BACKEND', '--store is for the software backend so far', { hint: 'init a pkcs11 home on SQLite, or a software home with --store' });
+        return initHsm(ctx, o, cmd);
+      }
       if (o.backend !== 'software') throw new UsageError('ERR_BACKEND_UNKNOWN', `unknown --backend '${o.backend}'`, { hint: 'use software or pkcs11' });
       for (const f of ['pkcs11Module', 'tokenLabel', 'pinFile', 'recoveryShares', 'recoveryThreshold'])
         if (o[f] !== undefined) throw new UsageError('ERR_FLAG_BACKEND', `--${kebab(f)} needs --backend pkcs11`);
@@ -109,17 +138,19 @@ flags there is no other copy: lose the token, lose every key (see docs/hsm.md).`
         passphrases = [];
         for (let i = 1; i <= shares; i++) passphrases.push({ source: `prompt #${i}`, value: await promptNewPassphrase(`custodian ${i} of ${shares}`) });
       } else throw new AuthError('ERR_NO_PASSPHRASE', `init needs ${shares} custodian passphrases and there is no terminal to ask on`, { hint: 'give --passphrase-file once per custodian' });
-      const r = await initSoftwareHome({ home: ctx.home, shares, threshold, passphrases, fragmentDirs: o.fragmentDir, kdf: o.kdf, kdfCost }, ctx.env);
+      const r = await initSoftwareHome({ home: ctx.home, shares, threshold, passphrases, fragmentDirs: o.fragmentDir, kdf: o.kdf, kdfCost, store }, ctx.env);
       for (const p of passphrases) p.value.fill(0);
       if (ctx.json) return printJson(r);
       const c = paint(ctx);
       line(`${c.green('✓')} created ${c.bold(r.home)} (software backend, ${r.threshold}-of-${r.shares} Shamir fragments)`);
       for (const f of r.fragments) line(`  fragment ${f}`);
       line(`  key check value ${r.key_check_value}`);
+      if (r.store !== 'sqlite') line(`  store ${r.store}`);
       line('');
       line('Next:');
       line(`  - hand each fragment file to its custodian (or keep them on separate machines); any ${r.threshold} unseal`);
       line('  - back up key_fragments/metadata.json with the home; it holds no secret');
+      if (r.store !== 'sqlite') line(`  - add another node: copy key_fragments/ to it, then dsk init --join ${r.store} --fragments-from DIR`);
       line('  - issue a key: dsk keygen --name my-service --role developer');
       line(`  - turn on operator checks, with you as the first admin: dsk operator add ${ctx.actor} --role admin`);
     });

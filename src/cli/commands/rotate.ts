@@ -9,7 +9,7 @@ import { checkDelivery, deliverer, hasDelivery, type Delivered, type DeliveryFla
 import { assertRotatable, checkEmergencyTarget, emergencyTargets, markDelivered, rotateDue, rotateEmergency, rotateKey, type RotationReport } from '../../app/rotation.js';
 import { replaceMasterKey } from '../../app/master-rotation.js';
 import { getKey } from '../../app/keys.js';
-import { acquireLock } from '../../kernel/lock.js';
+import { acquireRunLock } from '../../app/run-lock.js';
 import { parseDuration, parsePositiveInt } from '../../kernel/duration.js';
 import { UnavailableError, UsageError } from '../../kernel/errors.js';
 
@@ -95,7 +95,7 @@ deliver them with --out-dir or --exec, or later with dsk export.`,
       const delivered: Delivered[] = [];
       const onIssued = hasDelivery(o) ? deliverer(o, delivered) : undefined;
       const access: Access = mode === 'due' ? { permission: 'key.manage', sensitive: false, automationAllowed: true } : { permission: 'key.manage', sensitive: true };
-      const lock = await acquireLock(ctx.home, { purpose: `rotate ${mode}`, wait: o.wait });
+      const lock = await acquireRunLock(ctx.home, { purpose: `rotate ${mode}`, wait: o.wait });
       let report: RotationReport;
       try {
         report = await withUnsealed(ctx, o, access, async (h) => {
@@ -105,7 +105,7 @@ deliver them with --out-dir or --exec, or later with dsk export.`,
           return rotateEmergency(h, { all: o.all, ids, role: o.role, owner: o.owner }, { reissue: o.reissue, reason: o.reason ?? null, onIssued });
         });
       } finally {
-        lock.release();
+        await lock.release();
         for (const p of newPassphrases) p.value.fill(0);
       }
       // Shown (or written to --out) is delivered; killed before that, the next rotate --due has it pending.

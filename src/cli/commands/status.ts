@@ -17,6 +17,7 @@ export function register(program: Command): void {
       line(`${c.bold('home')}      ${s.home}`);
       line(`${c.bold('backend')}   ${s.backend}${s.fragments && s.backend === 'software' ? ` (${s.fragments.threshold}-of-${s.fragments.shares} fragments, kdf ${s.fragments.kdf})` : ''}`);
       if (s.hsm) line(`${c.bold('hsm')}       token '${s.hsm.token_label}', key '${s.hsm.key_label}' (${s.hsm.origin}${s.hsm.recovery ? ', with recovery fragments' : ', no copy outside the token'}), module ${s.hsm.module}`);
+      line(`${c.bold('store')}     ${s.store === 'sqlite' ? 'SQLite (keys.db, audit_log/audit.db in the home)' : `PostgreSQL ${s.store} (shared by every node of the home)`}`);
       line(`${c.bold('sealed')}    ${s.sealed ? 'yes (each command unseals, then wipes the key)' : 'no'}`);
       line(`${c.bold('keys')}      ${Object.entries(s.keys).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       line(`${c.bold('due')}       ${s.rotations_due} key(s) due for rotation`);
