@@ -9,7 +9,8 @@
  *   workers2    one `dsk serve --workers 2` (two workers behind one port)
  * each at a fixed 1,000 requests/s (latency added) and at saturation (throughput); then
  * revocation propagation across two replicas (commit → refused by each, p50/p99) and the cost of a
- * shared nonce check (store.nonces.claim on SQLite against the in-memory cache).
+ * shared nonce check (store.nonces.claim on SQLite against the in-memory cache). With PostgreSQL
+ * answering at 127.0.0.1:5432, gw1-pg, gw2-pg and workers2-pg repeat the three on a PostgreSQL home.
  *
  *   npm run build && node bench/replicas.mjs [--duration 2] [--rounds 1] [--connections 40] [--revocations 40]
  */
@@ -74,6 +75,35 @@ const stubPort = await start(process.execPath, ['-e', `import(${JSON.stringify(p
 const upstream = `http://127.0.0.1:${stubPort}`;
 const serve = (extra = []) => start(process.execPath, [DSK, 'serve', '--upstream', upstream, '--listen', '127.0.0.1:0', '--rps', '100000000', '--burst', '100000000', '--max-failures', '100000000', '--json', ...extra], /"url":\s*"([^"]+)"/);
 const [gwA, gwB, workers] = [await serve(), await serve(), await serve(['--workers', '2'])];
+
+// The same three on a second home whose store is PostgreSQL (a fresh database on 127.0.0.1:5432),
+// when one answers.
+let pgTargets = {};
+let pgNote = '';
+const pgDb = `dsk_bench_${process.pid}`;
+if (spawnSync('pg_isready', ['-h', '127.0.0.1', '-p', '5432']).status === 0) {
+  spawnSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-c', `CREATE DATABASE ${pgDb}`], { encoding: 'utf8' });
+  const pgHome = path.join(tmp, 'pghome');
+  const r = spawnSync(process.execPath, [DSK, 'init', '--home', pgHome, '--shares', '2', '--threshold', '2', '--store', `postgres://postgres@127.0.0.1:5432/${pgDb}`, ...pass.flatMap((p) => ['--passphrase-file', p])], { env, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`init on PostgreSQL failed: ${r.stderr}`);
+  const pgEnv = { ...env, DSK_HOME: pgHome };
+  const pgKey = JSON.parse(spawnSync(process.execPath, [DSK, 'keygen', '--name', 'bench', '--role', 'developer', '--json'], { env: pgEnv, encoding: 'utf8' }).stdout);
+  const servePg = (extra = []) => {
+    const p = spawn(process.execPath, [DSK, 'serve', '--upstream', upstream, '--listen', '127.0.0.1:0', '--rps', '100000000', '--burst', '100000000', '--max-failures', '100000000', '--json', ...extra], { env: pgEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(p);
+    return new Promise((resolve, reject) => {
+      let out = '';
+      p.stdout.on('data', (d) => {
+        out += d;
+        const m = /"url":\s*"([^"]+)"/.exec(out);
+        if (m) resolve(m[1]);
+      });
+      p.on('exit', (c) => reject(new Error(`dsk serve (PostgreSQL) exited ${c}`)));
+    });
+  };
+  const [a, b, w] = [await servePg(), await servePg(), await servePg(['--workers', '2'])];
+  pgTargets = { 'gw1-pg': { urls: [a], key: pgKey }, 'gw2-pg': { urls: [a, b], key: pgKey }, 'workers2-pg': { urls: [w], key: pgKey } };
+} else pgNote = 'PostgreSQL not answering at 127.0.0.1:5432: the -pg rows are skipped';
 const progress = (m) => process.stderr.write(`bench: ${m}\n`);
 progress('gateways up');
 
@@ -119,11 +149,16 @@ http { access_log off; client_body_temp_path ${tmp}/body; proxy_temp_path ${tmp}
 
 const PATH = '/v1/chat/completions';
 const body = JSON.stringify({ model: 'deepseek-stub', messages: [{ role: 'user', content: 'hello' }] });
-const headers = { 'content-type': 'application/json', authorization: `Bearer ${key.api_key}` };
-const TARGETS = { direct: [upstream], nodeproxy: [nodeProxy], ...(nginx ? { nginx: [nginx] } : {}), gw1: [gwA], gw2: [gwA, gwB], workers2: [workers] };
+const headersOf = (k) => ({ 'content-type': 'application/json', authorization: `Bearer ${k.api_key}` });
+const TARGETS = Object.fromEntries(
+  Object.entries({ direct: [upstream], nodeproxy: [nodeProxy], ...(nginx ? { nginx: [nginx] } : {}), gw1: [gwA], gw2: [gwA, gwB], workers2: [workers] })
+    .map(([n, urls]) => [n, { urls, key }])
+    .concat(Object.entries(pgTargets)),
+);
 
 /** Open loop at RATE requests/s spread over `urls`, each timed with hrtime; p50/p99 in ms. */
-async function fixedRate(urls, seconds) {
+async function fixedRate({ urls, key: k }, seconds) {
+  const headers = headersOf(k);
   const agents = urls.map(() => new http.Agent({ keepAlive: true, maxSockets: 64 }));
   const lat = [];
   let failed = 0;
@@ -159,7 +194,8 @@ async function fixedRate(urls, seconds) {
 }
 
 /** Saturation: one autocannon per URL at once, connections split; requests/s summed. */
-async function saturate(urls) {
+async function saturate({ urls, key: k }) {
+  const headers = headersOf(k);
   const runs = await Promise.all(
     urls.map(
       (u) =>
@@ -189,54 +225,70 @@ progress('revocations');
 const { openUnsealed, defaultEnv } = await dist('app/home.js');
 const { issueKey, revokeKey } = await dist('app/keys.js');
 const { passphrasesFromFiles } = await dist('cli/secrets.js');
-const h = await openUnsealed(home, defaultEnv('bench'), { passphrases: async () => passphrasesFromFiles(pass), pin: async () => Buffer.alloc(0) });
-const victims = [];
-for (let i = 0; i < REVOCATIONS; i++) victims.push(await issueKey(h, { name: `victim-${i}`, role: 'developer' }));
-await new Promise((r) => setTimeout(r, 600));
 const agent = new http.Agent({ keepAlive: true });
 const status = (url, k) =>
   new Promise((resolve) => {
     const u = new URL(url);
     http.get({ hostname: u.hostname, port: u.port, path: '/v1/models', agent, headers: { authorization: `Bearer ${k}` } }, (r) => (r.resume(), r.on('end', () => resolve(r.statusCode)))).on('error', () => resolve(0));
   });
-const seen = [];
-for (const v of victims) {
-  await revokeKey(h, v.id, 'bench', 'MANUAL');
-  const t0 = performance.now();
-  await Promise.all(
-    [gwA, gwB].map(async (u) => {
-      while ((await status(u, v.api_key)) !== 401) await new Promise((r) => setTimeout(r, 2));
-      seen.push(performance.now() - t0);
-    }),
-  );
+const { NonceCache } = await dist('gateway/signature.js');
+const CLAIMS = 3000;
+
+/** Revocation propagation to two replicas (ms, sorted) and µs per shared nonce claim, on one home. */
+async function storeFigures(homeDir, urls, keyId) {
+  const h = await openUnsealed(homeDir, defaultEnv('bench'), { passphrases: async () => passphrasesFromFiles(pass), pin: async () => Buffer.alloc(0) });
+  try {
+    const victims = [];
+    for (let i = 0; i < REVOCATIONS; i++) victims.push(await issueKey(h, { name: `victim-${i}`, role: 'developer' }));
+    await new Promise((r) => setTimeout(r, 600));
+    const seen = [];
+    for (const v of victims) {
+      await revokeKey(h, v.id, 'bench', 'MANUAL');
+      const t0 = performance.now();
+      await Promise.all(
+        urls.map(async (u) => {
+          while ((await status(u, v.api_key)) !== 401) await new Promise((r) => setTimeout(r, 2));
+          seen.push(performance.now() - t0);
+        }),
+      );
+    }
+    seen.sort((a, b) => a - b);
+    const t = performance.now();
+    for (let i = 0; i < CLAIMS; i++) await h.store.nonces.claim(keyId, `n-${i}-${Math.random()}`, Date.now() + 600_000, Date.now());
+    return { seen, claimUs: ((performance.now() - t) * 1000) / CLAIMS };
+  } finally {
+    await h.close();
+  }
 }
-seen.sort((a, b) => a - b);
-const pq = (p) => seen[Math.min(seen.length - 1, Math.floor(p * seen.length))];
+const pq = (xs, p) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+const figures = { sqlite: await storeFigures(home, [gwA, gwB], key.id) };
+if (pgTargets['gw2-pg']) figures.postgres = await storeFigures(path.join(tmp, 'pghome'), pgTargets['gw2-pg'].urls, pgTargets['gw2-pg'].key.id);
 
 progress('nonces');
-// The shared nonce check against the in-memory one, same number of calls.
-const { NonceCache } = await dist('gateway/signature.js');
-const CLAIMS = 5000;
-let t = performance.now();
-for (let i = 0; i < CLAIMS; i++) await h.store.nonces.claim(key.id, `n-${i}-${Math.random()}`, Date.now() + 600_000, Date.now());
-const claimUs = ((performance.now() - t) * 1000) / CLAIMS;
 const cache = new NonceCache();
-t = performance.now();
+const t = performance.now();
 for (let i = 0; i < CLAIMS; i++) cache.checkAndAdd(key.id, `n-${i}-${Math.random()}`, Date.now());
 const cacheUs = ((performance.now() - t) * 1000) / CLAIMS;
-await h.close();
 cleanup();
+if (Object.keys(pgTargets).length) {
+  await new Promise((r) => setTimeout(r, 500));
+  spawnSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-c', `DROP DATABASE IF EXISTS ${pgDb} WITH (FORCE)`]);
+}
 
 const d = res.direct;
-const lines = [`node ${process.version}, ${os.cpus().length} cores, load average ${os.loadavg()[0].toFixed(1)}; ${DURATION}s per run, median of ${ROUNDS} round(s); POST ${PATH}, loopback, SQLite store`, ''];
+const lines = [`node ${process.version}, ${os.cpus().length} cores, load average ${os.loadavg()[0].toFixed(1)}; ${DURATION}s per run, median of ${ROUNDS} round(s); POST ${PATH}, loopback; gw* on SQLite, *-pg on PostgreSQL`, ''];
 lines.push('| target | 1000 rps p50 ms | p99 ms | Δp50 vs direct ms | saturation req/s | vs direct | vs nodeproxy | failed |', '|---|---|---|---|---|---|---|---|');
 for (const n of names) {
   const r = res[n];
   lines.push(`| ${n} | ${r.p50.toFixed(3)} | ${r.p99.toFixed(3)} | ${n === 'direct' ? '—' : (r.p50 - d.p50).toFixed(3)} | ${Math.round(r.rps)} | ${(r.rps / d.rps).toFixed(2)}× | ${(r.rps / res.nodeproxy.rps).toFixed(2)}× | ${r.failed} |`);
 }
+if (pgNote) lines.push('', pgNote);
 lines.push('', `throughput gw2 / gw1: ${(res.gw2.rps / res.gw1.rps).toFixed(2)}×; workers2 / gw1: ${(res.workers2.rps / res.gw1.rps).toFixed(2)}×`);
-lines.push(`revocation propagation across 2 replicas (${seen.length} observations): p50 ${pq(0.5).toFixed(1)} ms, p99 ${pq(0.99).toFixed(1)} ms, max ${seen.at(-1).toFixed(1)} ms`);
-lines.push(`nonce check: shared (SQLite nonces.db) ${claimUs.toFixed(1)} µs, in-memory ${cacheUs.toFixed(2)} µs per check (${CLAIMS} each)`);
+for (const [engine, f] of Object.entries(figures)) {
+  lines.push(`${engine}: revocation propagation across 2 replicas (${f.seen.length} observations): p50 ${pq(f.seen, 0.5).toFixed(1)} ms, p99 ${pq(f.seen, 0.99).toFixed(1)} ms, max ${f.seen.at(-1).toFixed(1)} ms`);
+  lines.push(`${engine}: shared nonce check ${f.claimUs.toFixed(1)} µs per check (${CLAIMS})`);
+}
+lines.push(`in-memory nonce check: ${cacheUs.toFixed(2)} µs per check (${CLAIMS})`);
 console.log(lines.join('\n'));
 fs.rmSync(tmp, { recursive: true, force: true });
 process.exit(0);
