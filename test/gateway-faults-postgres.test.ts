@@ -77,8 +77,12 @@ describe.runIf(PG && BIN)('PostgreSQL stops and starts under a running gateway',
     stop();
     let served = 0;
     // inside the cache lifetime the keys in memory still work
-    for (let i = 0; i < 10; i++) if ((await chat(gw.url, k.api_key)).status === 200) served++;
-    expect(served).toBe(10);
+    for (let i = 0; i < 5; i++) {
+      const r = await chat(gw.url, k.api_key);
+      if (r.status === 200) served++;
+      else expect(Date.now() - stoppedAt).toBeGreaterThan(2500);
+    }
+    expect(served).toBeGreaterThan(0);
     // past it, nothing can be checked: 503 in OpenAI's shape
     await timeUntil(async () => {
       const s = (await chat(gw.url, k.api_key)).status;

@@ -68,12 +68,17 @@ describe('store outage under a spawned gateway', () => {
     const lockedAt = Date.now();
     let served = 0;
     try {
-      // inside the cache lifetime: keys in memory still work, refusals are still answered
-      for (let i = 0; i < 10; i++) if ((await chat(gw.url, k.api_key)).status === 200) served++;
-      expect(served).toBe(10);
+      // inside the cache lifetime (counted from the last poll before the lock, at most 250 ms
+      // earlier): every answer that comes back within 1.5 s is a success from memory
+      for (let i = 0; i < 5; i++) {
+        const r = await chat(gw.url, k.api_key);
+        if (r.status === 200) served++;
+        else expect(Date.now() - lockedAt).toBeGreaterThan(1500);
+      }
+      expect(served).toBeGreaterThan(0);
       expect((await chat(gw.url, k.api_key.slice(0, -6) + 'zzzzzz')).status).toBe(401);
       await timeUntil(async () => (await metric(gw.url, 'dsk_gateway_store_up')) === 0, 3000);
-      expect(await metric(gw.url, 'dsk_gateway_held_requests')).toBeGreaterThanOrEqual(10);
+      expect(await metric(gw.url, 'dsk_gateway_held_requests')).toBeGreaterThanOrEqual(served);
       expect(await metric(gw.url, 'dsk_gateway_held_audit_rows')).toBeGreaterThanOrEqual(1);
       // past it: nothing can be checked
       await timeUntil(async () => {
@@ -90,10 +95,12 @@ describe('store outage under a spawned gateway', () => {
       release();
     }
     // the store is back: keys are served again within a poll, and nothing held was lost
-    await timeUntil(async () => (await chat(gw.url, k.api_key)).status === 200, 3000);
+    await timeUntil(async () => (await chat(gw.url, k.api_key)).status === 200, 10_000);
     served++;
-    await timeUntil(async () => useCount() === before + served, 5000);
-    await timeUntil(async () => (await metric(gw.url, 'dsk_gateway_held_requests')) === 0 && (await metric(gw.url, 'dsk_gateway_store_up')) === 1, 3000);
+    await timeUntil(async () => useCount() === before + served, 15_000).catch((e) => {
+      throw new Error(`use_count ${useCount()}, expected ${before} + ${served}: ${e.message}`);
+    });
+    await timeUntil(async () => (await metric(gw.url, 'dsk_gateway_held_requests')) === 0 && (await metric(gw.url, 'dsk_gateway_store_up')) === 1, 10_000);
     const rows = dsk(['audit', 'query', '--action', 'AUTH_FAILURE', '--json'], { env: t.env }).stdout.trim().split('\n').filter(Boolean);
     expect(rows.length).toBeGreaterThanOrEqual(1);
     expect(dsk(['audit', 'verify'], { env: t.env }).code).toBe(0);
@@ -117,7 +124,7 @@ describe('the bound on held audit rows', () => {
       const bad = { Authorization: `Bearer ${dev.api_key.slice(0, -6)}zzzzzz` };
       // three distinct refusal rows (one per route), then the writer fails on the locked store
       for (const [m, p] of [['GET', '/v1/models'], ['POST', '/v1/chat/completions'], ['POST', '/v1/embeddings']] as const) expect((await call(limited.url + p, { method: m, headers: bad, body: m === 'POST' ? '{}' : undefined })).status).toBe(401);
-      await timeUntil(async () => (await metric(limited.url, 'dsk_gateway_fail_closed')) === 1, 3000);
+      await timeUntil(async () => (await metric(limited.url, 'dsk_gateway_fail_closed')) === 1, 10_000);
       const r = await call(`${limited.url}/v1/models`, { headers: { Authorization: `Bearer ${dev.api_key}` } });
       expect(r.status).toBe(503);
       expect(r.body.error.code).toBe('store_unavailable');
@@ -126,7 +133,7 @@ describe('the bound on held audit rows', () => {
       if (prev === undefined) delete process.env.DSK_BUSY_TIMEOUT_MS;
       else process.env.DSK_BUSY_TIMEOUT_MS = prev;
     }
-    await timeUntil(async () => (await metric(limited.url, 'dsk_gateway_fail_closed')) === 0, 3000);
+    await timeUntil(async () => (await metric(limited.url, 'dsk_gateway_fail_closed')) === 0, 10_000);
     expect((await call(`${limited.url}/v1/models`, { headers: { Authorization: `Bearer ${dev.api_key}` } })).status).toBe(200);
     await limited.close();
     await h.close();
