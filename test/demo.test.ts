@@ -10,6 +10,7 @@ describe('dsk demo', () => {
     expect(s.init).toMatchObject({ backend: 'software', threshold: 3, shares: 5 });
     expect(s.keys_issued).toHaveLength(3);
     expect(s.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked' });
+    expect(s.replicas).toEqual({ first: 200, replay: 401, replay_message: 'nonce already used' });
     expect(s.rotation.manual[0]).toMatchObject({ action: 'rotate', trigger: 'MANUAL' });
     expect(s.rotation.emergency.map((a: { action: string }) => a.action)).toEqual(['revoke', 'rotate']);
     expect(s.audit_verify.ok).toBe(true);

@@ -100,7 +100,9 @@ describe.runIf(PG && BIN)('PostgreSQL stops and starts under a running gateway',
     await timeUntil(async () => (await chat(gw.url, k.api_key)).status === 200, 8000);
     served++;
     // the writer thread reconnects on its next batch after a failed one
-    await timeUntil(async () => (await useCount()) === before + served, 15_000);
+    await timeUntil(async () => (await useCount()) === before + served, 15_000).catch(async (e) => {
+      throw new Error(`use_count ${await useCount()}, expected ${before} + ${served}: ${e.message}; ${gw.stderr()}`);
+    });
     await new Promise((r) => setTimeout(r, 1200));
     expect(await useCount()).toBe(before + served);
     const v = dsk(['audit', 'verify'], { env });

@@ -5,6 +5,7 @@
 import type { DemoStep } from './context.js';
 import { deriveStep, initStep, issueStep, listStep, presentStep, revokeStep, unsealStep } from './keys.js';
 import { gatewayStep } from './gateway.js';
+import { replicasStep } from './replicas.js';
 import { emergencyStep, rotateStep } from './rotation.js';
 import { deliveryStep } from './delivery.js';
 import { auditRowsStep, verifyStep } from './audit.js';
@@ -21,6 +22,7 @@ export const DEMO_STEPS: DemoStep[] = [
   presentStep,
   revokeStep,
   gatewayStep,
+  replicasStep,
   rotateStep,
   emergencyStep,
   deliveryStep,
