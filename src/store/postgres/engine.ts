@@ -27,6 +27,7 @@ import { PgKeys } from './keys.js';
 import { PgEvents } from './events.js';
 import { PgDeliveries, PgMasterState, PgOperators } from './operators.js';
 import { PgNonces } from './nonces.js';
+import { listenForKeyChanges } from './notify.js';
 
 /** Advisory lock ids: (namespace 'dsk', purpose). */
 const NS = 0x64736b;
@@ -108,45 +109,9 @@ export class PgStore implements Store {
     this.nonces = new PgNonces(q);
   }
 
-  /**
-   * LISTEN on a client of its own for the key-change trigger's NOTIFY. A lost connection is
-   * re-established a second later; meanwhile (and always) the caller's poll covers the gap.
-   */
-  async watchKeys(onChange: () => void): Promise<() => Promise<void>> {
-    let client: Client | null = null;
-    let stopped = false;
-    let retry: NodeJS.Timeout | null = null;
-    const connect = async (): Promise<void> => {
-      if (stopped || this.#closed) return;
-      try {
-        const c = await this.#pool.connect();
-        const lost = (e?: Error) => {
-          if (client !== c) return;
-          client = null;
-          c.release(e ?? new Error('connection lost'));
-          onChange(); // a change may have been missed while the connection went away
-          if (!stopped) (retry = setTimeout(() => void connect(), 1000)).unref();
-        };
-        c.on('notification', (m) => m.channel === 'dsk_keys_changed' && onChange());
-        c.on('error', lost);
-        c.on('end', () => lost());
-        await c.query('LISTEN dsk_keys_changed');
-        client = c;
-      } catch {
-        if (!stopped) (retry = setTimeout(() => void connect(), 1000)).unref();
-      }
-    };
-    await connect();
-    return async () => {
-      stopped = true;
-      if (retry) clearTimeout(retry);
-      const c = client;
-      client = null;
-      if (c) {
-        await c.query('UNLISTEN *').catch(() => {});
-        c.release();
-      }
-    };
+  /** LISTEN for the key-change trigger's NOTIFY (notify.ts). */
+  watchKeys(onChange: () => void): Promise<() => Promise<void>> {
+    return listenForKeyChanges(() => this.#pool.connect(), () => this.#closed, onChange);
   }
 
   static async open(a: PgAddress, opts: PgOpenOptions = {}): Promise<PgStore> {
