@@ -6,6 +6,7 @@
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -20,7 +21,13 @@ const BIN = fs.existsSync('/usr/lib/postgresql') ? path.join('/usr/lib/postgresq
 const root = process.getuid?.() === 0;
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dsk-pg-outage-'));
 const data = path.join(base, 'data');
-const port = 20_000 + Math.floor(Math.random() * 20_000);
+// a port nobody listens on now (the kernel's pick), for the cluster of this test
+const port = await new Promise<number>((resolve) => {
+  const srv = net.createServer().listen(0, '127.0.0.1', () => {
+    const p = (srv.address() as net.AddressInfo).port;
+    srv.close(() => resolve(p));
+  });
+});
 const procs: ChildProcess[] = [];
 let up: StubUpstream | undefined;
 

@@ -139,3 +139,33 @@ describe('the bound on held audit rows', () => {
     await h.close();
   });
 });
+
+describe('a flush sent again after a lost answer', () => {
+  it('is applied once: the writer thread records (writer, seq) in the flush transaction', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const { home, h } = await openTestHome();
+    const { dev } = await keys(h, { dev: { name: 'dev', role: 'developer' } });
+    const worker = new Worker(new URL('../dist/gateway/flush-worker.js', import.meta.url), { workerData: { home, auditKey: new Uint8Array(h.requireUnsealed().auditKey) } });
+    const answer = () => new Promise<{ seq: number; ok: boolean }>((r) => worker.once('message', r));
+    try {
+      const batch = { writer: 'test-writer', seq: 7, counts: [[dev.id, 5, Date.now()]], rows: [{ action: 'AUTH_FAILURE', actor: 'anonymous', source_ip: '127.0.0.1', key_id: null, details: { reason: 'BAD_CHECKSUM', count: 1 } }] };
+      for (let i = 0; i < 3; i++) {
+        worker.postMessage(batch);
+        expect(await answer()).toMatchObject({ seq: 7, ok: true });
+      }
+      worker.postMessage({ ...batch, seq: 8 });
+      expect(await answer()).toMatchObject({ seq: 8, ok: true });
+      const db = rawDb(home);
+      try {
+        expect((db.prepare('SELECT use_count FROM keys WHERE id = ?').get(dev.id) as { use_count: number }).use_count).toBe(10);
+      } finally {
+        db.close();
+      }
+      const rows = await h.store.events.query({ actions: ['AUTH_FAILURE'] });
+      expect(rows).toHaveLength(2);
+    } finally {
+      await worker.terminate();
+      await h.close();
+    }
+  });
+});

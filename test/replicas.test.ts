@@ -56,7 +56,7 @@ describe('replicas on one SQLite home', () => {
 
   it('a signed request replayed to another replica is refused there (one shared nonce table)', async () => {
     const k = keygen('signer');
-    await timeUntil(async () => (await chat(replicas[0].url, k.api_key)).status === 200);
+    await Promise.all(replicas.map((r) => timeUntil(async () => (await chat(r.url, k.api_key)).status === 200)));
     const body = '{"model":"m","messages":[]}';
     const headers = signHeaders({ apiKey: k.api_key, apiSecret: k.api_secret, keyId: k.id, method: 'POST', path: '/v1/chat/completions', body });
     delete headers.Authorization;

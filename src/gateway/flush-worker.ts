@@ -13,6 +13,8 @@ import { publishHead } from '../audit/head.js';
 import { systemClock } from '../kernel/clock.js';
 
 export interface FlushBatch {
+  /** the sink that sent it, and its number there: a batch is applied once however often it is sent */
+  writer: string;
   seq: number;
   counts: [string, number, number][];
   rows: { action: string; actor: string; source_ip: string; key_id: string | null; details: Record<string, unknown> }[];
@@ -43,11 +45,13 @@ parentPort!.on('message', async (b: FlushBatch | 'close') => {
   }
   try {
     const s = await store();
-    await s.transaction(async (tx) => {
+    const applied = await s.transaction(async (tx) => {
+      if (!(await tx.usage.firstApply(b.writer, b.seq, systemClock.now()))) return false;
       for (const [id, n, last] of b.counts) await tx.usage.bump(id, n, last);
       for (const r of b.rows) await appendAudit(tx, r, systemClock, key);
+      return true;
     });
-    if (b.rows.length) {
+    if (applied && b.rows.length) {
       // Like every writer, move audit_log/HEAD after the commit (once per flush), so rows the
       // gateway wrote cannot be cut off the end unnoticed. A failure leaves HEAD behind, not wrong.
       try {

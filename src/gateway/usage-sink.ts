@@ -4,21 +4,25 @@
  * the writer thread (flush-worker.ts), which commits them in one transaction on a connection of
  * its own, so the request path never waits for an fsync.
  *
- * Protocol: each batch carries a sequence number; the worker answers {seq, ok}. A batch that fails
- * (store locked, disk full) is merged back and goes out again with the next one, so counts and
- * rows are kept, not lost. The thread opens the store on its first batch and reopens it after a
+ * Protocol: each batch carries this sink's writer id and a sequence number; the worker answers
+ * {seq, ok}. A batch that fails (store locked or unreachable, disk full) is kept as it is and sent
+ * again, with the same number, at the next flush, so counts and rows are kept, not lost; and the
+ * worker records (writer, seq) in the batch's own transaction (store `flushes`), so a batch whose
+ * commit succeeded although its answer was lost (a connection broken at COMMIT) is not applied twice. The thread opens the store on its first batch and reopens it after a
  * batch found it unreachable, so an outage fails batches, not the thread. If the thread dies all
  * the same, counting goes on in memory and nothing more is sent.
  */
+import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { FlushBatch } from './flush-worker.js';
 import { auditRowOf, type AggregatedRow, type RefusalBatch } from './refusals.js';
 
-interface PendingBatch {
+interface Batch {
+  seq: number;
   counts: FlushBatch['counts'];
   raw: AggregatedRow[];
-  done: () => void;
 }
+type PendingBatch = Batch & { done: () => void };
 
 export class UsageSink {
   readonly #usage = new Map<string, { n: number; last: number }>();
@@ -26,6 +30,10 @@ export class UsageSink {
   readonly #pending = new Map<number, PendingBatch>();
   readonly #settled = new Map<number, Promise<void>>();
   readonly #timer: NodeJS.Timeout;
+  /** failed batches, resent as they are (same seq): see the protocol above */
+  #retry: Batch[] = [];
+  /** names this sink's flushes in the store's `flushes` table */
+  readonly #writerId = randomUUID();
   #seq = 0;
   #dead = false;
   /** the last batch the writer answered failed (or the writer thread died) */
@@ -66,10 +74,7 @@ export class UsageSink {
     this.#pending.delete(m.seq);
     if (!b) return;
     this.failing = !m.ok;
-    if (!m.ok) {
-      this.#restoreCounts(b.counts);
-      this.refusals.restore(b.raw);
-    }
+    if (!m.ok) this.#retry.push({ seq: b.seq, counts: b.counts, raw: b.raw });
     b.done();
   }
 
@@ -78,8 +83,13 @@ export class UsageSink {
     this.failing = true;
     for (const [seq, b] of this.#pending) {
       this.#pending.delete(seq);
-      this.refusals.restore(b.raw);
+      this.#retry.push(b);
       b.done();
+    }
+    // nothing more can be written: keep what was held where /metrics counts it
+    for (const b of this.#retry.splice(0)) {
+      this.#restoreCounts(b.counts);
+      this.refusals.restore(b.raw);
     }
   }
 
@@ -87,31 +97,35 @@ export class UsageSink {
   get heldRequests(): number {
     let n = 0;
     for (const u of this.#usage.values()) n += u.n;
-    for (const b of this.#pending.values()) for (const c of b.counts) n += c[1];
+    for (const b of [...this.#pending.values(), ...this.#retry]) for (const c of b.counts) n += c[1];
     return n;
   }
 
   /** Aggregated audit rows not yet written. */
   get heldRows(): number {
     let n = this.refusals.size;
-    for (const b of this.#pending.values()) n += b.raw.length;
+    for (const b of [...this.#pending.values(), ...this.#retry]) n += b.raw.length;
     return n;
   }
 
-  /** Sends what is pending to the writer; resolves when every batch sent so far is settled. */
+  /** Sends what is pending to the writer (failed batches again first); resolves when every batch sent so far is settled. */
   flush(): Promise<void> {
-    if (!this.#dead && (this.#usage.size || this.refusals.size)) {
-      const counts = [...this.#usage.entries()].map(([id, u]) => [id, u.n, u.last] as [string, number, number]);
-      this.#usage.clear();
-      const raw = this.refusals.take();
-      const rows = raw.map(auditRowOf);
-      const seq = ++this.#seq;
-      const settled = new Promise<void>((done) => this.#pending.set(seq, { counts, raw, done }));
-      this.#settled.set(seq, settled);
-      void settled.then(() => this.#settled.delete(seq));
-      this.#writer.postMessage({ seq, counts, rows } satisfies FlushBatch);
+    if (!this.#dead) {
+      for (const b of this.#retry.splice(0)) this.#send(b);
+      if (this.#usage.size || this.refusals.size) {
+        const counts = [...this.#usage.entries()].map(([id, u]) => [id, u.n, u.last] as [string, number, number]);
+        this.#usage.clear();
+        this.#send({ seq: ++this.#seq, counts, raw: this.refusals.take() });
+      }
     }
     return Promise.all([...this.#settled.values()]).then(() => undefined);
+  }
+
+  #send(b: Batch): void {
+    const settled = new Promise<void>((done) => this.#pending.set(b.seq, { ...b, done }));
+    this.#settled.set(b.seq, settled);
+    void settled.then(() => this.#settled.delete(b.seq));
+    this.#writer.postMessage({ writer: this.#writerId, seq: b.seq, counts: b.counts, rows: b.raw.map(auditRowOf) } satisfies FlushBatch);
   }
 
   /** Stops the timer; close() or terminate() follows. */
@@ -122,7 +136,7 @@ export class UsageSink {
   /** The last flushes, then the writer closes its connection and the thread ends. */
   async close(): Promise<void> {
     this.stop();
-    await this.flush(); // waits for batches already sent; a failed one is merged back …
+    await this.flush(); // waits for batches already sent; a failed one is kept …
     await this.flush(); // … and retried once here
     if (!this.#dead)
       await new Promise<void>((r) => {

@@ -13,7 +13,8 @@
  *   7  nonces: signed requests' nonces shared by every gateway on the store (primary key
  *      (key_id, nonce), expires_at). SQLite keeps the table in nonces.db, a file of its own in WAL
  *      mode, created by the first gateway that checks a nonce: keys.db commits with several fsyncs
- *      and would put one on every signed request. keys.db only records the version.
+ *      and would put one on every signed request. Also `flushes` (writer, seq, at): which gateway
+ *      flushes were applied, so a flush retried after a lost answer is not counted twice.
  *
  * Every engine applies the same numbers with the same tables and columns (times are epoch
  * milliseconds: INTEGER in SQLite, BIGINT in PostgreSQL).

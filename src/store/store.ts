@@ -132,6 +132,12 @@ export interface KeyWrites extends KeyReads {
 export interface UsageWrites {
   /** use_count += n; last_used_at = max(last_used_at, lastUsedAt). Unknown ids are ignored. */
   bump(id: string, n: number, lastUsedAt: number): Promise<void>;
+  /**
+   * Records that flush `seq` of `writer` is being applied in this transaction; false when it was
+   * applied already (a retried flush whose first commit succeeded although its answer was lost).
+   * Records older than a day are forgotten.
+   */
+  firstApply(writer: string, seq: number, now: number): Promise<boolean>;
 }
 
 export interface OperatorReads {

@@ -294,7 +294,7 @@ function txOf(q: Q): StoreTx {
   const ev = new PgEvents(q);
   return {
     keys: keys as unknown as KeyWrites,
-    usage: { bump: (id, n, at) => keys.bump(id, n, at) },
+    usage: { bump: (id, n, at) => keys.bump(id, n, at), firstApply: (w, seq, now) => keys.firstApply(w, seq, now) },
     operators: new PgOperators(q) as unknown as OperatorWrites,
     events: Object.assign(bindAll(ev), iterators(ev)) as AuditWrites,
     masterState: new PgMasterState(q),

@@ -134,6 +134,12 @@ CREATE UNLOGGED TABLE nonces (
   PRIMARY KEY (key_id, nonce)
 );
 CREATE INDEX nonces_expiry ON nonces(expires_at);
+CREATE TABLE flushes (
+  writer TEXT NOT NULL,
+  seq    BIGINT NOT NULL,
+  at     BIGINT NOT NULL,
+  PRIMARY KEY (writer, seq)
+);
 CREATE OR REPLACE FUNCTION dsk_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN UPDATE dsk_meta SET keys_version = keys_version + 1 WHERE id = 1; PERFORM pg_notify('dsk_keys_changed', ''); RETURN NULL; END $$;`;
 

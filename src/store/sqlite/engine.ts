@@ -188,7 +188,7 @@ export class SqliteStore implements Store {
 
   #tx(call: Call): StoreTx {
     const keys = lift(this.#keys, KEY_WRITES, call) as KeyWrites;
-    const usage: UsageWrites = lift(this.#keys, ['bump'] as const, call);
+    const usage: UsageWrites = lift(this.#keys, ['bump', 'firstApply'] as const, call);
     const operators = lift(this.#operators, OP_WRITES, call) as OperatorWrites;
     const events: AuditWrites = { ...lift(this.#events, EV_WRITES, call), ...this.#iterators(call) };
     const masterState: MasterStateWrites = lift(this.#master, ['keyCheckValue', 'recordReplacement'] as const, call);

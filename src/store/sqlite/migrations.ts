@@ -97,14 +97,24 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(delivered_at, created_at);
 `;
 
+// Which gateway flushes were applied, so a retried one is not counted twice (portable DDL).
+const FLUSHES_V7 = `
+CREATE TABLE IF NOT EXISTS flushes (
+  writer TEXT NOT NULL,
+  seq    INTEGER NOT NULL,
+  at     INTEGER NOT NULL,
+  PRIMARY KEY (writer, seq)
+);
+`;
+
 /** version → DDL for keys.db (main) and audit.db (schema `audit`). */
 const DDL: Record<number, { keys?: string; audit?: string }> = {
   1: { keys: KEYS_V1, audit: AUDIT_V1 },
   2: { keys: OPERATORS_V2 },
   3: { keys: MASTER_STATE_V3 },
   4: { keys: DELIVERIES_V4 },
-  // 7: the nonces table lives in nonces.db (sqlite/nonces.ts), not in keys.db
-  7: {},
+  // 7: the nonces table lives in nonces.db (sqlite/nonces.ts); keys.db gets the applied flushes
+  7: { keys: FLUSHES_V7 },
 };
 
 export function versions(db: DB): { keys: number; audit: number } {
