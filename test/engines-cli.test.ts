@@ -102,6 +102,19 @@ describe.each(ENGINES)('the CLI on the %s store', (engine) => {
     await new Promise((r) => gw.proc.once('exit', r));
   });
 
+  it('export env, tokens and audit export/stats read the same on both engines', () => {
+    const k = json(dsk(['keygen', '--name', 'worker', '--role', 'automation', '--json'], { env }));
+    const env1 = dsk(['export', 'env', k.id], { env });
+    expect(env1.code, env1.stderr).toBe(0);
+    expect(env1.stdout).toBe(`DEEPSEEK_API_KEY=${k.api_key}\nDEEPSEEK_API_SECRET=${k.api_secret}\n`);
+    expect(json(dsk(['token', 'issue', k.id, '--ttl', '15m', '--json'], { env }))).toMatchObject({ key_id: k.id });
+    const rows = dsk(['audit', 'export', '--format', 'jsonl'], { env }).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows.map((r) => r.seq)).toEqual(rows.map((_, i) => i + 1));
+    expect(rows.map((r) => r.action)).toEqual(expect.arrayContaining(['MASTER_INIT', 'KEY_CREATE', 'KEY_REVOKE', 'KEY_ROTATION', 'KEY_EXPORT', 'TOKEN_ISSUE']));
+    const stats = json(dsk(['audit', 'stats', '--json'], { env }));
+    expect(stats.total).toBe(rows.length);
+  });
+
   it('audit verify passes, then names a row edited behind dsk’s back (exit 5)', async () => {
     const ok = json(dsk(['audit', 'verify', '--json'], { env }));
     expect(ok).toMatchObject({ ok: true, head_file: { state: 'match' }, breach: null });

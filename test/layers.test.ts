@@ -59,6 +59,7 @@ const OWNED_PACKAGES: Record<string, string[]> = {
   pkcs11js: ['master/pkcs11'],
   'better-sqlite3': ['store'],
   pg: ['store'],
+  pgpass: ['store'],
   chalk: ['cli'],
   '@inquirer/input': ['cli'],
   '@inquirer/password': ['cli'],

@@ -11,8 +11,10 @@ import type { ChildProcess } from 'node:child_process';
 import { dsk, dskAsync, json, makeHome, passphraseFiles, snapshot, tmpDir } from './helpers.js';
 import { freshDatabase, requirePostgres, sql } from './pg-helpers.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
+import { pkcs11Home, rederive, requireSoftHsm, softHsm } from './hsm-helpers.js';
 
 const PG = requirePostgres('the PostgreSQL CLI tests');
+const HSM = requireSoftHsm();
 
 let up: StubUpstream;
 const procs: ChildProcess[] = [];
@@ -96,8 +98,21 @@ describe.runIf(PG)('dsk on a PostgreSQL store', () => {
     expect(status).toBe(401);
     gw.proc.kill('SIGTERM');
     expect(await gw.exited).toBe(0);
+    // the role matrix lives in the store: a change on one node holds on the other
+    expect(dsk(['policy', 'set', 'developer', 'audit.view', 'on'], { env: h.env }).code).toBe(0);
+    expect(json(dsk(['policy', 'show', '--json'], { env: n2.env })).roles.developer).toContain('audit.view');
     for (const env of [h.env, n2.env]) expect(json(dsk(['audit', 'verify', '--json'], { env }))).toMatchObject({ ok: true });
     expect((await sql(h.db.name, "SELECT count(*)::int AS n FROM audit_events WHERE action = 'NODE_JOIN'"))[0].n).toBe(1);
+  });
+
+  it.runIf(HSM)('a PKCS#11 home keeps its store in PostgreSQL too (the master key stays in the token)', async () => {
+    const db = await freshDatabase();
+    const s = pkcs11Home(softHsm(), 'dsk-test', ['--store', db.url]);
+    const k = json(dsk(['keygen', '--name', 'svc', '--role', 'developer', '--json'], { env: s.env }));
+    expect(await rederive(s, k.id)).toBe(k.api_key);
+    expect(await sql(db.name, 'SELECT id FROM keys')).toEqual([{ id: k.id }]);
+    expect(json(dsk(['status', '--json'], { env: s.env }))).toMatchObject({ backend: 'pkcs11', store: db.url });
+    expect(json(dsk(['audit', 'verify', '--json'], { env: s.env }))).toMatchObject({ ok: true, authenticated_through: 2 });
   });
 
   it("refuses to join with another home's fragments (exit 3), and leaves nothing behind", async () => {
@@ -203,6 +218,11 @@ describe.runIf(PG)('bad input on a PostgreSQL store: one line, the exit code, th
     fs.writeFileSync(path.join(other.home, 'dsk.json'), JSON.stringify({ ...cfg, store: { url: h.db.url } }), { mode: 0o600 });
     const wrong = dsk(['keys', 'list'], { env: other.env });
     expect(wrong).toMatchObject({ code: 7, stderr: expect.stringContaining(`the store at ${h.db.url} belongs to another dsk home`) });
+    // an existing home whose server went away: every command says where, without waiting long
+    fs.writeFileSync(path.join(other.home, 'dsk.json'), JSON.stringify({ ...cfg, store: { url: 'postgres://postgres@127.0.0.1:1/gone' } }), { mode: 0o600 });
+    const down = dsk(['keys', 'list'], { env: { ...other.env, PGPASSWORD: 'hunter2' } });
+    expect(down).toMatchObject({ code: 7, stderr: expect.stringMatching(/^dsk: error: cannot reach the store at postgres:\/\/postgres@127\.0\.0\.1:1\/gone \(ECONNREFUSED\); nothing was changed\ndsk: hint: /) });
+    expect(down.stderr).not.toContain('hunter2');
     await sql(h.db.name, 'UPDATE dsk_meta SET schema_version = schema_version + 1');
     const newer = dsk(['keys', 'list'], { env: h.env });
     expect(newer).toMatchObject({ code: 7, stderr: expect.stringContaining(`the store at ${h.db.url} has schema version`) });

@@ -76,6 +76,18 @@ describe.runIf(PG && BIN)('disaster recovery: a streaming standby promoted after
     expect(fs.existsSync(home)).toBe(false);
     const init = dsk(['init', '--home', home, '--shares', '2', '--threshold', '2', '--store', url, '--store-password-file', secret, ...pass.flatMap((p) => ['--passphrase-file', p])]);
     expect(init.code, init.stderr).toBe(0);
+    // the password from PGPASSFILE or PGPASSWORD instead of the file dsk.json names
+    const cfg0 = JSON.parse(fs.readFileSync(path.join(home, 'dsk.json'), 'utf8'));
+    fs.writeFileSync(path.join(home, 'dsk.json'), JSON.stringify({ ...cfg0, store: { url } }), { mode: 0o600 });
+    const pgpass = path.join(dir, '.pgpass');
+    fs.writeFileSync(pgpass, `127.0.0.1:${p1}:dsk:postgres:${PASSWORD}\n`, { mode: 0o600 });
+    const viaFile = dsk(['status'], { env: { ...env, PGPASSFILE: pgpass, PGPASSWORD: '' } });
+    expect(viaFile.code, viaFile.stderr).toBe(0);
+    expect(dsk(['status'], { env: { ...env, PGPASSWORD: PASSWORD } }).code).toBe(0);
+    const none = dsk(['status'], { env: { ...env, PGPASSFILE: path.join(dir, 'none'), PGPASSWORD: '' } });
+    expect(none.code).toBe(7);
+    expect(none.stderr).toContain(`cannot log in to the store at ${url}`);
+    fs.writeFileSync(path.join(home, 'dsk.json'), JSON.stringify(cfg0), { mode: 0o600 });
     const kept = json(dsk(['keygen', '--name', 'kept', '--role', 'developer', '--json'], { env }));
     const revoked = json(dsk(['keygen', '--name', 'revoked', '--role', 'developer', '--json'], { env }));
     expect(dsk(['keys', 'revoke', revoked.id], { env }).code).toBe(0);

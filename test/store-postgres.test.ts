@@ -136,6 +136,45 @@ describe.each(engines)('store contract on %s', (engine) => {
     expect(await store.events.firstPrevHash(1, 4)).toBe(await store.events.hashAt(1));
   });
 
+  it('operators, their failures and lockout; deliveries; master state', async () => {
+    const { store } = await fresh(engine);
+    await store.transaction(async (tx) => {
+      await tx.operators.insert({ name: 'bob', role: 'admin', totp_sealed: Buffer.from([9, 9]), created_at: T0, created_by: 'alice' });
+      await tx.operators.insert({ name: 'Al', role: 'auditor', totp_sealed: null, created_at: T0, created_by: 'alice' });
+      await tx.operators.confirmEnrolment('bob', T0 + 1);
+      expect(await tx.operators.recordFailure('bob', T0 + 2, T0)).toBe(1);
+      expect(await tx.operators.recordFailure('bob', T0 + 3, T0)).toBe(2);
+      expect(await tx.operators.recordFailure('bob', T0 + 4, T0 + 2)).toBe(2);
+      await tx.operators.acceptCode('bob', 77);
+      expect(await tx.operators.recordFailure('bob', T0 + 5, T0)).toBe(1);
+      await tx.operators.lock('bob', T0 + 60_000);
+    });
+    expect((await store.operators.list()).map((o) => o.name)).toEqual(['Al', 'bob']);
+    expect(await store.operators.get('bob')).toMatchObject({ role: 'admin', enrolled_at: T0 + 1, last_otp_step: 77, lock_until: T0 + 60_000, totp_sealed: Buffer.from([9, 9]) });
+    expect(await store.operators.countEnrolled('admin')).toBe(1);
+    await store.transaction(async (tx) => {
+      await tx.operators.resetSecret('bob', Buffer.from([1]));
+      await tx.operators.remove('Al');
+    });
+    expect(await store.operators.get('bob')).toMatchObject({ enrolled_at: null, last_otp_step: null, lock_until: null });
+    expect(await store.operators.get('Al')).toBeUndefined();
+
+    await store.transaction(async (tx) => {
+      await tx.keys.insert(key('f00000000001'));
+      await tx.keys.insert(key('f00000000002', { replaces: 'f00000000001' }));
+      await tx.deliveries.add({ key_id: 'f00000000002', old_key_id: 'f00000000001', trigger: 'SCHEDULE', created_at: T0 });
+      await tx.deliveries.failed('f00000000002', 'x'.repeat(600), T0 + 1);
+    });
+    expect(await store.deliveries.pending()).toEqual([{ key_id: 'f00000000002', old_key_id: 'f00000000001', name: 'k-f00000000002', trigger: 'SCHEDULE', created_at: T0, attempts: 1, last_error: 'x'.repeat(500) }]);
+    await store.transaction((tx) => tx.deliveries.delivered('f00000000002', T0 + 2));
+    expect(await store.deliveries.pending()).toEqual([]);
+
+    expect(await store.masterState.keyCheckValue()).toBeNull();
+    await store.transaction((tx) => tx.masterState.recordReplacement('aa', T0));
+    await store.transaction((tx) => tx.masterState.recordReplacement('bb', T0 + 1));
+    expect(await store.masterState.keyCheckValue()).toBe('bb');
+  });
+
   it('keys.version() moves when another connection commits a key change', async () => {
     const { dir, store } = await fresh(engine);
     const v0 = await store.keys.version();

@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import { CONFIG_FORMAT, type DskConfig, type StoreConfig } from '../domain/config.js';
 import { DEFAULT_POLICY } from '../domain/policy.js';
 import { DEFAULT_ROLES } from '../domain/roles.js';
-import { loadConfig, saveConfig } from '../store/config-file.js';
+import { applySharedConfig, loadConfig, saveConfig } from '../store/config-file.js';
 import { AuthError, ConflictError, UsageError } from '../kernel/errors.js';
 import { ioError, writePrivateFile } from '../kernel/files.js';
 import { systemClock, systemRandom, type Clock, type RandomSource } from '../kernel/clock.js';
@@ -100,6 +100,12 @@ export async function openHome(dir: string, env: Env, opts: { readonly?: boolean
   const config = loadConfig(dir);
   const store = await openStore(dir, { readonly: opts.readonly });
   try {
+    applySharedConfig(config, await store.sharedConfig?.()); // a shared store's policy and roles win
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  try {
     await cleanLeftovers(dir, store);
   } catch {
     // best effort: leftovers never stop a command
@@ -139,8 +145,7 @@ export interface InitOptions {
   kdf: string;
   kdfCost?: number;
   policy?: Partial<typeof DEFAULT_POLICY>;
-  /** a shared PostgreSQL store instead of the home's SQLite files */
-  store?: StoreConfig;
+  store?: StoreConfig; // a shared PostgreSQL store instead of the home's SQLite files
 }
 
 export interface InitResult {
@@ -151,8 +156,7 @@ export interface InitResult {
   shares: number;
   fragments: string[];
   key_check_value: string;
-  /** 'sqlite', or the PostgreSQL address without a password */
-  store: string;
+  store: string; // 'sqlite', or the PostgreSQL address without a password
 }
 
 /** Refuses an existing home (exit 6) before any work. */
@@ -234,7 +238,7 @@ export async function initSoftwareHome(opts: InitOptions, env: Env): Promise<Ini
   validatePassphrases(opts.passphrases, opts.shares);
   const kdf = makeKdfParams(opts.kdf, opts.kdfCost, env.random(16));
   assertFragmentDirs(opts.fragmentDirs, 'write');
-  const populate = async (staging: string, homeId: string, written: string[]) => {
+  return buildHome(opts.home, env, 'software', opts.policy, async (staging, homeId, written) => {
     const r = await writeSoftwareFragments({ dir: staging, storeId: homeId, key: env.random(MASTER_KEY_BYTES), ...opts, kdf, written });
     return {
       master: r.master,
@@ -250,8 +254,7 @@ export async function initSoftwareHome(opts: InitOptions, env: Env): Promise<Ini
         store: opts.store ? redactedStore(opts.store.url) : 'sqlite',
       },
     };
-  };
-  return buildHome(opts.home, env, 'software', opts.policy, populate, opts.store);
+  }, opts.store);
 }
 
 /**

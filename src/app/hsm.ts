@@ -9,6 +9,7 @@
  * (`dsk hsm recover`), at the price that K custodians together can also reconstruct it outside any
  * HSM. That trade-off is the user's to make, so it is off by default.
  */
+import type { StoreConfig } from '../domain/config.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { DEFAULT_POLICY } from '../domain/policy.js';
@@ -33,6 +34,7 @@ export interface HsmInitOptions {
   pin: () => Promise<Buffer>;
   recovery?: { shares: number; threshold: number; passphrases: Passphrase[]; fragmentDirs: string[]; kdf: string; kdfCost?: number };
   policy?: Partial<typeof DEFAULT_POLICY>;
+  store?: StoreConfig; // a shared PostgreSQL store instead of the home's SQLite files
 }
 
 export interface HsmInitResult {
@@ -125,7 +127,7 @@ export async function initPkcs11Home(o: HsmInitOptions, env: Env): Promise<HsmIn
           recovery: rec ? { threshold: rec.threshold, shares: rec.shares, fragments } : null,
         },
       };
-    });
+    }, o.store);
   } catch (e) {
     if (created) {
       try {

@@ -51,7 +51,11 @@ export function validateRoleName(name: string): void {
 async function applyChange(h: Home, details: Record<string, unknown>, roles: Record<string, Permission[]>): Promise<MatrixRow[]> {
   const next: DskConfig = { ...h.config, roles };
   const text = JSON.stringify(next, null, 2) + '\n';
-  await h.tx((t) => t.audit({ action: 'CONFIG_CHANGE', details: { ...details, config_sha256: sha256Hex(text) } }));
+  await h.tx(async (t) => {
+    // On a shared store the matrix lives there too, changed with its audit row: every node sees it.
+    await t.setSharedConfig?.(JSON.stringify({ policy: next.policy, roles }));
+    await t.audit({ action: 'CONFIG_CHANGE', details: { ...details, config_sha256: sha256Hex(text) } });
+  });
   try {
     saveConfig(h.dir, next);
   } catch (e) {

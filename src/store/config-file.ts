@@ -37,3 +37,22 @@ export function configFromText(text: string, p = 'dsk.json'): DskConfig {
 export function saveConfig(home: string, c: DskConfig): void {
   writePrivateFile(homePath(home, 'config'), JSON.stringify(c, null, 2) + '\n');
 }
+
+/**
+ * A shared store's policy and role matrix take precedence over the node's dsk.json (which keeps a
+ * copy from the node's last change or join). Checked like dsk.json: a damaged field is named.
+ */
+export function applySharedConfig(config: DskConfig, text: string | undefined | null): void {
+  if (!text) return;
+  let shared: { policy?: unknown; roles?: unknown };
+  try {
+    shared = JSON.parse(text);
+  } catch {
+    throw new IntegrityError('ERR_CONFIG', 'the policy kept in the shared store is damaged: not valid JSON', { hint: 'set it again from a node: dsk policy set …' });
+  }
+  const c = checkConfig({ ...config, ...(shared.policy ? { policy: shared.policy } : {}), ...(shared.roles ? { roles: shared.roles } : {}) });
+  if (!c.ok) throw new IntegrityError('ERR_CONFIG', `the policy kept in the shared store is damaged: ${c.field ? `${c.field}: ` : ''}${c.problem}`, { hint: 'set it again from a node: dsk policy set …' });
+  const merged = withDefaults(c.config);
+  config.policy = merged.policy;
+  config.roles = merged.roles;
+}

@@ -8,7 +8,7 @@ import type { DskConfig } from '../domain/config.js';
 import type { OpenStoreOptions, Store } from './store.js';
 import { configFromText } from './config-file.js';
 import { SqliteStore } from './sqlite/engine.js';
-import { parsePgUrl, readPasswordFile } from './postgres/address.js';
+import { parsePgUrl, passwordSource } from './postgres/address.js';
 import { PgStore, type PgOpenOptions } from './postgres/engine.js';
 
 export async function openStore(home: string, opts: OpenStoreOptions = {}): Promise<Store> {
@@ -23,16 +23,22 @@ export async function openStore(home: string, opts: OpenStoreOptions = {}): Prom
   return SqliteStore.open(home, opts);
 }
 
-/** The PostgreSQL store a config names (password from its file, else the driver's PGPASSWORD / PGPASSFILE). */
+/** The PostgreSQL store a config names (password from its file, else PGPASSWORD, else PGPASSFILE / ~/.pgpass). */
 export async function openPgStore(config: Pick<DskConfig, 'store'>, opts: Omit<PgOpenOptions, 'password'> = {}): Promise<PgStore> {
   const a = parsePgUrl(config.store!.url);
-  return PgStore.open(a, { ...opts, password: readPasswordFile(config.store!.password_file, a.redacted) });
+  return PgStore.open(a, { ...opts, password: passwordSource(a, config.store!.password_file) });
 }
 
 function readConfigIfAny(home: string): DskConfig | null {
   const p = homePath(home, 'config');
   if (!fs.existsSync(p)) return null;
   return configFromText(fs.readFileSync(p, 'utf8'), p);
+}
+
+/** Before creating a home in PostgreSQL: reachable, logged in, and holding no dsk home yet. */
+export async function checkNewStore(store: NonNullable<DskConfig['store']>): Promise<void> {
+  const a = parsePgUrl(store.url);
+  await PgStore.checkEmpty(a, { password: passwordSource(a, store.password_file) });
 }
 
 /** A store address as printed: no password (the address carries none; this also checks it parses). */

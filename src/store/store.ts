@@ -270,6 +270,11 @@ export interface StoreReads {
 
 /** Everything one transaction may read and write; valid only until its fn returns. */
 export interface StoreTx {
+  /**
+   * A store shared by several nodes keeps the home's policy and role matrix (JSON: { policy, roles })
+   * so a change on one node holds on all; engines of one home directory have none (dsk.json is it).
+   */
+  setSharedConfig?(json: string): Promise<void>;
   readonly keys: KeyWrites;
   readonly operators: OperatorWrites;
   readonly events: AuditWrites;
@@ -303,6 +308,8 @@ export interface Store extends StoreReads {
    * waiting, with `wait`). Engines of one host (SQLite) have none: the home's lock file serves.
    */
   runLock?(o?: { wait?: boolean; timeoutMs?: number }): Promise<{ release(): Promise<void> } | null>;
+  /** The policy and role matrix a shared store keeps (see StoreTx.setSharedConfig); absent on SQLite. */
+  sharedConfig?(): Promise<string>;
   close(): Promise<void>;
 }
 

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AuthError, NotFoundError, UsageError } from '../../kernel/errors.js';
 import type { StoreConfig } from '../../domain/config.js';
-import { redactedStore } from '../../store/open.js';
+import { checkNewStore, redactedStore } from '../../store/open.js';
 import { initJoin } from './init-join.js';
 import { parsePositiveInt } from '../../kernel/duration.js';
 import type { Passphrase } from '../../master/fragments.js';
@@ -28,7 +28,7 @@ function storeFlags(o: Record<string, any>): StoreConfig | undefined {
 
 const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
-async function initHsm(ctx: Ctx, o: Record<string, any>, cmd: Command): Promise<void> {
+async function initHsm(ctx: Ctx, o: Record<string, any>, cmd: Command, store: StoreConfig | undefined): Promise<void> {
   for (const f of ['shares', 'threshold'])
     if (cmd.getOptionValueSource(f) === 'cli') throw new UsageError('ERR_FLAG_BACKEND', `--${f} is for the software backend`, { hint: 'with --backend pkcs11 use --recovery-shares and --recovery-threshold' });
   if (!o.pkcs11Module) throw new UsageError('ERR_FLAG_MISSING', '--backend pkcs11 needs --pkcs11-module PATH', { hint: 'e.g. --pkcs11-module /usr/lib/softhsm/libsofthsm2.so' });
@@ -36,6 +36,7 @@ async function initHsm(ctx: Ctx, o: Record<string, any>, cmd: Command): Promise<
   if ((o.recoveryShares === undefined) !== (o.recoveryThreshold === undefined)) throw new UsageError('ERR_FLAGS_TOGETHER', 'give both --recovery-shares and --recovery-threshold, or neither');
   const { initPkcs11Home, validateLabels } = await import('../../app/hsm.js');
   validateLabels(o.tokenLabel, o.keyLabel);
+  if (store) await checkNewStore(store);
   let recovery;
   let passphrases: Passphrase[] = [];
   if (o.recoveryShares !== undefined) {
@@ -57,7 +58,7 @@ async function initHsm(ctx: Ctx, o: Record<string, any>, cmd: Command): Promise<
   const inputs = unsealInputs({ pinFile: o.pinFile });
   let r;
   try {
-    r = await initPkcs11Home({ home: ctx.home, module: o.pkcs11Module, tokenLabel: o.tokenLabel, keyLabel: o.keyLabel, pin: () => inputs.pin(), recovery }, ctx.env);
+    r = await initPkcs11Home({ home: ctx.home, module: o.pkcs11Module, tokenLabel: o.tokenLabel, keyLabel: o.keyLabel, pin: () => inputs.pin(), recovery, store }, ctx.env);
   } finally {
     for (const p of passphrases) p.value.fill(0);
   }
@@ -120,10 +121,7 @@ flags there is no other copy: lose the token, lose every key (see docs/hsm.md).`
       if (o.join !== undefined) return initJoin(ctx, o, cmd);
       if (o.fragmentsFrom !== undefined) throw new UsageError('ERR_FLAGS_TOGETHER', '--fragments-from goes with --join');
       const store = storeFlags(o);
-      if (o.backend === 'pkcs11') {
-        if (store) throw new UsageError('ERR_FLAG_BACKEND', '--store is for the software backend so far', { hint: 'init a pkcs11 home on SQLite, or a software home with --store' });
-        return initHsm(ctx, o, cmd);
-      }
+      if (o.backend === 'pkcs11') return initHsm(ctx, o, cmd, store);
       if (o.backend !== 'software') throw new UsageError('ERR_BACKEND_UNKNOWN', `unknown --backend '${o.backend}'`, { hint: 'use software or pkcs11' });
       for (const f of ['pkcs11Module', 'tokenLabel', 'pinFile', 'recoveryShares', 'recoveryThreshold'])
         if (o[f] !== undefined) throw new UsageError('ERR_FLAG_BACKEND', `--${kebab(f)} needs --backend pkcs11`);
@@ -131,6 +129,7 @@ flags there is no other copy: lose the token, lose every key (see docs/hsm.md).`
       const threshold = parsePositiveInt(o.threshold, '--threshold', 255);
       const kdfCost = o.kdfCost === undefined ? undefined : parsePositiveInt(o.kdfCost, '--kdf-cost');
       assertNoHome(ctx.home);
+      if (store) await checkNewStore(store);
       const files = passphraseFilesFrom(o.passphraseFile);
       let passphrases: Passphrase[];
       if (files.length) passphrases = passphrasesFromFiles(files);

@@ -2,10 +2,11 @@
  * A PostgreSQL store's address: `postgres://user@host:port/database` (or `postgresql://`), with
  * libpq's query parameters `sslmode` and `application_name`. The password never travels in the
  * address, which sits in argv and in dsk.json: it comes from a password file named in dsk.json
- * (`store.password_file`), else from PGPASSWORD, else from PGPASSFILE / ~/.pgpass (the `pg` driver
- * reads those two itself). Everything printed about a store uses `redacted`, which has no password.
+ * (`store.password_file`), else from PGPASSWORD, else from PGPASSFILE / ~/.pgpass, as libpq reads
+ * them; only when the server asks for one. Everything printed about a store uses `redacted`.
  */
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import { UsageError, UnavailableError } from '../../kernel/errors.js';
 
 export interface PgAddress {
@@ -58,4 +59,31 @@ export function readPasswordFile(file: string | undefined, address: string): str
       cause: e,
     });
   }
+}
+
+type Conn = { host: string; port: number; database: string; user: string };
+/** pgpass's line matcher (its entry point would skip the file whenever PGPASSWORD is set, even empty). */
+const pgpass = createRequire(import.meta.url)('pgpass/lib/helper.js') as { getFileName(): string; getPassword(c: Conn, s: NodeJS.ReadableStream, cb: (pw: string | undefined) => void): void };
+
+/**
+ * The password, looked up when the server asks: the file dsk.json names, else PGPASSWORD (if not
+ * empty), else the matching line of PGPASSFILE or ~/.pgpass. Undefined: none (the login fails,
+ * naming where a password can come from).
+ */
+export function passwordSource(a: PgAddress, file: string | undefined): () => Promise<string | undefined> {
+  return async () => {
+    const fromFile = readPasswordFile(file, a.redacted);
+    if (fromFile !== undefined) return fromFile;
+    // as libpq: an empty PGPASSWORD counts as unset; a pgpass file others can read is ignored
+    if (process.env.PGPASSWORD) return process.env.PGPASSWORD;
+    const f = pgpass.getFileName();
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(f);
+    } catch {
+      return undefined;
+    }
+    if (!st.isFile() || st.mode & 0o077) return undefined;
+    return new Promise((resolve) => pgpass.getPassword({ host: a.host, port: a.port, database: a.database, user: a.user }, fs.createReadStream(f), resolve));
+  };
 }

@@ -17,11 +17,11 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import { UnavailableError } from '../../kernel/errors.js';
 import { SCHEMA_VERSION } from '../migrations.js';
-import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, KeyReads, KeyWrites, MasterStateReads, NonceClaims, OperatorReads, OperatorWrites, Store, StoreTx } from '../store.js';
+import type { AuditReads, DeliveryReads, KeyReads, MasterStateReads, NonceClaims, OperatorReads, Store, StoreTx } from '../store.js';
 import type { PgAddress } from './address.js';
 import { mapPgError } from './errors.js';
 import { META_DDL, migrate, storedVersion } from './migrations.js';
-import type { Q } from './query.js';
+import { bindAll, busyTimeoutMs, connectTimeoutMs, iterators, qOf, txOf, types, type Client } from './tx.js';
 import { importSqliteHome, type ImportCount } from './import.js';
 import { PgKeys } from './keys.js';
 import { PgEvents } from './events.js';
@@ -33,36 +33,11 @@ import { listenForKeyChanges } from './notify.js';
 const NS = 0x64736b;
 export const WRITER_LOCK = 1;
 export const RUN_LOCK = 2;
-const CHUNK = 20_000;
 
 const inside = new AsyncLocalStorage<PgStore>();
 
-const INT8 = 20;
-const types = {
-  getTypeParser: ((oid: number, format?: string) => (oid === INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'))) as pg.CustomTypesConfig['getTypeParser'],
-};
-
-type Client = pg.PoolClient;
-type Runner = Pick<pg.Pool, 'query'>;
-
-function qOf(c: Runner, address: string, guard: () => void = () => {}): Q {
-  const wrap = async <R>(f: () => Promise<R>): Promise<R> => {
-    guard();
-    try {
-      return await f();
-    } catch (e) {
-      throw mapPgError(e, address);
-    }
-  };
-  return {
-    rows: (sql, params) => wrap(async () => (await c.query(sql, params as unknown[])).rows),
-    arrays: (sql, params) => wrap(async () => (await c.query({ text: sql, values: params as unknown[], rowMode: 'array' })).rows as never),
-    run: (sql, params) => wrap(async () => (await c.query(sql, params as unknown[])).rowCount ?? 0),
-  };
-}
-
 export interface PgOpenOptions {
-  password?: string;
+  password?: () => Promise<string | undefined>;
   /** a new store for this home: fails when the database already holds one */
   create?: { homeId: string; keyCheckValue: string; sharedConfig: string; now: number; importFrom?: string };
   /** the home this node belongs to: a store of another home is refused */
@@ -120,7 +95,8 @@ export class PgStore implements Store {
       port: a.port,
       database: a.database,
       user: a.user,
-      password: opts.password,
+      // undefined from the source: no password (pg then fails the login, mapped to ERR_STORE_LOGIN)
+      password: opts.password as (() => Promise<string>) | undefined,
       ssl: a.ssl ? { rejectUnauthorized: true } : undefined,
       max: 4,
       connectionTimeoutMillis: connectTimeoutMs(),
@@ -142,6 +118,20 @@ export class PgStore implements Store {
       throw mapPgError(e, a.redacted);
     }
     return store;
+  }
+
+  /** Fails now, before anyone types a passphrase, if a new home could not be created in this database. */
+  static async checkEmpty(a: PgAddress, opts: Pick<PgOpenOptions, 'password'>): Promise<void> {
+    const pool = new pg.Pool({ host: a.host, port: a.port, database: a.database, user: a.user, password: opts.password as (() => Promise<string>) | undefined, ssl: a.ssl ? { rejectUnauthorized: true } : undefined, max: 1, connectionTimeoutMillis: connectTimeoutMs(), types });
+    pool.on('error', () => {});
+    try {
+      const found = await storedVersion((s, p) => pool.query(s, p));
+      if (found) throw inUse(a.redacted, found.home_id);
+    } catch (e) {
+      throw mapPgError(e, a.redacted);
+    } finally {
+      await pool.end().catch(() => {});
+    }
   }
 
   async #create(c: NonNullable<PgOpenOptions['create']>): Promise<void> {
@@ -185,6 +175,10 @@ export class PgStore implements Store {
     return (await this.#pool.query('SELECT home_id, key_check_value, shared_config, schema_version FROM dsk_meta WHERE id = 1').catch((e) => Promise.reject(mapPgError(e, this.address)))).rows[0];
   }
 
+  async sharedConfig(): Promise<string> {
+    return (await this.identity()).shared_config;
+  }
+
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     if (inside.getStore() === this) throw new Error('internal: a transaction was opened inside a transaction on the same store; pass the StoreTx down instead');
     if (this.#closed) throw new Error('internal: the store is closed');
@@ -210,9 +204,8 @@ export class PgStore implements Store {
     let broken: unknown = null;
     try {
       if (!pending) {
-        await client.query('BEGIN');
-        await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(this.#lockTimeoutMs))}`);
-        await client.query('SELECT pg_advisory_xact_lock($1, $2)', [NS, WRITER_LOCK]);
+        // One round trip (the simple protocol runs the three in order, all numbers from this module).
+        await client.query(`BEGIN; SET LOCAL lock_timeout = ${Math.max(1, Math.floor(this.#lockTimeoutMs))}; SELECT pg_advisory_xact_lock(${NS}, ${WRITER_LOCK})`);
       }
       const result = await fn(client);
       await client.query('COMMIT');
@@ -289,49 +282,6 @@ export class PgStore implements Store {
   }
 }
 
-function txOf(q: Q): StoreTx {
-  const keys = new PgKeys(q);
-  const ev = new PgEvents(q);
-  return {
-    keys: keys as unknown as KeyWrites,
-    usage: { bump: (id, n, at) => keys.bump(id, n, at), firstApply: (w, seq, now) => keys.firstApply(w, seq, now) },
-    operators: new PgOperators(q) as unknown as OperatorWrites,
-    events: Object.assign(bindAll(ev), iterators(ev)) as AuditWrites,
-    masterState: new PgMasterState(q),
-    deliveries: new PgDeliveries(q),
-  };
-}
-
-/** The class's methods as own properties (so spreading a StoreTx keeps them). */
-function bindAll<T extends object>(o: T): T {
-  const out = {} as Record<string, unknown>;
-  for (const n of Object.getOwnPropertyNames(Object.getPrototypeOf(o))) if (n !== 'constructor') out[n] = (o as Record<string, any>)[n].bind(o);
-  return out as T;
-}
-
-function iterators(ev: PgEvents): Pick<AuditReads, 'chunks' | 'exportChunks'> {
-  return {
-    async *chunks(lo = 0, hi = Number.MAX_SAFE_INTEGER, size = CHUNK): AsyncIterable<AuditTuple[]> {
-      let after = lo;
-      for (;;) {
-        const rows = await ev.chunk(after, hi, size);
-        if (rows.length) yield rows;
-        if (rows.length < size) return;
-        after = rows[rows.length - 1][0];
-      }
-    },
-    async *exportChunks(f: AuditFilter, size = CHUNK): AsyncIterable<AuditRow[]> {
-      let after = 0;
-      for (;;) {
-        const c = await ev.exportChunk(f, after, size);
-        if (c.rows.length) yield c.rows;
-        if (!c.more || c.lastSeq === null) return;
-        after = c.lastSeq;
-      }
-    },
-  };
-}
-
 function inUse(address: string, homeId: string): UnavailableError {
   return new UnavailableError('ERR_STORE_IN_USE', `the store at ${address} already holds dsk home ${homeId}; nothing was changed`, { hint: 'add this node to that home with dsk init --join URL, or use an empty database for a new home' });
 }
@@ -341,13 +291,3 @@ function migrateCheck(found: number, address: string): void {
     throw new UnavailableError('ERR_SCHEMA_TOO_NEW', `the store at ${address} has schema version ${found}, newer than this dsk knows (${SCHEMA_VERSION}); nothing was changed`, { hint: 'a newer dsk wrote this store: upgrade dsk on this node' });
 }
 
-function busyTimeoutMs(): number {
-  const v = Number(process.env.DSK_BUSY_TIMEOUT_MS);
-  return Number.isSafeInteger(v) && v >= 0 ? v : 10_000;
-}
-
-/** How long connecting may take before the store counts as unreachable; DSK_STORE_CONNECT_TIMEOUT_MS overrides. */
-function connectTimeoutMs(): number {
-  const v = Number(process.env.DSK_STORE_CONNECT_TIMEOUT_MS);
-  return Number.isSafeInteger(v) && v > 0 ? v : 5_000;
-}
