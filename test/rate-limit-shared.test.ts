@@ -51,6 +51,27 @@ describe.skipIf(!requireTool('redis-server', 'the Redis rate-limit tests', { pre
     expect(m).toMatch(/^dsk_gateway_rate_limit_fallback_total 0$/m);
   });
 
+  it('a token given back (refund) lets one more request through the shared bucket', async () => {
+    const { SharedRateLimiter } = await import('../src/gateway/shared-rate-limit.js');
+    const { RateLimiter } = await import('../src/gateway/rate-limit.js');
+    const a = new SharedRateLimiter(REDIS, undefined, new RateLimiter(), `dsk:rl:test:${process.pid}:`);
+    const b = new SharedRateLimiter(REDIS, undefined, new RateLimiter(), `dsk:rl:test:${process.pid}:`);
+    try {
+      await Promise.all([a.ready(), b.ready()]);
+      const cfg = { rps: 0.01, burst: 3 }; // no refill within the test
+      const waits = [];
+      for (let i = 0; i < 4; i++) waits.push(await (i % 2 ? a : b).take('k', cfg, Date.now()));
+      expect(waits.map((w) => w === 0)).toEqual([true, true, true, false]);
+      await a.refund('k', cfg);
+      expect(await b.take('k', cfg, Date.now())).toBe(0);
+      expect(await a.take('k', cfg, Date.now())).toBeGreaterThan(0);
+      expect(a.fallbacks + b.fallbacks).toBe(0);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
   it('without Redis each replica keeps its own bucket: up to N times the limit (the stated tolerance)', async () => {
     const k = json(dsk(['keygen', '--name', 'local', '--role', 'developer', '--rate-limit', '1:10', '--json'], { env: t.env }));
     const rs = await Promise.all([0, 1].map(() => spawnReplica(t.env, up.url, [], procs)));

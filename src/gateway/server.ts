@@ -64,6 +64,8 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   const metrics = new Metrics();
   const limiter = new RateLimiter(o.rateShare);
   const sharedLimiter = o.redisUrl ? new SharedRateLimiter(o.redisUrl, o.redisPassword, limiter) : null;
+  // up to a second for Redis, so the first requests use the shared buckets rather than the fallback
+  if (sharedLimiter) await Promise.race([sharedLimiter.ready(), new Promise((r) => setTimeout(r, 1000).unref())]);
   const failures = new FailureTracker(o.failures);
   const refusals = new RefusalBatch();
   const refuser = new Refuser(metrics, failures, o.failures, refusals, clock);

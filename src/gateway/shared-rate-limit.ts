@@ -26,6 +26,18 @@ redis.call('SET', KEYS[1], next_tat, 'PX', math.ceil((next_tat - now) / 1000) + 
 return 0
 `;
 
+// Gives one request back (it was refused later for another reason): the arrival time moves back by
+// one interval, never before now.
+const GCRA_REFUND = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat <= now then return 0 end
+local back = math.max(now, tat - tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], back, 'PX', math.ceil((back - now) / 1000) + 1000)
+return 1
+`;
+
 /** How long one Redis call may take before the request falls back to the local bucket. */
 const CALL_TIMEOUT_MS = 200;
 
@@ -44,6 +56,7 @@ export class SharedRateLimiter {
       // reconnects on its own; requests meanwhile use the local buckets (counted in fallbacks)
     });
     this.#redis.defineCommand('dskGcra', { numberOfKeys: 1, lua: GCRA });
+    this.#redis.defineCommand('dskGcraRefund', { numberOfKeys: 1, lua: GCRA_REFUND });
   }
 
   /** 0 when allowed, else whole seconds until a request fits (Retry-After). */
@@ -56,6 +69,18 @@ export class SharedRateLimiter {
       this.fallbacks++;
       return this.local.take(key, cfg, nowMs);
     }
+  }
+
+  /** Resolves once connected to Redis (until then every check falls back to the local bucket). */
+  ready(): Promise<void> {
+    if (this.#redis.status === 'ready') return Promise.resolve();
+    return new Promise((resolve) => this.#redis.once('ready', () => resolve()));
+  }
+
+  /** Returns one request's token to the key's shared bucket (best effort: a Redis failure keeps it spent). */
+  async refund(key: string, cfg: BucketConfig): Promise<void> {
+    const interval = Math.max(1, Math.round(1e6 / cfg.rps));
+    await (this.#redis as unknown as { dskGcraRefund(k: string, i: number): Promise<number> }).dskGcraRefund(this.prefix + key, interval).catch(() => {});
   }
 
   close(): void {
