@@ -31,6 +31,18 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   export PGPASSWORD=dsk-tests
 fi
 
+# Redis for the shared rate-limit tests (never skipped under CI=true): the one answering on
+# 127.0.0.1:6379, else Debian's redis-server started here.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  if ! command -v redis-server >/dev/null; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  fi
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no >/dev/null
+  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
+fi
+
 npm ci --no-audit --no-fund
 npm run build
 npm run typecheck

@@ -13,6 +13,7 @@ describe('dsk demo', () => {
     expect(s.monitoring).toMatchObject({ anomaly: { reason: 'NEW_SITE', site: 'dc-west', known: ['dc-east'] }, alert: { alert: 'BruteForce', state: 'firing' } });
     expect(s.usage).toMatchObject({ model_refused: 403, refused_code: 'model_not_allowed', requests: 2, requests_left: 9998 }); // with the gateway step's request
     expect(s.usage.tokens).toBeGreaterThan(0);
+    expect(s.replicas).toEqual({ first: 200, replay: 401, replay_message: 'nonce already used' });
     expect(s.rotation.manual[0]).toMatchObject({ action: 'rotate', trigger: 'MANUAL' });
     expect(s.rotation.emergency.map((a: { action: string }) => a.action)).toEqual(['revoke', 'rotate']);
     expect(s.audit_verify.ok).toBe(true);

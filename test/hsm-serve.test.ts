@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dsk, dskAsync, json } from './helpers.js';
 import { pkcs11Home, requireSoftHsm, softHsm, type Setup } from './hsm-helpers.js';
 import { readRest } from './gwkit.js';
+import { freshChat, spawnReplica } from './replica-kit.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
 
 const HSM = requireSoftHsm();
@@ -76,6 +77,21 @@ describe.skipIf(!HSM)('dsk serve with the pkcs11 backend', () => {
       audit.close();
     }
     // the token is free again: a one-shot command logs in and derives with it
+    expect(dsk(['audit', 'verify', '--json'], { env: s.env }).code).toBe(0);
+  });
+
+  it('--workers 2: the primary reads the PIN once and hands it to both workers, which log in to the token and serve; SIGTERM drains both', async () => {
+    const k = json(dsk(['keygen', '--name', 'workers', '--role', 'developer', '--json'], { env: s.env }));
+    const gw = await spawnReplica(s.env, up.url, ['--workers', '2']);
+    try {
+      const rs = await Promise.all([0, 1, 2, 3].map(() => freshChat(gw.url, k.api_key)));
+      expect(rs.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+      gw.proc.kill('SIGTERM');
+      expect(await gw.exited, gw.stderr()).toBe(0);
+      expect(gw.stderr()).toContain('every worker flushed');
+    } finally {
+      if (gw.proc.exitCode === null) gw.proc.kill('SIGKILL');
+    }
     expect(dsk(['audit', 'verify', '--json'], { env: s.env }).code).toBe(0);
   });
 });

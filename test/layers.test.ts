@@ -69,6 +69,7 @@ const OWNED_PACKAGES: Record<string, string[]> = {
   maxmind: ['gateway/source-labels.ts'],
   'cli-progress': ['cli'],
   'age-encryption': ['kernel/age.ts'],
+  ioredis: ['gateway/shared-rate-limit.ts'],
 };
 
 describe('layers', () => {

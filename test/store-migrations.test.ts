@@ -91,8 +91,8 @@ describe('schema migrations', () => {
 
     // The first command is a read-only one: the upgrade still happens (through a writable handle).
     expect(json(dsk(['keys', 'list', '--json'], { env: m.env }))).toEqual(keysBefore);
-    expect(SCHEMA_VERSION).toBe(6);
-    expect(inspect(path.join(m.home, 'keys.db'))).toEqual({ version: SCHEMA_VERSION, tables: ['deliveries', 'key_sources', 'keys', 'master_state', 'operator_failures', 'operators', 'quota_marks', 'usage_hourly'] });
+    expect(SCHEMA_VERSION).toBe(7);
+    expect(inspect(path.join(m.home, 'keys.db'))).toEqual({ version: SCHEMA_VERSION, tables: ['deliveries', 'flushes', 'key_sources', 'keys', 'master_state', 'operator_failures', 'operators', 'quota_marks', 'usage_hourly'] });
     expect(inspect(path.join(m.home, 'audit_log', 'audit.db'))).toEqual({ version: SCHEMA_VERSION, tables: ['events'] });
 
     // Everything that needs the new tables works, and the chain written before the upgrade verifies.

@@ -9,6 +9,7 @@ import type { Permission } from '../domain/roles.js';
 import { checkOperator, verifyOperatorOtp, type Decision } from '../app/operators.js';
 import { canPrompt, unsealInputs, type SecretFlags } from './secrets.js';
 import type { Ctx } from './context.js';
+import type { UnsealInputs } from '../master/unseal.js';
 
 export interface Access {
   /** The permission of the seed's matrix this command needs (checked against the operator). */
@@ -63,7 +64,8 @@ export async function withHome<T>(ctx: Ctx, access: Access, fn: (h: Home) => T |
   }
 }
 
-export async function withUnsealed<T>(ctx: Ctx, flags: SecretFlags, access: Access, fn: (h: Home) => T | Promise<T>): Promise<T> {
+/** `inputs` replaces the unseal inputs read from `flags` (serve --workers keeps a copy for its workers). */
+export async function withUnsealed<T>(ctx: Ctx, flags: SecretFlags, access: Access, fn: (h: Home) => T | Promise<T>, inputs?: UnsealInputs): Promise<T> {
   // Role checks first, so a refused operator costs the custodians no passphrase. Opened writable
   // (it writes nothing unless it refuses) so a hot journal left by a killed run is rolled back.
   const pre = await openHome(ctx.home, ctx.env);
@@ -73,7 +75,7 @@ export async function withUnsealed<T>(ctx: Ctx, flags: SecretFlags, access: Acce
   } finally {
     await pre.close();
   }
-  const h = await openUnsealed(ctx.home, ctx.env, unsealInputs(flags));
+  const h = await openUnsealed(ctx.home, ctx.env, inputs ?? unsealInputs(flags));
   try {
     if (needsCode(ctx, d)) {
       await verifyOperatorOtp(h, ctx.actor, await otpCode(ctx), 'command', access.permission ?? 'none');

@@ -7,6 +7,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { openStore } from '../store/open.js';
+import type { Store } from '../store/store.js';
 import { appendAudit } from '../audit/writer.js';
 import { publishHead } from '../audit/head.js';
 import { systemClock } from '../kernel/clock.js';
@@ -15,6 +16,8 @@ import type { UsageRow } from '../store/store.js';
 import type { PeriodTotals, QuotaMark } from './quota-tracker.js';
 
 export interface FlushBatch {
+  /** the sink that sent it, and its number there: a batch is applied once however often it is sent */
+  writer: string;
   seq: number;
   counts: [string, number, number][];
   rows: { action: string; actor: string; source_ip: string; key_id: string | null; details: Record<string, unknown> }[];
@@ -29,12 +32,24 @@ export interface FlushBatch {
 }
 
 const { home, auditKey } = workerData as { home: string; auditKey: Uint8Array };
-const store = await openStore(home);
 const key = Buffer.from(auditKey);
+// Opened on the first batch, and again after a batch found it unusable: a store that is unreachable
+// when the thread starts, or goes away later, fails those batches (kept by the sink) rather than the thread.
+let opened: Promise<Store> | null = null;
+const store = (): Promise<Store> =>
+  (opened ??= openStore(home).catch((e) => {
+    opened = null;
+    throw e;
+  }));
+const forget = async () => {
+  const s = opened;
+  opened = null;
+  await (await s?.catch(() => null))?.close().catch(() => {});
+};
 
 parentPort!.on('message', async (b: FlushBatch | 'close') => {
   if (b === 'close') {
-    await store.close();
+    await forget();
     key.fill(0);
     parentPort!.postMessage({ closed: true });
     return;
@@ -42,7 +57,9 @@ parentPort!.on('message', async (b: FlushBatch | 'close') => {
   let wrote = 0;
   const totals: PeriodTotals[] = [];
   try {
-    await store.transaction(async (tx) => {
+    const s = await store();
+    const applied = await s.transaction(async (tx) => {
+      if (!(await tx.usage.firstApply(b.writer, b.seq, systemClock.now()))) return false;
       for (const [id, n, last] of b.counts) await tx.usage.bump(id, n, last);
       for (const r of b.rows) await appendAudit(tx, r, systemClock, key);
       if (b.side?.sources.length) await tx.keySources.learn(b.side.sources);
@@ -58,18 +75,21 @@ parentPort!.on('message', async (b: FlushBatch | 'close') => {
         for (const id of p.keys) rows.push(...(await tx.usage.totalsSince(p.start, id)));
         totals.push({ ...p, rows });
       }
+      return true;
     });
-    if (b.rows.length || b.side?.rows.length || wrote) {
+    if (applied && (b.rows.length || b.side?.rows.length || wrote)) {
       // Like every writer, move audit_log/HEAD after the commit (once per flush), so rows the
       // gateway wrote cannot be cut off the end unnoticed. A failure leaves HEAD behind, not wrong.
       try {
-        await publishHead(store, home, key, systemClock.now());
+        await publishHead(s, home, key, systemClock.now());
       } catch {
         // the next flush (or any writer) moves it
       }
     }
     parentPort!.postMessage({ seq: b.seq, ok: true, totals });
   } catch (e) {
+    // unreachable rather than busy: reconnect on the next batch
+    if ((e as { exitCode?: number }).exitCode === 7) await forget();
     parentPort!.postMessage({ seq: b.seq, ok: false, error: (e as Error).message });
   }
 });

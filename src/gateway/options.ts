@@ -41,6 +41,16 @@ export interface GatewayOptions {
   pollMs: number;
   /** read token counts from upstream answers (usage-meter.ts); off only to measure what it costs */
   countTokens: boolean;
+  /** the fraction of each rate limit this process enforces (serve --workers N: 1/N) */
+  rateShare: number;
+  /** per-key rate limits shared by every gateway in this Redis (none: per process) */
+  redisUrl?: string;
+  /** from DSK_REDIS_PASSWORD, never in the URL */
+  redisPassword?: string;
+  /** how long keys in memory are served while the store cannot be read (the seed's 5 minutes) */
+  cacheMs: number;
+  /** unwritten audit rows held while the store fails, before the gateway refuses with 503 */
+  maxHeldRows?: number;
 }
 
 /** Values that win over dsk.json. Durations are text (`60s`) or milliseconds. */
@@ -69,6 +79,8 @@ export interface GatewayOverrides {
   clientCa?: string;
   drain?: string | number;
   countTokens?: boolean;
+  redisUrl?: string;
+  cacheTtl?: string | number;
 }
 
 export type GatewayOption = keyof GatewayOverrides;
@@ -99,6 +111,8 @@ const CONFIG_KEY: Record<GatewayOption, string> = {
   clientCa: 'client_ca',
   drain: 'drain',
   countTokens: 'count_tokens',
+  redisUrl: 'redis_url',
+  cacheTtl: 'cache_ttl',
 };
 
 const DEFAULTS: Partial<Record<GatewayOption, unknown>> = {
@@ -119,6 +133,7 @@ const DEFAULTS: Partial<Record<GatewayOption, unknown>> = {
   skew: '300s',
   drain: '30s',
   countTokens: true,
+  cacheTtl: '5m',
 };
 
 function configValue(g: Record<string, unknown>, path: string): unknown {
@@ -205,5 +220,29 @@ export function gatewayOptions(config: Record<string, unknown> | undefined, over
     flushMs: 1000,
     pollMs: 250,
     countTokens: pick('countTokens').value !== false,
+    rateShare: 1,
+    redisUrl: redisUrl(pick('redisUrl')),
+    cacheMs: cacheMs(ms('cacheTtl'), pick('cacheTtl').label),
   };
+}
+
+/** The seed's key cache lifetime is 5 minutes: a longer one would keep a revoked key alive longer in an outage. */
+const MAX_CACHE_MS = 5 * 60_000;
+
+function cacheMs(v: number, label: string): number {
+  if (v > MAX_CACHE_MS) throw new UsageError('ERR_CACHE_TTL', `invalid ${label}: at most 5m (the seed's key cache lifetime)`, { hint: 'a lower value refuses sooner when the store is unreachable' });
+  return v;
+}
+
+function redisUrl({ value, label }: { value: unknown; label: string }): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  let u: URL | null = null;
+  try {
+    u = new URL(String(value));
+  } catch {
+    // refused below
+  }
+  if (!u || (u.protocol !== 'redis:' && u.protocol !== 'rediss:')) throw new UsageError('ERR_REDIS_URL', `invalid ${label}: expected a redis:// or rediss:// URL`, { hint: 'for example redis://127.0.0.1:6379/0' });
+  if (u.password) throw new UsageError('ERR_REDIS_URL', `invalid ${label}: it carries a password`, { hint: 'remove the password from the URL and put it in DSK_REDIS_PASSWORD' });
+  return u.toString();
 }

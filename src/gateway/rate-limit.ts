@@ -11,8 +11,15 @@ export interface BucketConfig {
 export class RateLimiter {
   #buckets = new Map<string, { tokens: number; at: number; rps: number; burst: number }>();
 
+  /**
+   * `share`: the fraction of each limit this process enforces (1/N for one of N workers sharing
+   * a port, so the N buckets together allow the configured limit).
+   */
+  constructor(private readonly share = 1) {}
+
   /** Takes one token; returns 0 when allowed, else the seconds until one is available. */
-  take(key: string, cfg: BucketConfig, nowMs: number): number {
+  take(key: string, configured: BucketConfig, nowMs: number): number {
+    const cfg = this.share === 1 ? configured : { rps: configured.rps * this.share, burst: Math.max(1, configured.burst * this.share) };
     let b = this.#buckets.get(key);
     if (!b || b.rps !== cfg.rps || b.burst !== cfg.burst) {
       b = { tokens: cfg.burst, at: nowMs, rps: cfg.rps, burst: cfg.burst };

@@ -38,6 +38,15 @@ export function unauthorized(reason: string, message = 'invalid api key', code =
   return { status: 401, type: 'invalid_request_error', code, message, reason, keyId };
 }
 
+/**
+ * A 503: the gateway cannot check what this request needs (the store is unreachable, or the keys
+ * in memory are older than the cache lifetime). No audit row: the outage is in the metrics, and
+ * rows are what the gateway is struggling to write.
+ */
+export function storeUnavailable(message: string, keyId: string | null = null): Refusal {
+  return { status: 503, type: 'server_error', code: 'store_unavailable', message, reason: 'STORE_UNAVAILABLE', action: 'NONE', retryAfter: 1, keyId };
+}
+
 export interface AggregatedRow {
   action: string;
   source_ip: string;

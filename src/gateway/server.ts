@@ -50,6 +50,8 @@ import { normaliseTarget } from './path.js';
 import { errorBody, Refuser, RefusalBatch, type Refusal } from './refusals.js';
 import { ADMIN_ROUTE_PREFIX, RouteTable } from './routes.js';
 import { SignatureCheck } from './signature-check.js';
+import { SharedRateLimiter } from './shared-rate-limit.js';
+import { StoreHealth } from './store-health.js';
 import { UsageSink } from './usage-sink.js';
 import { HourlyUsage } from './usage-meter.js';
 import { QuotaTracker } from './quota-tracker.js';
@@ -87,7 +89,10 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     throw e;
   });
   index.start(o.pollMs);
-  const limiter = new RateLimiter();
+  const limiter = new RateLimiter(o.rateShare);
+  const sharedLimiter = o.redisUrl ? new SharedRateLimiter(o.redisUrl, o.redisPassword, limiter) : null;
+  // up to a second for Redis, so the first requests use the shared buckets rather than the fallback
+  if (sharedLimiter) await Promise.race([sharedLimiter.ready(), new Promise((r) => setTimeout(r, 1000).unref())]);
   const failures = new BruteForceGuard(o.failures);
   const inProgress = new ConcurrencyLimiter();
   const bodyBudget = new BodyBudget(o.maxBufferedBytes);
@@ -107,11 +112,13 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
   const calls = new MeteredCalls(o.countTokens, hourly, quotas, live, clock);
   sink.carry(monitoring.side);
   const auth = new Authenticator(index, () => home.requireUnsealed().master);
-  const signatures = new SignatureCheck(index, o, clock.now());
+  const signatures = new SignatureCheck(index, o, clock.now(), home.store.nonces);
   const routes = new RouteTable(o.routes);
   const upstream = new UpstreamProxy(o.upstream, o.upstreamAuthorization, metrics);
   const admin = new AdminEndpoints(home, live);
+  const health = new StoreHealth(index, sink, o.cacheMs, o.maxHeldRows, () => sharedLimiter?.fallbacks ?? 0);
   const roles = home.config.roles;
+  const refund = (keyId: string, rl: BucketConfig) => (sharedLimiter ? void sharedLimiter.refund(keyId, rl) : limiter.refund(keyId));
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
@@ -150,7 +157,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     if (req.method === 'GET' && pathname === '/metrics') {
       routeLabel = '/metrics';
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      return void res.end(metrics.render({ keys: index.all().length, reloads: index.reloads }) + monitoring.renderMetrics() + hourly.renderMetrics());
+      return void res.end(metrics.render({ keys: index.all().length, reloads: index.reloads }) + monitoring.renderMetrics() + hourly.renderMetrics() + health.render());
     }
     const blocked = failures.blockedFor(ip, now);
     if (blocked) {
@@ -159,6 +166,8 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
       return void res.end(errorBody('too many failed attempts from this address; try later', 'requests', 'ip_blocked'));
     }
     const route = routes.match(req.method ?? 'GET', pathname);
+    const outage = health.refusal();
+    if (outage) return refuser.refuse(res, ip, outage, route?.name ?? 'unknown');
     const a = await auth.authenticate(req.headersDistinct, now);
     if ('status' in a) return refuser.refuse(res, ip, a, route?.name ?? 'unknown');
     const k = a.key;
@@ -179,7 +188,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
       return refuser.refuse(res, ip, { status: 429, type: 'requests', code: 'concurrency_limit_exceeded', message: `this key already has ${limit} requests in progress`, reason: 'CONCURRENCY_LIMITED', action: 'RATE_LIMITED', retryAfter: 1, keyId: k.row.id }, route.name);
     res.once('close', release);
     const rl = k.options.rate_limit ? { ...o.rateLimit, ...k.options.rate_limit } : o.rateLimit;
-    const wait = limiter.take(k.row.id, rl as BucketConfig, now);
+    const wait = sharedLimiter ? await sharedLimiter.take(k.row.id, rl as BucketConfig, now) : limiter.take(k.row.id, rl as BucketConfig, now);
     if (wait)
       return refuser.refuse(res, ip, { status: 429, type: 'requests', code: 'rate_limit_exceeded', message: `rate limit of ${rl.rps} requests per second exceeded`, reason: 'RATE_LIMITED', action: 'RATE_LIMITED', retryAfter: wait, keyId: k.row.id }, route.name);
     // Until the signature holds, a signing key's text alone has not proven the caller: a refusal
@@ -187,15 +196,15 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     const unproven = o.requireSignature || k.options.require_signature === true || req.headers['x-signature'] !== undefined;
     const read = await readBoundedBody(req, { maxBytes: o.maxBodyBytes, timeoutMs: o.bodyTimeoutMs }, bodyBudget);
     if (!read.ok) {
-      if (unproven) limiter.refund(k.row.id);
+      if (unproven) refund(k.row.id, rl as BucketConfig);
       res.setHeader('connection', 'close');
       return refuser.refuse(res, ip, bodyRefusal(read.kind, o.maxBodyBytes, k.row.id), route.name);
     }
     const body = read.body;
     bytesIn = body.length;
-    const sig = signatures.check(req, k, a.via, a.text, body, now);
+    const sig = await signatures.check(req, k, a.via, a.text, body, now);
     if (sig) {
-      limiter.refund(k.row.id);
+      refund(k.row.id, rl as BucketConfig);
       return refuser.refuse(res, ip, sig, route.name);
     }
     const call = calls.begin(req, k, route.name, pathname, body, ip, now);
@@ -221,6 +230,7 @@ export async function startGateway(home: Home, o: GatewayOptions, clock: Clock =
     monitoring.stop();
     index.stop();
     upstream.close();
+    sharedLimiter?.close();
     auth.wipe();
   };
   const restoreBusyTimeout = () => home.store.setLockTimeout(previousBusy).catch(() => {});

@@ -5,10 +5,16 @@
  * (or the seed's legacy formula, when allowed) → nonce not seen before. The nonce is recorded
  * last, and the server checks every limit before this runs, so neither a forged request nor one
  * refused for a limit can burn a nonce the real client is about to use.
+ *
+ * Nonces are checked twice: in this process's memory (a replay to the same gateway costs no store
+ * call), then in the store's shared table (store.nonces), which every gateway on the store writes,
+ * so a request replayed to another replica or worker is refused there too. When the store cannot
+ * answer, the request is refused with 503: a nonce that cannot be checked is not accepted.
  */
 import type http from 'node:http';
+import type { NonceClaims } from '../store/store.js';
 import type { IndexedKey, KeyIndex } from './key-index.js';
-import { unauthorized, type Refusal } from './refusals.js';
+import { storeUnavailable, unauthorized, type Refusal } from './refusals.js';
 import { bodyHash, computeSignature, legacySignature, NonceCache, parseSignatureHeaders, signatureMatches, timestampFresh } from './signature.js';
 
 export interface SignaturePolicy {
@@ -20,18 +26,21 @@ export interface SignaturePolicy {
 
 export class SignatureCheck {
   readonly #nonces: NonceCache;
+  readonly #ttlMs: number;
 
   constructor(
     private readonly index: KeyIndex,
     private readonly policy: SignaturePolicy,
     startedAtMs: number,
+    private readonly shared: NonceClaims,
   ) {
     // a nonce must be remembered as long as its timestamp can pass: the skew either side
-    this.#nonces = new NonceCache(policy.skewS * 2000, 1_000_000, policy.nonceCacheBytes, startedAtMs);
+    this.#ttlMs = policy.skewS * 2000;
+    this.#nonces = new NonceCache(this.#ttlMs, 1_000_000, policy.nonceCacheBytes, startedAtMs);
   }
 
   /** Null when the request may pass. `keyText` is the presented credential (for the legacy formula). */
-  check(req: http.IncomingMessage, k: IndexedKey, via: 'key' | 'jwt', keyText: string, body: Buffer, now: number): Refusal | null {
+  async check(req: http.IncomingMessage, k: IndexedKey, via: 'key' | 'jwt', keyText: string, body: Buffer, now: number): Promise<Refusal | null> {
     const o = this.policy;
     const required = o.requireSignature || k.options.require_signature === true;
     const parsed = parseSignatureHeaders(req.headers);
@@ -58,7 +67,14 @@ export class SignatureCheck {
     if (!ok) return bad(s.nonce || o.allowLegacySignature ? 'SIGNATURE_INVALID' : 'SIGNATURE_MALFORMED', 'signature does not match');
     // The legacy formula has no nonce: its signature stands in for one, so an identical request
     // cannot be replayed (a changed body can: the formula does not cover it).
-    if (!this.#nonces.checkAndAdd(id, legacy ? `legacy:${s.signature}` : s.nonce, now, Number(s.timestamp))) return bad('NONCE_REPLAYED', 'nonce already used');
-    return null;
+    const nonce = legacy ? `legacy:${s.signature}` : s.nonce;
+    if (!this.#nonces.checkAndAdd(id, nonce, now, Number(s.timestamp))) return bad('NONCE_REPLAYED', 'nonce already used');
+    let fresh: boolean;
+    try {
+      fresh = await this.shared.claim(id, nonce, now + this.#ttlMs, now);
+    } catch {
+      return storeUnavailable('the request nonce cannot be checked: the key store is unreachable', id);
+    }
+    return fresh ? null : bad('NONCE_REPLAYED', 'nonce already used');
   }
 }

@@ -10,6 +10,8 @@ export const HOME_FILES = {
   auditDb: path.join('audit_log', 'audit.db'),
   auditHead: path.join('audit_log', 'HEAD'),
   lock: 'dsk.lock',
+  /** SQLite homes: nonces of signed requests shared by the gateways of one host (a cache, not backed up) */
+  noncesDb: 'nonces.db',
 } as const;
 
 export type HomeFile = keyof typeof HOME_FILES;

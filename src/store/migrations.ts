@@ -14,6 +14,11 @@
  *      quota_marks: which quota warning (80%, 100%) was written for a key, kind and period
  *   6  key_sources: each key's learned history of where it was used from (site, country, ASN),
  *      which the gateway's anomaly check compares new sources against
+ *   7  nonces: signed requests' nonces shared by every gateway on the store (primary key
+ *      (key_id, nonce), expires_at). SQLite keeps the table in nonces.db, a file of its own in WAL
+ *      mode, created by the first gateway that checks a nonce: keys.db commits with several fsyncs
+ *      and would put one on every signed request. Also `flushes` (writer, seq, at): which gateway
+ *      flushes were applied, so a flush retried after a lost answer is not counted twice.
  *
  * Every engine applies the same numbers with the same tables and columns (times are epoch
  * milliseconds: INTEGER in SQLite, BIGINT in PostgreSQL).
@@ -27,6 +32,7 @@ export const MIGRATIONS = [
   { version: 4, name: 'rotation deliveries' },
   { version: 5, name: 'usage per key per hour; quota warnings' },
   { version: 6, name: 'key sources' },
+  { version: 7, name: 'shared nonces' },
 ] as const;
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

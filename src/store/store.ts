@@ -260,6 +260,17 @@ export interface MasterStateWrites extends MasterStateReads {
   recordReplacement(keyCheckValue: string, at: number): Promise<void>;
 }
 
+/**
+ * Nonces of signed requests, shared by every gateway on the store, so a request replayed to another
+ * replica is refused there too. A nonce is remembered until its timestamp could no longer pass the
+ * skew check. Writes autocommit, outside any transaction; they are a cache of what was seen, not
+ * state to back up (the SQLite engine keeps them in nonces.db beside keys.db).
+ */
+export interface NonceClaims {
+  /** Records (keyId, nonce) until expiresAt; false when it is already recorded and unexpired (a replay). */
+  claim(keyId: string, nonce: string, expiresAt: number, now: number): Promise<boolean>;
+}
+
 /** Reads outside a transaction. */
 export interface StoreReads {
   readonly keys: KeyReads;
@@ -293,6 +304,13 @@ export interface Store extends StoreReads {
   readonly readonly: boolean;
   /** The schema version the store is at (see migrations.ts). */
   readonly schemaVersion: number;
+  readonly nonces: NonceClaims;
+  /**
+   * Calls `onChange` soon after any node commits a change to keys (not usage counts), where the
+   * engine can push it (PostgreSQL LISTEN/NOTIFY). Optional: callers poll keys.version() anyway,
+   * as the fallback and on engines without it (SQLite). Resolves with the unsubscribe.
+   */
+  watchKeys?(onChange: () => void): Promise<() => Promise<void>>;
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
   /**
    * How long a statement waits for another writer's lock before failing with ERR_STORE_BUSY

@@ -40,6 +40,12 @@ export interface UsageReads {
 export interface UsageWrites extends UsageReads {
   /** use_count += n; last_used_at = max(last_used_at, lastUsedAt). Unknown ids are ignored. */
   bump(id: string, n: number, lastUsedAt: number): Promise<void>;
+  /**
+   * Records that flush `seq` of `writer` is being applied in this transaction; false when it was
+   * applied already (a retried flush whose first commit succeeded although its answer was lost).
+   * Records older than a day are forgotten.
+   */
+  firstApply(writer: string, seq: number, now: number): Promise<boolean>;
   /** Adds the rows to the hourly counters (rows of several gateways add up). */
   addHourly(rows: UsageRow[]): Promise<void>;
   /** Records a quota warning level for a key, kind and period; false when it was recorded before. */

@@ -1,8 +1,13 @@
 import type { Command } from 'commander';
 import { ctxOf } from '../context.js';
 import { withUnsealed } from '../session.js';
+import { capturingInputs, inputsFromPrimary, isWorker, onDrainRequest, startWorkers, tellPrimary } from '../serve-workers.js';
+import { openUnsealed } from '../../app/home.js';
+import { UnavailableError } from '../../kernel/errors.js';
+import type { GatewayOptions } from '../../gateway/options.js';
+import type { Ctx } from '../context.js';
 import { onHangup, takeNextSignal } from '../signals.js';
-import { readSecretFile, withUnsealOptions } from '../secrets.js';
+import { readSecretFile, unsealInputs, withUnsealOptions } from '../secrets.js';
 import { printJson } from '../render.js';
 import { loadConfig } from '../../store/config-file.js';
 import { gatewayOptions, startGateway, type GatewayOverrides } from '../../gateway/server.js';
@@ -44,11 +49,14 @@ export function register(program: Command): void {
     .option('--upstream-key-file <file>', 'a static key the upstream itself expects (vLLM --api-key), sent as Bearer')
     .option('--drain <duration>', 'on SIGTERM, wait this long for in-flight requests (default 30s)')
     .option('--access-log <format>', 'one line per request (time, key id, route, status, latency, bytes, source) on stdout; format: json')
-    .option('--access-log-file <file>', 'write the access log to this file instead (0600, appended; reopened on SIGHUP for logrotate)');
+    .option('--access-log-file <file>', 'write the access log to this file instead (0600, appended; reopened on SIGHUP for logrotate)')
+    .option('--redis-url <url>', 'share per-key rate limits with every gateway through this Redis (password: DSK_REDIS_PASSWORD)')
+    .option('--cache-ttl <duration>', 'serve keys in memory this long while the store is unreachable, then 503 (default and most 5m)')
+    .option('--workers <n>', 'run N gateway processes behind the one port (one per core; default 1)');
   withUnsealOptions(cmd)
     .addHelpText(
       'after',
-      '\nDefaults may also live in dsk.json under "gateway" (upstream, listen, rate_limit, brute_force,\nroutes, require_signature, max_body, max_concurrent, body_timeout, max_buffered, max_connections,\nmax_connections_per_ip, tls_cert, tls_key, client_ca, trust_proxy, drain).\nSee docs/gateway.md.\n\nExamples:\n  DSK_PASSPHRASE_FILES=a.pass:b.pass:c.pass dsk serve --upstream http://127.0.0.1:11434\n  dsk serve --upstream http://10.0.0.5:8000 --listen 0.0.0.0:8443 --tls-cert gw.crt --tls-key gw.key --client-ca ca.crt --pin-file pin.txt',
+      '\nDefaults may also live in dsk.json under "gateway" (upstream, listen, rate_limit, brute_force,\nroutes, require_signature, max_body, max_concurrent, body_timeout, max_buffered, max_connections,\nmax_connections_per_ip, tls_cert, tls_key, client_ca, trust_proxy, drain, redis_url, cache_ttl).\nSee docs/gateway.md.\n\nExamples:\n  DSK_PASSPHRASE_FILES=a.pass:b.pass:c.pass dsk serve --upstream http://127.0.0.1:11434\n  dsk serve --upstream http://10.0.0.5:8000 --listen 0.0.0.0:8443 --tls-cert gw.crt --tls-key gw.key --client-ca ca.crt --pin-file pin.txt\n  dsk serve --upstream http://127.0.0.1:8000 --listen 0.0.0.0:8080 --workers 4 --passphrase-file a.pass --passphrase-file b.pass --passphrase-file c.pass',
     )
     .action(async (o, c: Command) => {
       const ctx = ctxOf(c);
@@ -59,8 +67,11 @@ export function register(program: Command): void {
       const config = loadConfig(ctx.home);
       const opts = gatewayOptions(config.gateway, flags, flagOf);
       checkMonitoringFiles(config); // GeoIP databases, webhook secret
-      const accessLog = openAccessLog(o.accessLog, o.accessLogFile);
+      if (process.env.DSK_REDIS_PASSWORD) opts.redisPassword = process.env.DSK_REDIS_PASSWORD;
       if (o.upstreamKeyFile) opts.upstreamAuthorization = `Bearer ${readSecretFile(o.upstreamKeyFile, 'upstream key').toString()}`;
+      const workers = o.workers === undefined ? 1 : parsePositiveInt(o.workers, '--workers');
+      // The primary of --workers N serves nothing itself: each worker opens the access log (appends are whole lines).
+      const accessLog = workers > 1 && !isWorker() ? null : openAccessLog(o.accessLog, o.accessLogFile);
       // SIGHUP must not end the gateway (systemctl reload sends it), with or without a log file.
       const stopHangup = onHangup(() => {
         try {
@@ -69,6 +80,8 @@ export function register(program: Command): void {
           process.stderr.write(`dsk: warning: cannot reopen the access log (${(e as Error).message}); still writing to the old file\n`);
         }
       });
+      if (isWorker()) return serveAsWorker(ctx, { ...opts, rateShare: 1 / workers }, accessLog);
+      if (workers > 1) return servePrimary(ctx, o, opts, workers);
       await withUnsealed(ctx, o, { permission: 'key.manage' }, async (h) => {
         const gw = await startGateway(h, opts, undefined, { accessLog: accessLog ?? undefined });
         const msg = { url: gw.url, upstream: opts.upstream, keys: gw.index.all().length, pid: process.pid };
@@ -103,4 +116,51 @@ function openAccessLog(format: string | undefined, file: string | undefined): Ac
   };
   if (file !== undefined) return AccessLog.toFile(file, warn);
   return format ? AccessLog.toStdout() : null;
+}
+
+/** The primary of --workers N: checks the operator and unseals once, then runs N workers until a signal. */
+async function servePrimary(ctx: Ctx, o: Record<string, unknown>, opts: GatewayOptions, workers: number): Promise<void> {
+  const cap = capturingInputs(unsealInputs(o));
+  let pool;
+  try {
+    await withUnsealed(ctx, o, { permission: 'key.manage' }, () => undefined, cap.inputs);
+    pool = await startWorkers(workers, cap.captured(), (line) => process.stderr.write(line));
+  } finally {
+    cap.wipe();
+  }
+  const msg = { url: pool.url, upstream: opts.upstream, keys: pool.keys, pid: process.pid, workers: pool.pids };
+  if (ctx.json) printJson(msg);
+  else process.stdout.write(`dsk: gateway listening on ${pool.url} → ${opts.upstream} (${msg.keys} keys, ${workers} workers)\n`);
+  let signalled = false;
+  const release = takeNextSignal((sig) => {
+    signalled = true;
+    process.stderr.write(`dsk: ${sig}: draining in-flight requests in ${workers} workers\n`);
+    void pool.drain();
+  });
+  await pool.exited;
+  release();
+  if (!signalled) throw new UnavailableError('ERR_WORKERS_GONE', `every gateway worker exited (${workers} started)`, { hint: 'the workers reported why above; start dsk serve again' });
+  process.stderr.write('dsk: gateway stopped; every worker flushed its usage counters and closed the master key\n');
+}
+
+/** One worker of --workers N: unseals with what the primary sends, serves until asked to drain. */
+async function serveAsWorker(ctx: Ctx, opts: GatewayOptions, accessLog: AccessLog | null): Promise<void> {
+  try {
+    const h = await openUnsealed(ctx.home, ctx.env, await inputsFromPrimary());
+    try {
+      const gw = await startGateway(h, opts, undefined, { accessLog: accessLog ?? undefined });
+      tellPrimary({ type: 'ready', url: gw.url, keys: gw.index.all().length });
+      await new Promise<void>((resolve) => {
+        const drain = () => void gw.close().then(resolve, resolve);
+        onDrainRequest(drain);
+        takeNextSignal(drain);
+      });
+    } finally {
+      await h.close();
+    }
+  } catch (e) {
+    tellPrimary({ type: 'failed', message: (e as Error).message, exitCode: (e as { exitCode?: number }).exitCode ?? 1 });
+    throw e;
+  }
+  process.disconnect?.();
 }

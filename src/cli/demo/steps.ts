@@ -7,6 +7,7 @@ import { deriveStep, initStep, issueStep, listStep, presentStep, revokeStep, uns
 import { gatewayStep } from './gateway.js';
 import { monitoringStep } from './monitoring.js';
 import { usageStep } from './usage.js';
+import { replicasStep } from './replicas.js';
 import { emergencyStep, rotateStep } from './rotation.js';
 import { deliveryStep } from './delivery.js';
 import { auditRowsStep, verifyStep } from './audit.js';
@@ -27,6 +28,7 @@ export const DEMO_STEPS: DemoStep[] = [
   gatewayStep,
   monitoringStep,
   usageStep,
+  replicasStep,
   rotateStep,
   emergencyStep,
   deliveryStep,

@@ -17,7 +17,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import { UnavailableError } from '../../kernel/errors.js';
 import { SCHEMA_VERSION } from '../migrations.js';
-import type { AuditReads, DeliveryReads, KeyReads, MasterStateReads, OperatorReads, Store, StoreTx } from '../store.js';
+import type { AuditReads, DeliveryReads, KeyReads, MasterStateReads, NonceClaims, OperatorReads, Store, StoreTx } from '../store.js';
 import type { PgAddress } from './address.js';
 import { mapPgError } from './errors.js';
 import { META_DDL, migrate, storedVersion } from './migrations.js';
@@ -26,6 +26,8 @@ import { importSqliteHome, type ImportCount } from './import.js';
 import { PgKeys } from './keys.js';
 import { PgEvents } from './events.js';
 import { PgDeliveries, PgMasterState, PgOperators } from './operators.js';
+import { PgNonces } from './nonces.js';
+import { listenForKeyChanges } from './notify.js';
 
 /** Advisory lock ids: (namespace 'dsk', purpose). */
 const NS = 0x64736b;
@@ -59,6 +61,7 @@ export class PgStore implements Store {
   readonly events: AuditReads & { recordedHead(): Promise<{ seq: number; hash: string } | null> };
   readonly masterState: MasterStateReads;
   readonly deliveries: DeliveryReads;
+  readonly nonces: NonceClaims;
   #pool: pg.Pool;
   #pending: Client | null = null;
   #lockTimeoutMs: number;
@@ -78,6 +81,12 @@ export class PgStore implements Store {
     this.events = Object.assign(bindAll(ev), iterators(ev));
     this.masterState = new PgMasterState(q);
     this.deliveries = new PgDeliveries(q);
+    this.nonces = new PgNonces(q);
+  }
+
+  /** LISTEN for the key-change trigger's NOTIFY (notify.ts). */
+  watchKeys(onChange: () => void): Promise<() => Promise<void>> {
+    return listenForKeyChanges(() => this.#pool.connect(), () => this.#closed, onChange);
   }
 
   static async open(a: PgAddress, opts: PgOpenOptions = {}): Promise<PgStore> {

@@ -118,6 +118,11 @@ export class PgKeys {
     await this.q.run('UPDATE keys SET secret_sealed = $1 WHERE id = $2', [secretSealed, id]);
   }
 
+  async firstApply(writer: string, seq: number, now: number): Promise<boolean> {
+    if (seq % 1000 === 0) await this.q.run('DELETE FROM flushes WHERE at < $1', [now - 86_400_000]);
+    return (await this.q.run('INSERT INTO flushes (writer, seq, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [writer, seq, now])) === 1;
+  }
+
   async bump(id: string, n: number, lastUsedAt: number): Promise<void> {
     await this.q.run('UPDATE keys SET use_count = use_count + $1, last_used_at = greatest(coalesce(last_used_at, 0), $2) WHERE id = $3', [n, lastUsedAt, id]);
   }

@@ -122,8 +122,29 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_pending ON deliveries(delivered_at, created_at);`;
 
+// Nonces are a cache of what the gateways saw in the last skew window: UNLOGGED spares a WAL write
+// per signed request, at the cost that a crash of the server or a failover to a standby forgets
+// them (a request seen in the last ten minutes could then pass once more). The key-change trigger
+// also notifies, so gateways that LISTEN reload at once instead of at their next poll.
+const V7 = `
+CREATE UNLOGGED TABLE nonces (
+  key_id     TEXT NOT NULL,
+  nonce      TEXT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  PRIMARY KEY (key_id, nonce)
+);
+CREATE INDEX nonces_expiry ON nonces(expires_at);
+CREATE TABLE flushes (
+  writer TEXT NOT NULL,
+  seq    BIGINT NOT NULL,
+  at     BIGINT NOT NULL,
+  PRIMARY KEY (writer, seq)
+);
+CREATE OR REPLACE FUNCTION dsk_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN UPDATE dsk_meta SET keys_version = keys_version + 1 WHERE id = 1; PERFORM pg_notify('dsk_keys_changed', ''); RETURN NULL; END $$;`;
+
 /** version → DDL. */
-export const PG_DDL: Record<number, string> = { 1: V1, 2: V2, 3: V3, 4: V4 };
+export const PG_DDL: Record<number, string> = { 1: V1, 2: V2, 3: V3, 4: V4, 7: V7 };
 
 /** The schema version recorded in dsk_meta; null when the database holds no dsk store. */
 export async function storedVersion(q: Exec): Promise<{ version: number; home_id: string } | null> {

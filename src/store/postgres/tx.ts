@@ -43,7 +43,7 @@ export function txOf(q: Q): StoreTx {
   return {
     setSharedConfig: async (json: string) => void (await q.run('UPDATE dsk_meta SET shared_config = $1 WHERE id = 1', [json])),
     keys: keys as unknown as KeyWrites,
-    usage: { bump: (id, n, at) => keys.bump(id, n, at) },
+    usage: { bump: (id, n, at) => keys.bump(id, n, at), firstApply: (w, seq, now) => keys.firstApply(w, seq, now) },
     operators: new PgOperators(q) as unknown as OperatorWrites,
     events: Object.assign(bindAll(ev), iterators(ev)) as AuditWrites,
     masterState: new PgMasterState(q),

@@ -24,7 +24,7 @@ import Database from 'better-sqlite3';
 import { homePath } from '../../kernel/home-layout.js';
 import { assertPrivate, ioError } from '../../kernel/files.js';
 import { ConflictError, IntegrityError, UnavailableError } from '../../kernel/errors.js';
-import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeySourceReads, KeySourceWrites, KeyWrites, MasterStateReads, MasterStateWrites, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageReads, UsageWrites } from '../store.js';
+import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, DeliveryReads, DeliveryWrites, KeyReads, KeySourceReads, KeySourceWrites, KeyWrites, MasterStateReads, MasterStateWrites, NonceClaims, OpenStoreOptions, OperatorReads, OperatorWrites, Store, StoreTx, UsageReads, UsageWrites } from '../store.js';
 import { SCHEMA_VERSION } from '../migrations.js';
 import { checkVersions, migrate, versions } from './migrations.js';
 import { Statements, type DB } from './statements.js';
@@ -35,6 +35,7 @@ import { SqliteMasterState } from './master-state.js';
 import { SqliteDeliveries } from './deliveries.js';
 import { SqliteKeySources } from './key-sources.js';
 import { SqliteUsage } from './usage.js';
+import { SqliteNonces } from './nonces.js';
 
 const WHERE = 'the store (keys.db + audit_log/audit.db)';
 const CHUNK = 20_000;
@@ -84,6 +85,7 @@ export class SqliteStore implements Store {
   readonly deliveries: DeliveryReads;
   readonly keySources: KeySourceReads;
   readonly usage: UsageReads;
+  readonly nonces: NonceClaims;
   #db: DB;
   #mutex = new Mutex();
   #keys: SqliteKeys;
@@ -93,11 +95,13 @@ export class SqliteStore implements Store {
   #deliveries: SqliteDeliveries;
   #keySources: SqliteKeySources;
   #usage: SqliteUsage;
+  #nonces: SqliteNonces;
   #closed = false;
 
   private constructor(
     db: DB,
     readonly readonly: boolean,
+    home: string,
   ) {
     this.#db = db;
     const st = new Statements(db);
@@ -116,6 +120,8 @@ export class SqliteStore implements Store {
     this.deliveries = lift(this.#deliveries, ['pending'] as const, read);
     this.keySources = lift(this.#keySources, ['all'] as const, read);
     this.usage = lift(this.#usage, USAGE_READS, read);
+    this.#nonces = new SqliteNonces(home, () => this.#db.pragma('busy_timeout', { simple: true }) as number);
+    this.nonces = lift(this.#nonces, ['claim'] as const, read);
   }
 
   /** Opens (creating when `create`) the keys and audit databases of a home, migrating them to SCHEMA_VERSION. */
@@ -144,7 +150,7 @@ export class SqliteStore implements Store {
       if (db.open) db.close();
       throw mapSqliteError(e, WHERE);
     }
-    return new SqliteStore(db, !!opts.readonly);
+    return new SqliteStore(db, !!opts.readonly, home);
   }
 
   /** The schema version each file records, read without migrating (dsk doctor); a newer one is refused as at open. */
@@ -193,6 +199,7 @@ export class SqliteStore implements Store {
     return this.#read(() => {
       const previous = this.#db.pragma('busy_timeout', { simple: true }) as number;
       this.#db.pragma(`busy_timeout = ${Math.max(0, Math.floor(ms))}`);
+      this.#nonces.setLockTimeout(ms);
       return previous;
     });
   }
@@ -202,6 +209,7 @@ export class SqliteStore implements Store {
     const release = await this.#mutex.acquire();
     try {
       this.#closed = true;
+      this.#nonces.close();
       if (this.#db.open) this.#db.close();
     } finally {
       release();
@@ -210,7 +218,7 @@ export class SqliteStore implements Store {
 
   #tx(call: Call): StoreTx {
     const keys = lift(this.#keys, KEY_WRITES, call) as KeyWrites;
-    const usage: UsageWrites = { ...lift(this.#keys, ['bump'] as const, call), ...lift(this.#usage, [...USAGE_READS, 'addHourly', 'markQuota'] as const, call) };
+    const usage: UsageWrites = { ...lift(this.#keys, ['bump', 'firstApply'] as const, call), ...lift(this.#usage, [...USAGE_READS, 'addHourly', 'markQuota'] as const, call) };
     const operators = lift(this.#operators, OP_WRITES, call) as OperatorWrites;
     const events: AuditWrites = { ...lift(this.#events, EV_WRITES, call), ...this.#iterators(call) };
     const masterState: MasterStateWrites = lift(this.#master, ['keyCheckValue', 'recordReplacement'] as const, call);

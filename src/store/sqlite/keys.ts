@@ -131,6 +131,11 @@ export class SqliteKeys {
   }
 
   /** Usage counted by the gateway (see gateway/flush-worker.ts). */
+  firstApply(writer: string, seq: number, now: number): boolean {
+    if (seq % 1000 === 0) this.st.get('DELETE FROM flushes WHERE at < ?').run(now - 86_400_000);
+    return this.st.get('INSERT OR IGNORE INTO flushes (writer, seq, at) VALUES (?, ?, ?)').run(writer, seq, now).changes === 1;
+  }
+
   bump(id: string, n: number, lastUsedAt: number): void {
     this.st.get('UPDATE keys SET use_count = use_count + ?, last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?').run(n, lastUsedAt, id);
   }

@@ -133,6 +133,16 @@ CREATE TABLE IF NOT EXISTS key_sources (
 );
 `;
 
+// Which gateway flushes were applied, so a retried one is not counted twice (portable DDL).
+const FLUSHES_V7 = `
+CREATE TABLE IF NOT EXISTS flushes (
+  writer TEXT NOT NULL,
+  seq    INTEGER NOT NULL,
+  at     INTEGER NOT NULL,
+  PRIMARY KEY (writer, seq)
+);
+`;
+
 /** version → DDL for keys.db (main) and audit.db (schema `audit`). */
 const DDL: Record<number, { keys?: string; audit?: string }> = {
   1: { keys: KEYS_V1, audit: AUDIT_V1 },
@@ -141,6 +151,8 @@ const DDL: Record<number, { keys?: string; audit?: string }> = {
   4: { keys: DELIVERIES_V4 },
   5: { keys: USAGE_V5 },
   6: { keys: KEY_SOURCES_V6 },
+  // 7: the nonces table lives in nonces.db (sqlite/nonces.ts); keys.db gets the applied flushes
+  7: { keys: FLUSHES_V7 },
 };
 
 export function versions(db: DB): { keys: number; audit: number } {
