@@ -8,6 +8,10 @@ need=()
 command -v softhsm2-util >/dev/null || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null || need+=(opensc)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v promtool >/dev/null || need+=(prometheus)   # dsk export prometheus-rules is checked by promtool
+command -v zsh >/dev/null || need+=(zsh)               # completion scripts are tried in real shells
+command -v fish >/dev/null || need+=(fish)
+command -v tmux >/dev/null || need+=(tmux)             # dsk top is read back from a tmux pane
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
@@ -33,14 +37,15 @@ fi
 
 # Redis for the shared rate-limit tests (never skipped under CI=true): the one answering on
 # 127.0.0.1:6379, else Debian's redis-server started here.
-if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+redis_up() { (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; }
+if ! redis_up; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   if ! command -v redis-server >/dev/null; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
   fi
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no >/dev/null
-  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
+  for _ in $(seq 1 30); do redis_up && break; sleep 1; done
 fi
 
 npm ci --no-audit --no-fund
