@@ -17,7 +17,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import { UnavailableError } from '../../kernel/errors.js';
 import { SCHEMA_VERSION } from '../migrations.js';
-import type { AuditReads, DeliveryReads, KeyReads, MasterStateReads, OperatorReads, Store, StoreTx } from '../store.js';
+import type { AuditReads, DeliveryReads, KeyReads, KeySourceReads, MasterStateReads, OperatorReads, Store, StoreTx, UsageReads } from '../store.js';
 import type { PgAddress } from './address.js';
 import { mapPgError } from './errors.js';
 import { META_DDL, migrate, storedVersion } from './migrations.js';
@@ -26,6 +26,7 @@ import { importSqliteHome, type ImportCount } from './import.js';
 import { PgKeys } from './keys.js';
 import { PgEvents } from './events.js';
 import { PgDeliveries, PgMasterState, PgOperators } from './operators.js';
+import { PgKeySources, PgUsage } from './usage.js';
 
 /** Advisory lock ids: (namespace 'dsk', purpose). */
 const NS = 0x64736b;
@@ -59,6 +60,8 @@ export class PgStore implements Store {
   readonly events: AuditReads & { recordedHead(): Promise<{ seq: number; hash: string } | null> };
   readonly masterState: MasterStateReads;
   readonly deliveries: DeliveryReads;
+  readonly keySources: KeySourceReads;
+  readonly usage: UsageReads;
   #pool: pg.Pool;
   #pending: Client | null = null;
   #lockTimeoutMs: number;
@@ -78,6 +81,11 @@ export class PgStore implements Store {
     this.events = Object.assign(bindAll(ev), iterators(ev));
     this.masterState = new PgMasterState(q);
     this.deliveries = new PgDeliveries(q);
+    const usage = new PgUsage(q);
+    // reads only: the writes go through a transaction's StoreTx
+    this.usage = { totalsSince: usage.totalsSince.bind(usage), report: usage.report.bind(usage) };
+    const sources = new PgKeySources(q);
+    this.keySources = { all: sources.all.bind(sources) };
   }
 
   static async open(a: PgAddress, opts: PgOpenOptions = {}): Promise<PgStore> {

@@ -3,12 +3,13 @@
  * mapped, the StoreTx over them, the chunked audit readers, and the engine's timeouts.
  */
 import pg from 'pg';
-import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, KeyWrites, OperatorWrites, StoreTx } from '../store.js';
+import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, KeyWrites, OperatorWrites, StoreTx, UsageWrites } from '../store.js';
 import { mapPgError } from './errors.js';
 import type { Q } from './query.js';
 import { PgKeys } from './keys.js';
 import { PgEvents } from './events.js';
 import { PgDeliveries, PgMasterState, PgOperators } from './operators.js';
+import { PgKeySources, PgUsage } from './usage.js';
 
 const CHUNK = 20_000;
 
@@ -43,11 +44,12 @@ export function txOf(q: Q): StoreTx {
   return {
     setSharedConfig: async (json: string) => void (await q.run('UPDATE dsk_meta SET shared_config = $1 WHERE id = 1', [json])),
     keys: keys as unknown as KeyWrites,
-    usage: { bump: (id, n, at) => keys.bump(id, n, at) },
+    usage: { bump: (id, n, at) => keys.bump(id, n, at), ...bindAll(new PgUsage(q)) } as UsageWrites,
     operators: new PgOperators(q) as unknown as OperatorWrites,
     events: Object.assign(bindAll(ev), iterators(ev)) as AuditWrites,
     masterState: new PgMasterState(q),
     deliveries: new PgDeliveries(q),
+    keySources: bindAll(new PgKeySources(q)),
   };
 }
 
