@@ -121,11 +121,27 @@ export class PgStore implements Store {
 
   /** Fails now, before anyone types a passphrase, if a new home could not be created in this database. */
   static async checkEmpty(a: PgAddress, opts: Pick<PgOpenOptions, 'password'>): Promise<void> {
-    const pool = new pg.Pool({ host: a.host, port: a.port, database: a.database, user: a.user, password: opts.password as (() => Promise<string>) | undefined, ssl: a.ssl ? { rejectUnauthorized: true } : undefined, max: 1, connectionTimeoutMillis: connectTimeoutMs(), types });
+    const found = await PgStore.#peek(a, opts.password);
+    if (found) throw inUse(a.redacted, found.home_id);
+  }
+
+  /**
+   * The schema version recorded in the store's dsk_meta, read on one connection without migrating
+   * or locking (what `dsk doctor` reports); refuses a database with no store or another home's.
+   */
+  static async inspect(a: PgAddress, opts: Pick<PgOpenOptions, 'password' | 'homeId'>): Promise<number> {
+    const found = await PgStore.#peek(a, opts.password);
+    if (!found) throw new UnavailableError('ERR_STORE_EMPTY', `the store at ${a.redacted} holds no dsk store`, { hint: 'create one with dsk init --store URL, or move a home there with dsk store migrate --to URL' });
+    if (opts.homeId !== undefined && found.home_id !== opts.homeId)
+      throw new UnavailableError('ERR_STORE_OTHER_HOME', `the store at ${a.redacted} belongs to another dsk home (${found.home_id}, this home is ${opts.homeId})`, { hint: "point store.url in dsk.json at this home's own database" });
+    return found.version;
+  }
+
+  static async #peek(a: PgAddress, password: PgOpenOptions['password']): Promise<{ version: number; home_id: string } | null> {
+    const pool = new pg.Pool({ host: a.host, port: a.port, database: a.database, user: a.user, password: password as (() => Promise<string>) | undefined, ssl: a.ssl ? { rejectUnauthorized: true } : undefined, max: 1, connectionTimeoutMillis: connectTimeoutMs(), types });
     pool.on('error', () => {});
     try {
-      const found = await storedVersion((s, p) => pool.query(s, p));
-      if (found) throw inUse(a.redacted, found.home_id);
+      return await storedVersion((s, p) => pool.query(s, p));
     } catch (e) {
       throw mapPgError(e, a.redacted);
     } finally {
