@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
+import Database from 'better-sqlite3';
 import { dsk, dskAsync, json, makeHome, passphraseFiles, snapshot, tmpDir } from './helpers.js';
 import { freshDatabase, requirePostgres, sql } from './pg-helpers.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
@@ -157,11 +158,22 @@ describe.runIf(PG)('dsk store migrate', () => {
     const k = json(dsk(['keygen', '--name', 'svc', '--role', 'developer', '--json'], { env }));
     const gone = json(dsk(['keygen', '--name', 'old', '--role', 'developer', '--json'], { env }));
     expect(dsk(['keys', 'revoke', gone.id], { env }).code).toBe(0);
+    // the gateway's tables (migrations 5 and 6) move too: counters, a quota mark, a learned source
+    const hour = Date.now() - (Date.now() % 3_600_000);
+    const f = new Database(path.join(h.home, 'keys.db'));
+    f.prepare('INSERT INTO usage_hourly (key_id, hour, model, requests, errors, prompt_tokens, completion_tokens, no_usage, last_at) VALUES (?, ?, ?, 4, 1, 30, 12, 0, ?)').run(k.id, hour, 'deepseek-r1', hour + 5);
+    f.prepare("INSERT INTO quota_marks (key_id, kind, period_start, level, at) VALUES (?, 'tokens', ?, 80, ?)").run(k.id, hour, hour + 5);
+    f.prepare("INSERT INTO key_sources (key_id, kind, value, first_seen) VALUES (?, 'site', 'lab', ?)").run(k.id, hour + 5);
+    f.close();
     const before = json(dsk(['audit', 'verify', '--json'], { env }));
     const db = await freshDatabase();
     const r = json(dsk(['store', 'migrate', '--to', db.url, '--json'], { env }));
     expect(r.store).toBe(db.url);
-    expect(Object.fromEntries(r.tables.map((t: any) => [t.table, t.rows]))).toMatchObject({ keys: 2, audit_events: before.rows });
+    expect(Object.fromEntries(r.tables.map((t: any) => [t.table, t.rows]))).toMatchObject({ keys: 2, audit_events: before.rows, usage_hourly: 1, quota_marks: 1, key_sources: 1 });
+    expect(await sql(db.name, 'SELECT key_id, kind, value, first_seen FROM key_sources')).toEqual([{ key_id: k.id, kind: 'site', value: 'lab', first_seen: String(hour + 5) }]);
+    expect(json(dsk(['usage', '--json'], { env })).groups).toEqual([expect.objectContaining({ group: k.id, requests: 4, errors: 1, tokens: 42 })]);
+    // keys set writes the options on PostgreSQL
+    expect(json(dsk(['keys', 'set', k.id, '--models', 'deepseek-r1', '--json'], { env })).options).toEqual({ models: ['deepseek-r1'] });
     expect(r.audit).toEqual({ rows: before.rows + 1, head_seq: before.last_seq + 1, verified: true });
     expect(JSON.parse(fs.readFileSync(path.join(h.home, 'dsk.json'), 'utf8')).store).toEqual({ url: db.url });
     // the home now reads PostgreSQL: a key issued now is there and not in the SQLite files
