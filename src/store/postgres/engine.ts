@@ -21,7 +21,7 @@ import type { AuditReads, DeliveryReads, KeyReads, KeySourceReads, MasterStateRe
 import type { PgAddress } from './address.js';
 import { mapPgError } from './errors.js';
 import { META_DDL, migrate, storedVersion } from './migrations.js';
-import { bindAll, busyTimeoutMs, connectTimeoutMs, iterators, qOf, txOf, types, type Client } from './tx.js';
+import { bindAll, busyTimeoutMs, iterators, poolOf, qOf, txOf, type Client } from './tx.js';
 import { importSqliteHome, type ImportCount } from './import.js';
 import { PgKeys } from './keys.js';
 import { PgEvents } from './events.js';
@@ -89,25 +89,9 @@ export class PgStore implements Store {
   }
 
   static async open(a: PgAddress, opts: PgOpenOptions = {}): Promise<PgStore> {
-    const pool = new pg.Pool({
-      host: a.host,
-      port: a.port,
-      database: a.database,
-      user: a.user,
-      // undefined from the source: no password (pg then fails the login, mapped to ERR_STORE_LOGIN)
-      password: opts.password as (() => Promise<string>) | undefined,
-      ssl: a.ssl ? { rejectUnauthorized: true } : undefined,
-      max: 4,
-      connectionTimeoutMillis: connectTimeoutMs(),
-      // A server that stops answering mid-query (host gone, no RST) fails the command instead of
-      // hanging it; every dsk statement is short (long reads go in chunks), lock waits end sooner.
-      query_timeout: 60_000,
-      idleTimeoutMillis: 10_000,
-      application_name: 'dsk',
-      types,
-    });
-    // An idle client whose server went away emits 'error' on the pool: the next query reports it.
-    pool.on('error', () => {});
+    // query_timeout: a server that stops answering mid-query (host gone, no RST) fails the command
+    // instead of hanging it; every dsk statement is short (long reads go in chunks).
+    const pool = poolOf(a, opts.password, { max: 4, query_timeout: 60_000, idleTimeoutMillis: 10_000 });
     const store = new PgStore(pool, a.redacted, opts.lockTimeoutMs ?? busyTimeoutMs());
     try {
       if (opts.create) await store.#create(opts.create);
@@ -138,8 +122,7 @@ export class PgStore implements Store {
   }
 
   static async #peek(a: PgAddress, password: PgOpenOptions['password']): Promise<{ version: number; home_id: string } | null> {
-    const pool = new pg.Pool({ host: a.host, port: a.port, database: a.database, user: a.user, password: password as (() => Promise<string>) | undefined, ssl: a.ssl ? { rejectUnauthorized: true } : undefined, max: 1, connectionTimeoutMillis: connectTimeoutMs(), types });
-    pool.on('error', () => {});
+    const pool = poolOf(a, password, { max: 1 });
     try {
       return await storedVersion((s, p) => pool.query(s, p));
     } catch (e) {
