@@ -14,8 +14,10 @@ import { DSK, dsk, json, makeHome, snapshot, type RunResult } from './helpers.js
 import { copyHome } from './cli-support.js';
 import { startStubUpstream } from './stub-upstream.js';
 import { MODULE, pkcs11Home, requireSoftHsm, softHsm } from './hsm-helpers.js';
+import { freshDatabase, requirePostgres, sql as pgSql } from './pg-helpers.js';
 
 const HSM = requireSoftHsm();
+const PG = requirePostgres('dsk doctor on a PostgreSQL home');
 
 interface Report {
   healthy: boolean;
@@ -257,6 +259,31 @@ describe('dsk doctor', () => {
     expect(r.code).toBe(7);
     expect(check(rep, 'upstream')).toMatchObject({ status: 'fail', failure: 'unavailable' });
     expect(check(rep, 'upstream').detail).toContain('ECONNREFUSED');
+  });
+
+  it.runIf(PG)('a PostgreSQL home: the schema version from the store (no migration), the store checks run; unreachable is exit 7', async () => {
+    const db = await freshDatabase();
+    const m = makeHome(undefined, { shares: 2, threshold: 2, extraArgs: ['--store', db.url, '--kdf', 'scrypt', '--kdf-cost', '15'] });
+    expect(dsk(['keygen', '--name', 'chat', '--role', 'developer', '--json'], { env: m.env }).code).toBe(0);
+    let { r, rep } = doctor(m.home);
+    expect(r.code, JSON.stringify(rep.checks)).toBe(0);
+    expect(check(rep, 'schema')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^the store at postgres:\/\/.* at schema version 6$/) });
+    for (const name of ['audit_head', 'expiring_keys', 'rotations']) expect(check(rep, name).status).toBe('ok');
+    // an older store: a warning, and the doctor does not upgrade it
+    await pgSql(db.name, 'UPDATE dsk_meta SET schema_version = 4');
+    ({ r, rep } = doctor(m.home));
+    expect(r.code).toBe(0);
+    expect(check(rep, 'schema')).toMatchObject({ status: 'warn', detail: expect.stringContaining('at version 4; this dsk writes 6') });
+    expect(check(rep, 'audit_head').status).toBe('skip');
+    expect((await pgSql(db.name, 'SELECT schema_version FROM dsk_meta'))[0].schema_version).toBe(4);
+    // the store unreachable: exit 7, the store checks skipped
+    const p = path.join(m.home, 'dsk.json');
+    const c = JSON.parse(fs.readFileSync(p, 'utf8'));
+    fs.writeFileSync(p, JSON.stringify({ ...c, store: { ...c.store, url: c.store.url.replace(/:\d+\//, ':1/') } }, null, 2) + '\n', { mode: 0o600 });
+    ({ r, rep } = doctor(m.home));
+    expect(r.code).toBe(7);
+    expect(check(rep, 'schema')).toMatchObject({ status: 'fail', failure: 'unavailable', detail: expect.stringContaining('cannot reach the store') });
+    expect(check(rep, 'audit_head').status).toBe('skip');
   });
 
   describe.skipIf(!HSM)('PKCS#11', () => {

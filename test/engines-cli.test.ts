@@ -1,10 +1,12 @@
 /**
  * One CLI suite over both store engines, as hsm.test.ts runs one over both master-key backends:
  * the key lifecycle, manual and scheduled rotation, `audit verify` (and a tampered row named), and
- * the gateway accepting a live key and refusing revoked and unknown ones. The same commands, the
+ * the gateway accepting a live key and refusing revoked and unknown ones, counting a request's
+ * tokens against a key's quota (`dsk usage`) and learning where the key was used from. The same commands, the
  * same output; only where the rows live differs (the home's SQLite files, or a fresh PostgreSQL
  * database).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import Database from 'better-sqlite3';
@@ -12,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dsk, dskAsync, json, passphraseFiles, tmpDir } from './helpers.js';
 import { freshDatabase, requirePostgres, sql } from './pg-helpers.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
+import { openStore } from '../src/store/open.js';
 
 const PG = requirePostgres('the PostgreSQL half of the engine suite');
 const ENGINES = PG ? (['sqlite', 'postgres'] as const) : (['sqlite'] as const);
@@ -100,6 +103,42 @@ describe.each(ENGINES)('the CLI on the %s store', (engine) => {
     expect(await get(svc.api_key.slice(0, -6) + 'AAAAAA')).toBe(401);
     gw.proc.kill('SIGTERM');
     await new Promise((r) => gw.proc.once('exit', r));
+  });
+
+  it('usage: keygen --models/--token-quota, a request counted with its tokens, dsk usage, a quota row and a key source learned', async () => {
+    const k = json(dsk(['keygen', '--name', 'metered', '--role', 'developer', '--models', 'deepseek-stub', '--token-quota', '5/day', '--json'], { env }));
+    expect(json(dsk(['keys', 'show', k.id, '--json'], { env })).options).toEqual({ models: ['deepseek-stub'], quota: { tokens: { limit: 5, period: 'day' } } });
+    // with a network map in dsk.json the gateway labels sources (127.0.0.1 is site 'loopback')
+    const cfgPath = path.join(home, 'dsk.json');
+    fs.writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgPath, 'utf8')), network: { '127.0.0.0/8': 'loopback' } }, null, 2));
+    const gw = await serve(env);
+    const r = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${k.api_key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'deepseek-stub', messages: [{ role: 'user', content: 'one two three' }] }),
+    });
+    expect(r.status).toBe(200);
+    expect((await r.json()).usage).toMatchObject({ prompt_tokens: 3, completion_tokens: 4 });
+    // counted once the gateway flushed (every second): the hourly counters, and the quota passed (7 of 5 tokens)
+    const t0 = Date.now();
+    let exceeded = dsk(['audit', 'query', '--action', 'QUOTA_EXCEEDED', '--limit', '1', '--json'], { env }).stdout.trim();
+    while (!exceeded && Date.now() - t0 < 15_000) {
+      await new Promise((res) => setTimeout(res, 200));
+      exceeded = dsk(['audit', 'query', '--action', 'QUOTA_EXCEEDED', '--limit', '1', '--json'], { env }).stdout.trim();
+    }
+    gw.proc.kill('SIGTERM');
+    await new Promise((res) => gw.proc.once('exit', res));
+    expect(JSON.parse(exceeded)).toMatchObject({ key_id: k.id });
+    const u = json(dsk(['usage', '--json'], { env }));
+    expect(u.groups.find((g: any) => g.group === k.id)).toMatchObject({ name: 'metered', requests: 1, prompt_tokens: 3, completion_tokens: 4, tokens: 7 });
+    expect(json(dsk(['usage', '--by', 'model', '--json'], { env })).groups.find((g: any) => g.group === 'deepseek-stub')).toMatchObject({ requests: 1, tokens: 7 });
+    expect(json(dsk(['keys', 'show', k.id, '--json'], { env })).quota_left).toEqual([expect.objectContaining({ kind: 'tokens', used: 7, left: 0 })]);
+    const store = await openStore(home, { readonly: true });
+    try {
+      expect((await store.keySources.all()).filter((s) => s.key_id === k.id)).toEqual([{ key_id: k.id, kind: 'site', value: 'loopback', first_seen: expect.any(Number) }]);
+    } finally {
+      await store.close();
+    }
   });
 
   it('export env, tokens and audit export/stats read the same on both engines', () => {

@@ -8,8 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
+import Database from 'better-sqlite3';
 import { dsk, dskAsync, json, makeHome, passphraseFiles, snapshot, tmpDir } from './helpers.js';
 import { freshDatabase, requirePostgres, sql } from './pg-helpers.js';
+import { SCHEMA_VERSION } from '../src/store/migrations.js';
 import { startStubUpstream, type StubUpstream } from './stub-upstream.js';
 import { pkcs11Home, rederive, requireSoftHsm, softHsm } from './hsm-helpers.js';
 
@@ -75,7 +77,7 @@ describe.runIf(PG)('dsk on a PostgreSQL store', () => {
     const k = json(dsk(['keygen', '--name', 'svc', '--role', 'developer', '--json'], { env: h.env }));
     expect(await sql(h.db.name, 'SELECT id, status FROM keys')).toEqual([{ id: k.id, status: 'active' }]);
     expect((await sql(h.db.name, 'SELECT action FROM audit_events ORDER BY seq')).map((r) => r.action)).toEqual(['MASTER_INIT', 'KEY_CREATE']);
-    expect(await sql(h.db.name, 'SELECT home_id, key_check_value, schema_version FROM dsk_meta')).toEqual([{ home_id: h.init.home_id, key_check_value: h.init.key_check_value, schema_version: 4 }]);
+    expect(await sql(h.db.name, 'SELECT home_id, key_check_value, schema_version FROM dsk_meta')).toEqual([{ home_id: h.init.home_id, key_check_value: h.init.key_check_value, schema_version: SCHEMA_VERSION }]);
     expect(json(dsk(['status', '--json'], { env: h.env }))).toMatchObject({ store: h.db.url, keys: { active: 1 } });
     expect(dsk(['status'], { env: h.env }).stdout).toContain(`store     PostgreSQL ${h.db.url}`);
   });
@@ -157,11 +159,20 @@ describe.runIf(PG)('dsk store migrate', () => {
     const k = json(dsk(['keygen', '--name', 'svc', '--role', 'developer', '--json'], { env }));
     const gone = json(dsk(['keygen', '--name', 'old', '--role', 'developer', '--json'], { env }));
     expect(dsk(['keys', 'revoke', gone.id], { env }).code).toBe(0);
+    // the gateway's tables (migrations 5 and 6) move too: counters, a quota mark, a learned source
+    const hour = Date.now() - (Date.now() % 3_600_000);
+    const f = new Database(path.join(h.home, 'keys.db'));
+    f.prepare('INSERT INTO usage_hourly (key_id, hour, model, requests, errors, prompt_tokens, completion_tokens, no_usage, last_at) VALUES (?, ?, ?, 4, 1, 30, 12, 0, ?)').run(k.id, hour, 'deepseek-r1', hour + 5);
+    f.prepare("INSERT INTO quota_marks (key_id, kind, period_start, level, at) VALUES (?, 'tokens', ?, 80, ?)").run(k.id, hour, hour + 5);
+    f.prepare("INSERT INTO key_sources (key_id, kind, value, first_seen) VALUES (?, 'site', 'lab', ?)").run(k.id, hour + 5);
+    f.close();
     const before = json(dsk(['audit', 'verify', '--json'], { env }));
     const db = await freshDatabase();
     const r = json(dsk(['store', 'migrate', '--to', db.url, '--json'], { env }));
     expect(r.store).toBe(db.url);
-    expect(Object.fromEntries(r.tables.map((t: any) => [t.table, t.rows]))).toMatchObject({ keys: 2, audit_events: before.rows });
+    expect(Object.fromEntries(r.tables.map((t: any) => [t.table, t.rows]))).toMatchObject({ keys: 2, audit_events: before.rows, usage_hourly: 1, quota_marks: 1, key_sources: 1 });
+    expect(await sql(db.name, 'SELECT key_id, kind, value, first_seen FROM key_sources')).toEqual([{ key_id: k.id, kind: 'site', value: 'lab', first_seen: String(hour + 5) }]);
+    expect(json(dsk(['usage', '--json'], { env })).groups).toEqual([expect.objectContaining({ group: k.id, requests: 4, errors: 1, tokens: 42 })]);
     expect(r.audit).toEqual({ rows: before.rows + 1, head_seq: before.last_seq + 1, verified: true });
     expect(JSON.parse(fs.readFileSync(path.join(h.home, 'dsk.json'), 'utf8')).store).toEqual({ url: db.url });
     // the home now reads PostgreSQL: a key issued now is there and not in the SQLite files
@@ -170,6 +181,8 @@ describe.runIf(PG)('dsk store migrate', () => {
     expect(json(dsk(['keys', 'show', k.id, '--json'], { env })).status).toBe('active');
     expect(json(dsk(['keys', 'show', gone.id, '--json'], { env })).status).toBe('revoked');
     expect(json(dsk(['audit', 'verify', '--json'], { env }))).toMatchObject({ ok: true, authenticated_through: before.rows + 2, head_file: { state: 'match' } });
+    // keys set writes the options on PostgreSQL
+    expect(json(dsk(['keys', 'set', k.id, '--models', 'deepseek-r1', '--json'], { env })).options).toEqual({ models: ['deepseek-r1'] });
     // a second migrate of the same home, or into a database in use, is refused
     expect(dsk(['store', 'migrate', '--to', db.url], { env })).toMatchObject({ code: 6, stderr: expect.stringContaining('already keeps its store in PostgreSQL') });
     const other = makeHome(undefined, { shares: 2, threshold: 2 });

@@ -175,6 +175,43 @@ describe.each(engines)('store contract on %s', (engine) => {
     expect(await store.masterState.keyCheckValue()).toBe('bb');
   });
 
+  it('usage counters, quota marks and key sources read the same on both engines', async () => {
+    const { store } = await fresh(engine);
+    const H = 3_600_000;
+    const row = (key_id: string, hour: number, model: string, n: number) => ({ key_id, hour, model, requests: n, errors: 1, prompt_tokens: 10 * n, completion_tokens: 2 ** 33, no_usage: 0, last_at: hour + n });
+    await store.transaction(async (tx) => {
+      await tx.keys.insert(key('e00000000002', { owner: 'ml' }));
+      // two rows for one (key, hour, model) in one call add up, as two gateways' flushes do
+      await tx.usage.addHourly([row('e00000000002', T0, 'r1', 2), row('e00000000002', T0, 'r1', 3), row('E00000000001', T0 + H, '', 1)]);
+      await tx.usage.addHourly([row('e00000000002', T0, 'r1', 1)]);
+      expect(await tx.usage.markQuota('e00000000002', 'tokens', T0, 80, T0)).toBe(true);
+      expect(await tx.usage.markQuota('e00000000002', 'tokens', T0, 80, T0 + 1)).toBe(false);
+      expect(await tx.usage.markQuota('e00000000002', 'tokens', T0, 100, T0 + 1)).toBe(true);
+      await tx.keySources.learn([
+        { key_id: 'e00000000002', kind: 'site', value: 'lab', first_seen: T0 + 5 },
+        { key_id: 'e00000000002', kind: 'country', value: 'GB', first_seen: T0 + 1 },
+        { key_id: 'e00000000002', kind: 'site', value: 'lab', first_seen: T0 + 9 },
+      ]);
+      await tx.keySources.learn([{ key_id: 'E00000000001', kind: 'asn', value: 'AS1', first_seen: T0 }]);
+      expect(await tx.usage.totalsSince(T0, 'e00000000002')).toHaveLength(1);
+    });
+    const big = 3 * 2 ** 33;
+    expect(await store.usage.totalsSince(T0)).toEqual([
+      { key_id: 'E00000000001', requests: 1, errors: 1, prompt_tokens: 10, completion_tokens: 2 ** 33, last_at: T0 + H + 1 },
+      { key_id: 'e00000000002', requests: 6, errors: 3, prompt_tokens: 60, completion_tokens: big, last_at: T0 + 3 },
+    ]);
+    expect(await store.usage.totalsSince(T0 + 1, 'e00000000002')).toEqual([]);
+    expect((await store.usage.report(T0)).map((r) => [r.key_id, r.hour, r.model, r.requests, r.name, r.owner])).toEqual([
+      ['e00000000002', T0, 'r1', 6, 'k-e00000000002', 'ml'],
+      ['E00000000001', T0 + H, '', 1, null, null],
+    ]);
+    expect(await store.keySources.all()).toEqual([
+      { key_id: 'E00000000001', kind: 'asn', value: 'AS1', first_seen: T0 },
+      { key_id: 'e00000000002', kind: 'country', value: 'GB', first_seen: T0 + 1 },
+      { key_id: 'e00000000002', kind: 'site', value: 'lab', first_seen: T0 + 5 },
+    ]);
+  });
+
   it('keys.version() moves when another connection commits a key change', async () => {
     const { dir, store } = await fresh(engine);
     const v0 = await store.keys.version();
@@ -221,6 +258,19 @@ describe.runIf(PG)('what only the shared PostgreSQL store has', () => {
     expect((await store.keys.get('d00000000001'))!.use_count).toBe(5);
     await other.transaction((tx) => tx.keys.revoke('d00000000001', { now: T0 + 2, reason: null, reissue: false }));
     expect(await store.keys.version()).not.toBe(v0);
+  });
+
+  it('a store at schema version 4 gains the usage and key source tables in place on first open', async () => {
+    const { dir, db, store } = await fresh('postgres');
+    await store.close();
+    await sql(db!, 'DROP TABLE usage_hourly, quota_marks, key_sources');
+    await sql(db!, 'UPDATE dsk_meta SET schema_version = 4');
+    const again = await openStore(dir);
+    opened.push(again);
+    expect((await sql(db!, 'SELECT schema_version FROM dsk_meta'))[0].schema_version).toBe(6);
+    await again.transaction((tx) => tx.keySources.learn([{ key_id: 'f00000000001', kind: 'site', value: 'lab', first_seen: T0 }]));
+    expect(await again.usage.totalsSince(0)).toEqual([]);
+    expect(await again.keySources.all()).toHaveLength(1);
   });
 
   it('a writer that waits past the lock timeout gives up with ERR_STORE_BUSY (exit 6), its change not made', async () => {

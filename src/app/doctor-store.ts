@@ -15,16 +15,17 @@ const STORE_CHECKS = ['audit_head', 'expiring_keys', 'rotations'];
 
 export async function storeChecks(home: string, config: DskConfig | null, o: DoctorOptions, skipReason: string | null): Promise<Check[]> {
   if (skipReason || !config) return STORE_CHECKS.map((name) => ({ name, status: 'skip', detail: skipReason ?? 'no usable dsk.json' }));
+  const fix = config.store?.url ? 'restore the PostgreSQL store from a backup (pg_dump / pg_basebackup); dsk audit verify checks it afterwards' : 'restore keys.db and audit_log/ from a backup of the home';
   let store: Store;
   try {
     store = await openStore(home, { readonly: true });
   } catch (e) {
-    return [{ name: 'store', status: 'fail', failure: failureOf(e), detail: errorText(e), fix: 'restore keys.db and audit_log/ from a backup of the home' }];
+    return [{ name: 'store', status: 'fail', failure: failureOf(e), detail: errorText(e), fix }];
   }
   try {
     return [await headCheck(home, store), await expiringCheck(store, o), await rotationsCheck(store, o)];
   } catch (e) {
-    return [{ name: 'store', status: 'fail', failure: failureOf(e), detail: errorText(e), fix: 'restore keys.db and audit_log/ from a backup of the home' }];
+    return [{ name: 'store', status: 'fail', failure: failureOf(e), detail: errorText(e), fix }];
   } finally {
     await store.close();
   }

@@ -31,7 +31,7 @@ export async function runDoctor(dir: string, o: DoctorOptions): Promise<DoctorRe
   checks.push(modes);
   const { check: configCheck, config } = readConfig(home);
   checks.push(configCheck);
-  const schema = schemaCheck(home, modes.status === 'fail');
+  const schema = await schemaCheck(home, config, modes.status === 'fail');
   checks.push(schema);
   checks.push(lockCheck(home));
   checks.push(...(await masterChecks(home, config)));
@@ -67,15 +67,26 @@ function readConfig(home: string): { check: Check; config: DskConfig | null } {
   }
 }
 
-function schemaCheck(home: string, modesFailed: boolean): Check {
+async function schemaCheck(home: string, config: DskConfig | null, modesFailed: boolean): Promise<Check> {
   if (modesFailed) return { name: 'schema', status: 'skip', detail: 'the store is not opened while its files are not private', fix: 'fix the file modes first' };
+  const shared = Boolean(config?.store?.url);
   try {
-    const v = storeSchema(home);
+    const v = await storeSchema(home, config);
+    if (v.engine === 'postgres') {
+      if (v.version === v.current) return { name: 'schema', status: 'ok', detail: `the store at ${v.address} at schema version ${v.current}` };
+      return { name: 'schema', status: 'warn', detail: `the store at ${v.address} at version ${v.version}; this dsk writes ${v.current}`, fix: 'the next dsk command that opens the home upgrades the shared store in place (for example dsk status); take a backup (pg_dump) first' };
+    }
     if (v.keys === v.current && v.audit === v.current) return { name: 'schema', status: 'ok', detail: `keys.db and audit_log/audit.db at schema version ${v.current}` };
     return { name: 'schema', status: 'warn', detail: `keys.db at version ${v.keys}, audit_log/audit.db at ${v.audit}; this dsk writes ${v.current}`, fix: 'the next dsk command that opens the home upgrades it in place (for example dsk status); take a backup first' };
   } catch (e) {
-    const tooNew = (e as { code?: string }).code === 'ERR_SCHEMA_TOO_NEW';
-    return { name: 'schema', status: 'fail', failure: failureOf(e), detail: errorText(e), fix: tooNew ? 'upgrade dsk to the version that wrote this home' : 'restore keys.db and audit_log/ from a backup of the home' };
+    const code = (e as { code?: string }).code;
+    const fix =
+      code === 'ERR_SCHEMA_TOO_NEW'
+        ? 'upgrade dsk to the version that wrote this home'
+        : shared
+          ? ((e as { hint?: string }).hint ?? 'check store.url in dsk.json and that PostgreSQL answers there')
+          : 'restore keys.db and audit_log/ from a backup of the home';
+    return { name: 'schema', status: 'fail', failure: failureOf(e), detail: errorText(e), fix };
   }
 }
 

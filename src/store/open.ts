@@ -8,7 +8,7 @@ import type { DskConfig } from '../domain/config.js';
 import type { OpenStoreOptions, Store } from './store.js';
 import { configFromText } from './config-file.js';
 import { SqliteStore } from './sqlite/engine.js';
-import { SCHEMA_VERSION } from './migrations.js';
+import { assertKnownVersion, SCHEMA_VERSION } from './migrations.js';
 import { parsePgUrl, passwordSource } from './postgres/address.js';
 import { PgStore, type PgOpenOptions } from './postgres/engine.js';
 
@@ -24,9 +24,23 @@ export async function openStore(home: string, opts: OpenStoreOptions = {}): Prom
   return SqliteStore.open(home, opts);
 }
 
-/** The schema version of a home's store and the one this dsk writes, without opening it for use (no migration). */
-export function storeSchema(home: string): { keys: number; audit: number; current: number } {
-  return { ...SqliteStore.schemaVersions(home), current: SCHEMA_VERSION };
+export type StoreSchema =
+  | { engine: 'sqlite'; keys: number; audit: number; current: number }
+  | { engine: 'postgres'; address: string; version: number; current: number };
+
+/**
+ * The schema version of a home's store and the one this dsk writes, without opening it for use (no
+ * migration, no lock): keys.db's and audit.db's user_version, or the version in the PostgreSQL
+ * store's dsk_meta when `config` names one (a version newer than this dsk knows is refused).
+ */
+export async function storeSchema(home: string, config: Pick<DskConfig, 'store' | 'home_id'> | null): Promise<StoreSchema> {
+  if (config?.store?.url) {
+    const a = parsePgUrl(config.store.url);
+    const version = await PgStore.inspect(a, { homeId: config.home_id, password: passwordSource(a, config.store.password_file) });
+    assertKnownVersion(version, `the store at ${a.redacted}`);
+    return { engine: 'postgres', address: a.redacted, version, current: SCHEMA_VERSION };
+  }
+  return { engine: 'sqlite', ...SqliteStore.schemaVersions(home), current: SCHEMA_VERSION };
 }
 
 /** The PostgreSQL store a config names (password from its file, else PGPASSWORD, else PGPASSFILE / ~/.pgpass). */

@@ -17,17 +17,18 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import { UnavailableError } from '../../kernel/errors.js';
 import { SCHEMA_VERSION } from '../migrations.js';
-import type { AuditReads, DeliveryReads, KeyReads, MasterStateReads, NonceClaims, OperatorReads, Store, StoreTx } from '../store.js';
+import type { AuditReads, DeliveryReads, KeyReads, KeySourceReads, MasterStateReads, NonceClaims, OperatorReads, Store, StoreTx, UsageReads } from '../store.js';
 import type { PgAddress } from './address.js';
 import { mapPgError } from './errors.js';
 import { META_DDL, migrate, storedVersion } from './migrations.js';
-import { bindAll, busyTimeoutMs, connectTimeoutMs, iterators, qOf, txOf, types, type Client } from './tx.js';
+import { bindAll, busyTimeoutMs, iterators, poolOf, qOf, txOf, type Client } from './tx.js';
 import { importSqliteHome, type ImportCount } from './import.js';
 import { PgKeys } from './keys.js';
 import { PgEvents } from './events.js';
 import { PgDeliveries, PgMasterState, PgOperators } from './operators.js';
 import { PgNonces } from './nonces.js';
 import { listenForKeyChanges } from './notify.js';
+import { PgKeySources, PgUsage } from './usage.js';
 
 /** Advisory lock ids: (namespace 'dsk', purpose). */
 const NS = 0x64736b;
@@ -62,6 +63,8 @@ export class PgStore implements Store {
   readonly masterState: MasterStateReads;
   readonly deliveries: DeliveryReads;
   readonly nonces: NonceClaims;
+  readonly keySources: KeySourceReads;
+  readonly usage: UsageReads;
   #pool: pg.Pool;
   #pending: Client | null = null;
   #lockTimeoutMs: number;
@@ -81,6 +84,11 @@ export class PgStore implements Store {
     this.events = Object.assign(bindAll(ev), iterators(ev));
     this.masterState = new PgMasterState(q);
     this.deliveries = new PgDeliveries(q);
+    const usage = new PgUsage(q);
+    // reads only: the writes go through a transaction's StoreTx
+    this.usage = { totalsSince: usage.totalsSince.bind(usage), report: usage.report.bind(usage) };
+    const sources = new PgKeySources(q);
+    this.keySources = { all: sources.all.bind(sources) };
     this.nonces = new PgNonces(q);
   }
 
@@ -90,25 +98,9 @@ export class PgStore implements Store {
   }
 
   static async open(a: PgAddress, opts: PgOpenOptions = {}): Promise<PgStore> {
-    const pool = new pg.Pool({
-      host: a.host,
-      port: a.port,
-      database: a.database,
-      user: a.user,
-      // undefined from the source: no password (pg then fails the login, mapped to ERR_STORE_LOGIN)
-      password: opts.password as (() => Promise<string>) | undefined,
-      ssl: a.ssl ? { rejectUnauthorized: true } : undefined,
-      max: 4,
-      connectionTimeoutMillis: connectTimeoutMs(),
-      // A server that stops answering mid-query (host gone, no RST) fails the command instead of
-      // hanging it; every dsk statement is short (long reads go in chunks), lock waits end sooner.
-      query_timeout: 60_000,
-      idleTimeoutMillis: 10_000,
-      application_name: 'dsk',
-      types,
-    });
-    // An idle client whose server went away emits 'error' on the pool: the next query reports it.
-    pool.on('error', () => {});
+    // query_timeout: a server that stops answering mid-query (host gone, no RST) fails the command
+    // instead of hanging it; every dsk statement is short (long reads go in chunks).
+    const pool = poolOf(a, opts.password, { max: 4, query_timeout: 60_000, idleTimeoutMillis: 10_000 });
     const store = new PgStore(pool, a.redacted, opts.lockTimeoutMs ?? busyTimeoutMs());
     try {
       if (opts.create) await store.#create(opts.create);
@@ -122,11 +114,26 @@ export class PgStore implements Store {
 
   /** Fails now, before anyone types a passphrase, if a new home could not be created in this database. */
   static async checkEmpty(a: PgAddress, opts: Pick<PgOpenOptions, 'password'>): Promise<void> {
-    const pool = new pg.Pool({ host: a.host, port: a.port, database: a.database, user: a.user, password: opts.password as (() => Promise<string>) | undefined, ssl: a.ssl ? { rejectUnauthorized: true } : undefined, max: 1, connectionTimeoutMillis: connectTimeoutMs(), types });
-    pool.on('error', () => {});
+    const found = await PgStore.#peek(a, opts.password);
+    if (found) throw inUse(a.redacted, found.home_id);
+  }
+
+  /**
+   * The schema version recorded in the store's dsk_meta, read on one connection without migrating
+   * or locking (what `dsk doctor` reports); refuses a database with no store or another home's.
+   */
+  static async inspect(a: PgAddress, opts: Pick<PgOpenOptions, 'password' | 'homeId'>): Promise<number> {
+    const found = await PgStore.#peek(a, opts.password);
+    if (!found) throw new UnavailableError('ERR_STORE_EMPTY', `the store at ${a.redacted} holds no dsk store`, { hint: 'create one with dsk init --store URL, or move a home there with dsk store migrate --to URL' });
+    if (opts.homeId !== undefined && found.home_id !== opts.homeId)
+      throw new UnavailableError('ERR_STORE_OTHER_HOME', `the store at ${a.redacted} belongs to another dsk home (${found.home_id}, this home is ${opts.homeId})`, { hint: "point store.url in dsk.json at this home's own database" });
+    return found.version;
+  }
+
+  static async #peek(a: PgAddress, password: PgOpenOptions['password']): Promise<{ version: number; home_id: string } | null> {
+    const pool = poolOf(a, password, { max: 1 });
     try {
-      const found = await storedVersion((s, p) => pool.query(s, p));
-      if (found) throw inUse(a.redacted, found.home_id);
+      return await storedVersion((s, p) => pool.query(s, p));
     } catch (e) {
       throw mapPgError(e, a.redacted);
     } finally {

@@ -114,6 +114,11 @@ export class PgKeys {
     await this.q.run(`UPDATE keys SET replaced_by = $1, options = (options::jsonb - 'reissue_pending')::text, updated_at = $2 WHERE id = $3`, [o.successor, o.now, id]);
   }
 
+  /** Replaces the options JSON text (gateway options: models, quotas, limits). */
+  async setOptions(id: string, options: string, now: number): Promise<void> {
+    await this.q.run('UPDATE keys SET options = $1, updated_at = $2 WHERE id = $3', [options, now, id]);
+  }
+
   async reseal(id: string, secretSealed: Buffer): Promise<void> {
     await this.q.run('UPDATE keys SET secret_sealed = $1 WHERE id = $2', [secretSealed, id]);
   }

@@ -122,6 +122,39 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_pending ON deliveries(delivered_at, created_at);`;
 
+// hour: the start of the UTC hour (epoch ms); model '' when the request named none.
+const V5 = `
+CREATE TABLE usage_hourly (
+  key_id            TEXT NOT NULL,
+  hour              BIGINT NOT NULL,
+  model             TEXT NOT NULL DEFAULT '',
+  requests          BIGINT NOT NULL DEFAULT 0,
+  errors            BIGINT NOT NULL DEFAULT 0,
+  prompt_tokens     BIGINT NOT NULL DEFAULT 0,
+  completion_tokens BIGINT NOT NULL DEFAULT 0,
+  no_usage          BIGINT NOT NULL DEFAULT 0,
+  last_at           BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (key_id, hour, model)
+);
+CREATE INDEX usage_hourly_hour ON usage_hourly(hour);
+CREATE TABLE quota_marks (
+  key_id       TEXT NOT NULL,
+  kind         TEXT NOT NULL,
+  period_start BIGINT NOT NULL,
+  level        INTEGER NOT NULL,
+  at           BIGINT NOT NULL,
+  PRIMARY KEY (key_id, kind, period_start, level)
+);`;
+
+const V6 = `
+CREATE TABLE key_sources (
+  key_id     TEXT NOT NULL,
+  kind       TEXT NOT NULL CHECK (kind IN ('site','country','asn')),
+  value      TEXT NOT NULL,
+  first_seen BIGINT NOT NULL,
+  PRIMARY KEY (key_id, kind, value)
+);`;
+
 // Nonces are a cache of what the gateways saw in the last skew window: UNLOGGED spares a WAL write
 // per signed request, at the cost that a crash of the server or a failover to a standby forgets
 // them (a request seen in the last ten minutes could then pass once more). The key-change trigger
@@ -144,7 +177,7 @@ CREATE OR REPLACE FUNCTION dsk_keys_changed() RETURNS trigger LANGUAGE plpgsql A
 BEGIN UPDATE dsk_meta SET keys_version = keys_version + 1 WHERE id = 1; PERFORM pg_notify('dsk_keys_changed', ''); RETURN NULL; END $$;`;
 
 /** version → DDL. */
-export const PG_DDL: Record<number, string> = { 1: V1, 2: V2, 3: V3, 4: V4, 7: V7 };
+export const PG_DDL: Record<number, string> = { 1: V1, 2: V2, 3: V3, 4: V4, 5: V5, 6: V6, 7: V7 };
 
 /** The schema version recorded in dsk_meta; null when the database holds no dsk store. */
 export async function storedVersion(q: Exec): Promise<{ version: number; home_id: string } | null> {

@@ -3,12 +3,14 @@
  * mapped, the StoreTx over them, the chunked audit readers, and the engine's timeouts.
  */
 import pg from 'pg';
-import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, KeyWrites, OperatorWrites, StoreTx } from '../store.js';
+import type { AuditFilter, AuditReads, AuditRow, AuditTuple, AuditWrites, KeyWrites, OperatorWrites, StoreTx, UsageWrites } from '../store.js';
 import { mapPgError } from './errors.js';
 import type { Q } from './query.js';
+import type { PgAddress } from './address.js';
 import { PgKeys } from './keys.js';
 import { PgEvents } from './events.js';
 import { PgDeliveries, PgMasterState, PgOperators } from './operators.js';
+import { PgKeySources, PgUsage } from './usage.js';
 
 const CHUNK = 20_000;
 
@@ -19,6 +21,25 @@ export const types = {
 };
 
 export type Client = pg.PoolClient;
+
+/** A pool on the store's address; an idle client whose server went away reports on its next query. */
+export function poolOf(a: PgAddress, password: (() => Promise<string | undefined>) | undefined, o: pg.PoolConfig): pg.Pool {
+  const pool = new pg.Pool({
+    host: a.host,
+    port: a.port,
+    database: a.database,
+    user: a.user,
+    // undefined from the source: no password (pg then fails the login, mapped to ERR_STORE_LOGIN)
+    password: password as (() => Promise<string>) | undefined,
+    ssl: a.ssl ? { rejectUnauthorized: true } : undefined,
+    connectionTimeoutMillis: connectTimeoutMs(),
+    application_name: 'dsk',
+    types,
+    ...o,
+  });
+  pool.on('error', () => {});
+  return pool;
+}
 type Runner = Pick<pg.Pool, 'query'>;
 
 export function qOf(c: Runner, address: string, guard: () => void = () => {}): Q {
@@ -43,11 +64,12 @@ export function txOf(q: Q): StoreTx {
   return {
     setSharedConfig: async (json: string) => void (await q.run('UPDATE dsk_meta SET shared_config = $1 WHERE id = 1', [json])),
     keys: keys as unknown as KeyWrites,
-    usage: { bump: (id, n, at) => keys.bump(id, n, at), firstApply: (w, seq, now) => keys.firstApply(w, seq, now) },
+    usage: { bump: (id, n, at) => keys.bump(id, n, at), firstApply: (w, seq, now) => keys.firstApply(w, seq, now), ...bindAll(new PgUsage(q)) } as UsageWrites,
     operators: new PgOperators(q) as unknown as OperatorWrites,
     events: Object.assign(bindAll(ev), iterators(ev)) as AuditWrites,
     masterState: new PgMasterState(q),
     deliveries: new PgDeliveries(q),
+    keySources: bindAll(new PgKeySources(q)),
   };
 }
 
