@@ -58,7 +58,7 @@ t() { COMP_WORDS=(dsk "$@"); COMP_CWORD=$((\${#COMP_WORDS[@]} - 1)); COMP_LINE="
     expect(split(out[0])).toEqual([...visible].sort());
     expect(out[0]).not.toContain('__complete');
     expect(split(out[1])).toEqual(['keygen', 'keys']);
-    expect(split(out[2])).toEqual(['list', 'revoke', 'show']);
+    expect(split(out[2])).toEqual(['list', 'revoke', 'set', 'show']);
     expect(split(out[3])).toEqual(['active', 'expired', 'grace', 'retired', 'revoked']);
     expect(split(out[4])).toEqual(['--reason']);
     expect(split(out[5])).toEqual(expect.arrayContaining(['--reason', '--passphrase-file', '--home', '--json', '--actor', '--help']));
@@ -88,7 +88,7 @@ t() { COMP_WORDS=(dsk "$@"); COMP_CWORD=$((\${#COMP_WORDS[@]} - 1)); COMP_LINE="
   it('walks the line as the shell splits it: a value with a colon does not shift the command path', () => {
     // readline breaks words at ':' too (COMP_WORDBREAKS): COMP_WORDS holds 127.0.0.1 : 8080
     const out = bash([`COMP_WORDS=(dsk --actor ops : alice keys ''); COMP_CWORD=6; COMP_LINE='dsk --actor ops:alice keys '; COMP_POINT=\${#COMP_LINE}; _dsk_complete; echo "\${COMPREPLY[*]}"`]);
-    expect(split(out[0])).toEqual(['list', 'revoke', 'show']);
+    expect(split(out[0])).toEqual(['list', 'revoke', 'set', 'show']);
   });
 
   it('completes files and directories for path options', () => {
@@ -130,7 +130,7 @@ t keygen --out ''
 t --home ''
 t rotate --g`;
     const out = run('zsh', ['-f', '-c'], script).split('\n');
-    expect(split(out[0])).toEqual(['list', 'revoke', 'show']);
+    expect(split(out[0])).toEqual(['list', 'revoke', 'set', 'show']);
     expect(split(out[1])).toEqual(['active', 'expired', 'grace', 'retired', 'revoked']);
     expect(split(out[2])).toEqual([live]);
     expect(split(out[3])).toEqual(['admin', 'auditor', 'automation', 'developer', 'release-bot']);
@@ -171,7 +171,7 @@ complete -C 'dsk --home ${home} keygen --role '; echo ---
 complete -C 'dsk keygen --out key-'; echo ---
 complete -C 'dsk doctor --ov'`;
     const parts = run('fish', ['--no-config', '-c'], script).split('---\n').map((p) => p.trim().split('\n'));
-    expect(parts[0]).toEqual(['list', 'revoke', 'show']);
+    expect(parts[0]).toEqual(['list', 'revoke', 'set', 'show']);
     expect(parts[1].sort()).toEqual(['active', 'expired', 'grace', 'retired', 'revoked']);
     expect(parts[2].sort()).toEqual([`${live}\tchat (active)`, `${revoked}\told (revoked)`].sort());
     expect(parts[3].map((l) => l.split('\t')[0]).sort()).toEqual(['admin', 'auditor', 'automation', 'developer', 'release-bot']);

@@ -11,7 +11,7 @@ describe('dsk demo', () => {
     expect(s.keys_issued).toHaveLength(3);
     expect(s.gateway).toMatchObject({ accepted: 200, refused: 401, refused_code: 'key_revoked', traversal: 400 });
     expect(s.monitoring).toMatchObject({ anomaly: { reason: 'NEW_SITE', site: 'dc-west', known: ['dc-east'] }, alert: { alert: 'BruteForce', state: 'firing' } });
-    expect(s.usage).toMatchObject({ model_refused: 403, refused_code: 'model_not_allowed', requests: 2, requests_left: 9998 }); // with the gateway step's request
+    expect(s.usage).toMatchObject({ model_refused: 403, refused_code: 'model_not_allowed', requests: 5, requests_left: 9995 }); // with the gateway and monitoring steps' requests
     expect(s.usage.tokens).toBeGreaterThan(0);
     expect(s.replicas).toEqual({ first: 200, replay: 401, replay_message: 'nonce already used' });
     expect(s.rotation.manual[0]).toMatchObject({ action: 'rotate', trigger: 'MANUAL' });
