@@ -13,6 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { DSK, dsk, json, makeHome, snapshot, type RunResult } from './helpers.js';
 import { copyHome } from './cli-support.js';
 import { startStubUpstream } from './stub-upstream.js';
+import { SCHEMA_VERSION } from '../src/store/migrations.js';
 import { MODULE, pkcs11Home, requireSoftHsm, softHsm } from './hsm-helpers.js';
 import { freshDatabase, requirePostgres, sql as pgSql } from './pg-helpers.js';
 
@@ -267,13 +268,13 @@ describe('dsk doctor', () => {
     expect(dsk(['keygen', '--name', 'chat', '--role', 'developer', '--json'], { env: m.env }).code).toBe(0);
     let { r, rep } = doctor(m.home);
     expect(r.code, JSON.stringify(rep.checks)).toBe(0);
-    expect(check(rep, 'schema')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^the store at postgres:\/\/.* at schema version 6$/) });
+    expect(check(rep, 'schema')).toMatchObject({ status: 'ok', detail: expect.stringMatching(new RegExp(`^the store at postgres://.* at schema version ${SCHEMA_VERSION}$`)) });
     for (const name of ['audit_head', 'expiring_keys', 'rotations']) expect(check(rep, name).status).toBe('ok');
     // an older store: a warning, and the doctor does not upgrade it
     await pgSql(db.name, 'UPDATE dsk_meta SET schema_version = 4');
     ({ r, rep } = doctor(m.home));
     expect(r.code).toBe(0);
-    expect(check(rep, 'schema')).toMatchObject({ status: 'warn', detail: expect.stringContaining('at version 4; this dsk writes 6') });
+    expect(check(rep, 'schema')).toMatchObject({ status: 'warn', detail: expect.stringContaining(`at version 4; this dsk writes ${SCHEMA_VERSION}`) });
     expect(check(rep, 'audit_head').status).toBe('skip');
     expect((await pgSql(db.name, 'SELECT schema_version FROM dsk_meta'))[0].schema_version).toBe(4);
     // the store unreachable: exit 7, the store checks skipped

@@ -148,7 +148,7 @@ describe('a flush sent again after a lost answer', () => {
     const worker = new Worker(new URL('../dist/gateway/flush-worker.js', import.meta.url), { workerData: { home, auditKey: new Uint8Array(h.requireUnsealed().auditKey) } });
     const answer = () => new Promise<{ seq: number; ok: boolean }>((r) => worker.once('message', r));
     try {
-      const batch = { writer: 'test-writer', seq: 7, counts: [[dev.id, 5, Date.now()]], rows: [{ action: 'AUTH_FAILURE', actor: 'anonymous', source_ip: '127.0.0.1', key_id: null, details: { reason: 'BAD_CHECKSUM', count: 1 } }] };
+      const batch = { writer: 'test-writer', seq: 7, counts: [[dev.id, 5, Date.now()]], rows: [{ action: 'AUTH_FAILURE', actor: 'anonymous', source_ip: '127.0.0.1', key_id: null, details: { reason: 'BAD_CHECKSUM', count: 1 } }], hourly: [], marks: [], totals: [] };
       for (let i = 0; i < 3; i++) {
         worker.postMessage(batch);
         expect(await answer()).toMatchObject({ seq: 7, ok: true });

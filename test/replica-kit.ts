@@ -12,7 +12,7 @@ export interface Replica {
 
 /** Spawns `dsk serve` with `args` and resolves once it prints its URL (limits high: the tests poll, and the IP is one). */
 export async function spawnReplica(env: NodeJS.ProcessEnv, upstream: string, args: string[] = [], procs?: ChildProcess[]): Promise<Replica> {
-  const proc = dskAsync(['serve', '--upstream', upstream, '--listen', '127.0.0.1:0', '--json', '--rps', '100000', '--burst', '100000', '--max-failures', '1000000', ...args], { env });
+  const proc = dskAsync(['serve', '--upstream', upstream, '--listen', '127.0.0.1:0', '--json', '--rps', '100000', '--burst', '100000', '--max-failures', '1000000', '--max-concurrent', '1000', ...args], { env });
   procs?.push(proc);
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));

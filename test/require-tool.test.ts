@@ -48,7 +48,7 @@ describe('requireTool', () => {
         const name = m[1];
         const viaHelper =
           name === 'requireTool' ||
-          new RegExp(`const ${name} = (requireTool|requireSoftHsm)\\(`).test(text) ||
+          new RegExp(`const ${name} = (requireTool|requireSoftHsm|requirePostgres)\\(`).test(text) ||
           // pkcs11-tool is checked by requireSoftHsm, which the file must call.
           (name === 'hasPkcs11Tool' && /requireSoftHsm\(\)/.test(text));
         if (!viaHelper) bad.push(`${f}: skipIf(${name})`);

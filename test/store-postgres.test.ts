@@ -10,6 +10,7 @@ import { describe, expect, it, afterEach } from 'vitest';
 import { tmpDir } from './helpers.js';
 import { freshDatabase, requirePostgres, sql } from './pg-helpers.js';
 import { openStore, openPgStore } from '../src/store/open.js';
+import { SCHEMA_VERSION } from '../src/store/migrations.js';
 import { saveConfig } from '../src/store/config-file.js';
 import type { NewKey, Store } from '../src/store/store.js';
 import type { PgStore } from '../src/store/postgres/engine.js';
@@ -263,11 +264,11 @@ describe.runIf(PG)('what only the shared PostgreSQL store has', () => {
   it('a store at schema version 4 gains the usage and key source tables in place on first open', async () => {
     const { dir, db, store } = await fresh('postgres');
     await store.close();
-    await sql(db!, 'DROP TABLE usage_hourly, quota_marks, key_sources');
+    await sql(db!, 'DROP TABLE usage_hourly, quota_marks, key_sources, nonces, flushes');
     await sql(db!, 'UPDATE dsk_meta SET schema_version = 4');
     const again = await openStore(dir);
     opened.push(again);
-    expect((await sql(db!, 'SELECT schema_version FROM dsk_meta'))[0].schema_version).toBe(6);
+    expect((await sql(db!, 'SELECT schema_version FROM dsk_meta'))[0].schema_version).toBe(SCHEMA_VERSION);
     await again.transaction((tx) => tx.keySources.learn([{ key_id: 'f00000000001', kind: 'site', value: 'lab', first_seen: T0 }]));
     expect(await again.usage.totalsSince(0)).toEqual([]);
     expect(await again.keySources.all()).toHaveLength(1);

@@ -77,7 +77,7 @@ describe.runIf(HAVE_TMUX)('dsk top in tmux', () => {
 
     tmux('send-keys', '-t', 'top', 'q');
     // the alternate screen is left (the frame is gone) and the command ended with status 0
-    const after = await screen((s) => s.includes('Pane is dead'), 4000);
+    const after = await screen((s) => s.includes('Pane is dead'), 15_000);
     expect(after).toContain('Pane is dead (status 0');
     expect(after).not.toContain('ALERTS');
   });
