@@ -11,7 +11,7 @@ import { DEFAULT_POLICY } from '../domain/policy.js';
 import { DEFAULT_ROLES } from '../domain/roles.js';
 import { applySharedConfig, loadConfig, saveConfig } from '../store/config-file.js';
 import { AuthError, ConflictError, UsageError } from '../kernel/errors.js';
-import { ioError, writePrivateFile } from '../kernel/files.js';
+import { ioError, makeHomeParent, writePrivateFile } from '../kernel/files.js';
 import { systemClock, systemRandom, type Clock, type RandomSource } from '../kernel/clock.js';
 import { openStore, redactedStore } from '../store/open.js';
 import type { AuditRow, Store, StoreTx } from '../store/store.js';
@@ -181,14 +181,7 @@ export async function buildHome<T>(
   home = path.resolve(home);
   assertNoHome(home);
   const parent = path.dirname(home);
-  let createdParent: string | undefined;
-  try {
-    createdParent = fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') throw new UsageError('ERR_HOME_PARENT', `cannot create ${home}: a parent path is not a directory`, { hint: 'choose another home directory' });
-    throw ioError(e, parent);
-  }
+  const createdParent = makeHomeParent(home);
   const staging = path.join(parent, `.${path.basename(home)}.init-${crypto.randomBytes(4).toString('hex')}`);
   const written: string[] = [];
   let master: MasterKey | null = null;

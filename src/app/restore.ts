@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { IntegrityError, UsageError } from '../kernel/errors.js';
-import { fsyncDir, ioError } from '../kernel/files.js';
+import { fsyncDir, ioError, makeHomeParent } from '../kernel/files.js';
 import { homePath } from '../kernel/home-layout.js';
 import { noProgress, type Progress } from '../kernel/progress.js';
 import { configFromText } from '../store/config-file.js';
@@ -63,14 +63,7 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreResult> {
   const home = path.resolve(o.home);
   preflightRestore({ ...o, home });
   const parent = path.dirname(home);
-  let createdParent: string | undefined;
-  try {
-    createdParent = fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') throw new UsageError('ERR_HOME_PARENT', `cannot create ${home}: a parent path is not a directory`, { hint: 'choose another home directory' });
-    throw ioError(e, parent);
-  }
+  const createdParent = makeHomeParent(home);
   const staging = path.join(parent, `.${path.basename(home)}.restore-${crypto.randomBytes(4).toString('hex')}`);
   try {
     try {

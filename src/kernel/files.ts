@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { ConflictError, IntegrityError, NotFoundError, UnavailableError } from './errors.js';
+import { ConflictError, IntegrityError, NotFoundError, UnavailableError, UsageError } from './errors.js';
 
 export const FILE_MODE = 0o600;
 export const DIR_MODE = 0o700;
@@ -225,5 +225,17 @@ export function readTextIfExists(p: string): string | null {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw ioError(e, p);
+  }
+}
+
+/** Creates the parent directories of a new home (0700); returns the first one it made, to remove if the home is not finished. */
+export function makeHomeParent(home: string): string | undefined {
+  const parent = path.dirname(home);
+  try {
+    return fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new UsageError('ERR_HOME_PARENT', `cannot create ${home}: a parent path is not a directory`, { hint: 'choose another home directory' });
+    throw ioError(e, parent);
   }
 }
