@@ -11,7 +11,7 @@
  *      rounds; X-Forwarded-For (with --trust-proxy) rotating over the test addresses
  *
  *   npm run build && node bench/geoip.mjs [--duration 2] [--rounds 3] [--connections 20]
- * The MaxMind test databases are read from ../shared/geoip (or DSK_GEOIP_DIR).
+ * The MaxMind test databases are read from test/fixtures/geoip (or DSK_GEOIP_DIR).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -22,7 +22,7 @@ import autocannon from 'autocannon';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DSK = path.join(ROOT, 'bin', 'dsk.js');
-const GEO = process.env.DSK_GEOIP_DIR ?? path.resolve(ROOT, '../shared/geoip');
+const GEO = process.env.DSK_GEOIP_DIR ?? path.resolve(ROOT, 'test/fixtures/geoip');
 const CITY = path.join(GEO, 'GeoIP2-City-Test.mmdb');
 const ASN = path.join(GEO, 'GeoLite2-ASN-Test.mmdb');
 const arg = (name, def) => {

@@ -1,5 +1,5 @@
 /**
- * Source labels and anomalies on the real MaxMind test databases (../shared/geoip, see SOURCE.md):
+ * Source labels and anomalies on the real MaxMind test databases (test/fixtures/geoip, see SOURCE.md there):
  * the labeler, its startup errors, and the gateway learning each key's sites, countries and ASNs
  * through X-Forwarded-For on loopback, then raising ANOMALY rows past the learning period.
  */
@@ -15,7 +15,7 @@ import { ExitCode } from '../src/kernel/errors.js';
 import { SourceLabeler, openGeoDb } from '../src/gateway/source-labels.js';
 import { checkConfig } from '../src/domain/config-schema.js';
 
-const GEO = process.env.DSK_GEOIP_DIR ?? path.resolve(__dirname, '../../shared/geoip');
+const GEO = process.env.DSK_GEOIP_DIR ?? path.resolve(__dirname, 'fixtures/geoip');
 const CITY = path.join(GEO, 'GeoIP2-City-Test.mmdb');
 const COUNTRY = path.join(GEO, 'GeoLite2-Country-Test.mmdb');
 const ASN = path.join(GEO, 'GeoLite2-ASN-Test.mmdb');
