@@ -71,7 +71,7 @@ function start(cmd, args, re, opts = {}) {
 
 const stubPort = await start(process.execPath, ['-e', `import(${JSON.stringify(path.join(ROOT, 'dist/gateway/stub-upstream.js'))}).then(m => m.startStubUpstream({ record: false })).then(s => console.log('port ' + s.port))`], /port (\d+)/);
 const upstream = `http://127.0.0.1:${stubPort}`;
-const gwUrl = await start(process.execPath, [DSK, 'serve', '--upstream', upstream, '--listen', '127.0.0.1:0', '--rps', '100000000', '--burst', '100000000', '--json'], /"url":\s*"([^"]+)"/);
+const gwUrl = await start(process.execPath, [DSK, 'serve', '--upstream', upstream, '--listen', '127.0.0.1:0', '--rps', '100000000', '--burst', '100000000', '--max-concurrent', '100000', '--json'], /"url":\s*"([^"]+)"/);
 
 const NODE_PROXY = `
 const http = require('node:http');

@@ -123,7 +123,7 @@ for (const side of ['off', 'geoip']) {
   }
   homes[side] = env;
   const key = JSON.parse(run(env, ['keygen', '--name', 'bench', '--role', 'developer', '--json']));
-  urls[side] = { url: await start(env, [DSK, 'serve', '--upstream', `http://127.0.0.1:${stubPort}`, '--listen', '127.0.0.1:0', '--trust-proxy', '--rps', '100000000', '--burst', '100000000', '--json'], /"url":\s*"([^"]+)"/), key: key.api_key };
+  urls[side] = { url: await start(env, [DSK, 'serve', '--upstream', `http://127.0.0.1:${stubPort}`, '--listen', '127.0.0.1:0', '--trust-proxy', '--rps', '100000000', '--burst', '100000000', '--max-concurrent', '100000', '--json'], /"url":\s*"([^"]+)"/), key: key.api_key };
 }
 apiKey = null;
 const results = { off: [], geoip: [] };

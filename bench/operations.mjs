@@ -69,7 +69,7 @@ function start(args, re) {
   });
 }
 const stubPort = await start(['-e', `import(${JSON.stringify(path.join(ROOT, 'dist/gateway/stub-upstream.js'))}).then(m => m.startStubUpstream({ record: false })).then(s => console.log('port ' + s.port))`], /port (\d+)/);
-const serveArgs = [DSK, 'serve', '--upstream', `http://127.0.0.1:${stubPort}`, '--listen', '127.0.0.1:0', '--rps', '100000000', '--burst', '100000000', '--json'];
+const serveArgs = [DSK, 'serve', '--upstream', `http://127.0.0.1:${stubPort}`, '--listen', '127.0.0.1:0', '--rps', '100000000', '--burst', '100000000', '--max-concurrent', '100000', '--json'];
 const logFile = path.join(tmp, 'access.log');
 const STARTED = /"url":\s*"([^"]+)"[\s\S]*"pid":\s*(\d+)/;
 const started = ([url, pid]) => ({ url, pid: Number(pid) });

@@ -73,7 +73,7 @@ function start(cmd, args, re) {
 
 const stubPort = await start(process.execPath, ['-e', `import(${JSON.stringify(path.join(ROOT, 'dist/gateway/stub-upstream.js'))}).then(m => m.startStubUpstream({ record: false })).then(s => console.log('port ' + s.port))`], /port (\d+)/);
 const upstream = `http://127.0.0.1:${stubPort}`;
-const serve = (extra = []) => start(process.execPath, [DSK, 'serve', '--upstream', upstream, '--listen', '127.0.0.1:0', '--rps', '100000000', '--burst', '100000000', '--max-failures', '100000000', '--json', ...extra], /"url":\s*"([^"]+)"/);
+const serve = (extra = []) => start(process.execPath, [DSK, 'serve', '--upstream', upstream, '--listen', '127.0.0.1:0', '--rps', '100000000', '--burst', '100000000', '--max-concurrent', '100000', '--max-failures', '100000000', '--json', ...extra], /"url":\s*"([^"]+)"/);
 const [gwA, gwB, workers] = [await serve(), await serve(), await serve(['--workers', '2'])];
 
 // The same three on a second home whose store is PostgreSQL (a fresh database on 127.0.0.1:5432),
@@ -89,7 +89,7 @@ if (spawnSync('pg_isready', ['-h', '127.0.0.1', '-p', '5432']).status === 0) {
   const pgEnv = { ...env, DSK_HOME: pgHome };
   const pgKey = JSON.parse(spawnSync(process.execPath, [DSK, 'keygen', '--name', 'bench', '--role', 'developer', '--json'], { env: pgEnv, encoding: 'utf8' }).stdout);
   const servePg = (extra = []) => {
-    const p = spawn(process.execPath, [DSK, 'serve', '--upstream', upstream, '--listen', '127.0.0.1:0', '--rps', '100000000', '--burst', '100000000', '--max-failures', '100000000', '--json', ...extra], { env: pgEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [DSK, 'serve', '--upstream', upstream, '--listen', '127.0.0.1:0', '--rps', '100000000', '--burst', '100000000', '--max-concurrent', '100000', '--max-failures', '100000000', '--json', ...extra], { env: pgEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(p);
     return new Promise((resolve, reject) => {
       let out = '';

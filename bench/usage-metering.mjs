@@ -113,7 +113,7 @@ const { openUnsealed, defaultEnv } = await import(dist + '/app/home.js');
 const { passphrasesFromFiles } = await import(dist + '/cli/secrets.js');
 const { startGateway, gatewayOptions } = await import(dist + '/gateway/server.js');
 const h = await openUnsealed(process.env.DSK_HOME, defaultEnv('bench'), { passphrases: async () => passphrasesFromFiles(process.env.DSK_PASSPHRASE_FILES.split(':')), pin: async () => Buffer.alloc(0) });
-const o = gatewayOptions(h.config.gateway, { upstream: 'http://127.0.0.1:${stubPort}', listen: '127.0.0.1:0', rps: 1e8, burst: 1e8 });
+const o = gatewayOptions(h.config.gateway, { upstream: 'http://127.0.0.1:${stubPort}', listen: '127.0.0.1:0', rps: 1e8, burst: 1e8, maxConcurrent: 100000 });
 const gw = await startGateway(h, { ...o, countTokens: ${countTokens} });
 console.log('url ' + gw.url);`;
 // a script file, not -e: the gateway's writer thread inherits execArgv, and --input-type breaks it
