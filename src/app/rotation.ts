@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines: the four triggers share one plan-and-commit path, kept in one file so they cannot drift apart.
+ *
  * Key rotation (the seed's section 3.2): manual, scheduled (every 90 days), threshold (100,000
  * calls) and emergency, with a grace period for the old key (48 hours) except in an emergency.
  *

@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines: the walk, the HEAD comparison and the recorded-head comparison name breaches in one vocabulary.
+ *
  * Verifies the audit chain (see chain.ts for its definition) and names the first thing wrong.
  *
  * Structure (anyone can check): every row's hash is SHA-256 over its own fields and its

@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines: it is the request pipeline in order, one line per step; the steps themselves live in their own modules.
+ *
  * The authenticating gateway (`dsk serve`): node:http in front of an OpenAI-compatible upstream.
  * This module listens, runs the request pipeline and drains on close; each step lives in its own
  * module. Per connection: caps overall and per address (connection-caps.ts). Per request, in this

@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines: it is the whole store contract, interfaces only, read as one page by every engine.
+ *
  * The store: everything dsk keeps in a database, behind one engine-neutral, asynchronous interface.
  * SQLite (src/store/sqlite/) is the embedded engine; another engine implements the same interface
  * in its own folder and nothing above src/store changes.

@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines: open, identity checks, locks and migrations of one connection pool belong together.
+ *
  * The PostgreSQL engine: one database shared by every node of a home (several CLIs, several
  * gateways). Reads go through a small pool; each transaction runs on one client.
  *

@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines: open, version checks, the transaction mutex and the error mapping of one connection belong together.
+ *
  * The SQLite engine: keys.db (keys, usage, lineage, operators, master state) with
  * audit_log/audit.db attached as `audit`, on one better-sqlite3 connection.
  *
